@@ -1,0 +1,1 @@
+"""Agents: signed registration, profile, heartbeats, liveness (SPEC 2)."""

@@ -1,0 +1,38 @@
+"""The agent row: identity, capabilities, liveness and (later) trust."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Float, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ains.core.database import Base, JSONType, UTCDateTime
+
+AGENT_STATUSES = ("AVAILABLE", "BUSY", "INACTIVE", "DEREGISTERED")
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    capabilities: Mapped[list[str]] = mapped_column(JSONType)
+    tags: Mapped[list[str]] = mapped_column(JSONType)
+    max_concurrency: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    trust_score: Mapped[float] = mapped_column(Float)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_agents_public_key", "public_key", unique=True),
+        Index("ix_agents_status", "status"),
+        Index("ix_agents_last_heartbeat_at", "last_heartbeat_at"),
+    )
+
+
+Index("ix_agents_trust_score", Agent.trust_score.desc())

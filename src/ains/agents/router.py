@@ -1,0 +1,97 @@
+"""Agent endpoints (SPEC 2)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Response, status
+
+from ains.agents import service
+from ains.agents.schemas import (
+    AgentList,
+    AgentOut,
+    AgentPatch,
+    AgentRegister,
+    AgentRegistered,
+    AgentStatus,
+    AgentToken,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    TokenRequest,
+)
+from ains.auth.dependencies import CurrentPrincipal
+from ains.core.clock import utcnow
+from ains.core.context import AppContext, get_context
+
+router = APIRouter(prefix="/ains/agents", tags=["agents"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRegistered)
+async def register_agent(body: AgentRegister, ctx: Ctx) -> AgentRegistered:
+    """Public. Register an agent with a signed request; the answer carries its API key, once."""
+    async with ctx.db.transaction() as session:
+        agent, secret = await service.register(session, body, now=utcnow(), settings=ctx.settings)
+    return AgentRegistered(**AgentOut.model_validate(agent).model_dump(), api_key=secret)
+
+
+@router.get("", response_model=AgentList)
+async def list_agents(
+    ctx: Ctx,
+    capability: str | None = None,
+    status: AgentStatus | None = None,
+    tag: str | None = None,
+    min_trust: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AgentList:
+    """Public. Registered agents, oldest first."""
+    async with ctx.db.read() as session:
+        rows, total = await service.list_agents(
+            session, capability=capability, status=status, tag=tag, min_trust=min_trust, limit=limit, offset=offset
+        )
+    return AgentList(agents=[AgentOut.model_validate(a) for a in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{agent_id}", response_model=AgentOut)
+async def get_agent(agent_id: str, ctx: Ctx) -> AgentOut:
+    """Public. One agent, never its keys."""
+    async with ctx.db.read() as session:
+        return AgentOut.model_validate(await service.get(session, agent_id))
+
+
+@router.post("/{agent_id}/token", status_code=status.HTTP_201_CREATED, response_model=AgentToken)
+async def reissue_token(agent_id: str, body: TokenRequest, ctx: Ctx) -> AgentToken:
+    """Public. A new agent key for a fresh signature; the agent's earlier keys stop working."""
+    async with ctx.db.transaction() as session:
+        key, secret = await service.reissue_key(
+            session, agent_id, body.timestamp, body.signature, now=utcnow(), settings=ctx.settings
+        )
+    return AgentToken(agent_id=agent_id, key_id=key.key_id, api_key=secret, created_at=key.created_at)
+
+
+@router.patch("/{agent_id}", response_model=AgentOut)
+async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrincipal, ctx: Ctx) -> AgentOut:
+    async with ctx.db.transaction() as session:
+        agent = await service.update_profile(session, principal, agent_id, body, now=utcnow())
+    return AgentOut.model_validate(agent)
+
+
+@router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse)
+async def heartbeat(
+    agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[HeartbeatRequest | None, Body()] = None
+) -> HeartbeatResponse:
+    async with ctx.db.transaction() as session:
+        cancelled = await service.heartbeat(
+            session, principal, agent_id, body.status if body else None, now=utcnow()
+        )
+    return HeartbeatResponse(
+        acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3
+    )
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def deregister_agent(agent_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
+    async with ctx.db.transaction() as session:
+        await service.deregister(session, principal, agent_id, now=utcnow(), settings=ctx.settings, signals=ctx.signals)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,98 @@
+"""Request and response bodies of the agent endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictInt, StringConstraints, field_validator
+
+from ains.core.schemas import AgentId, ApiModel, Capability, RequestModel, UTCTime
+
+PublicKeyHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+SignatureHex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{128}$")]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Endpoint = Annotated[str, StringConstraints(max_length=2000)]
+Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Concurrency = Annotated[StrictInt, Field(ge=1, le=1000)]
+DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+AgentStatus = Literal["AVAILABLE", "BUSY", "INACTIVE"]
+
+
+def _check_endpoint(value: str | None) -> str | None:
+    if value is not None and not value.lower().startswith(("http://", "https://")):
+        raise ValueError("endpoint must be an http(s) URL")
+    return value
+
+
+class AgentRegister(RequestModel):
+    agent_id: AgentId
+    display_name: DisplayName | None = None
+    public_key: PublicKeyHex = Field(description="Ed25519 public key, 64 hex characters")
+    endpoint: Endpoint | None = None
+    capabilities: Annotated[list[Capability], Field(max_length=100)] = Field(default_factory=list)
+    tags: Annotated[list[Tag], Field(max_length=100)] = Field(default_factory=list)
+    max_concurrency: Concurrency = 5
+    timestamp: Timestamp = Field(description="ISO 8601 time of signing, within 5 minutes of the server's clock")
+    signature: SignatureHex = Field(
+        description="hex Ed25519 signature of 'ains-register\\n{agent_id}\\n{public_key}\\n{timestamp}'"
+    )
+
+    _endpoint = field_validator("endpoint")(_check_endpoint)
+
+
+class AgentPatch(RequestModel):
+    display_name: DisplayName | None = None
+    endpoint: Endpoint | None = None
+    capabilities: Annotated[list[Capability], Field(max_length=100)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=100)] | None = None
+    max_concurrency: Concurrency | None = None
+
+    _endpoint = field_validator("endpoint")(_check_endpoint)
+
+
+class TokenRequest(RequestModel):
+    timestamp: Timestamp
+    signature: SignatureHex = Field(description="hex Ed25519 signature of 'ains-token\\n{agent_id}\\n{timestamp}'")
+
+
+class HeartbeatRequest(RequestModel):
+    status: Literal["AVAILABLE", "BUSY"] | None = None
+
+
+class HeartbeatResponse(ApiModel):
+    acknowledged: bool
+    cancelled_task_ids: list[str]
+    next_heartbeat_in: float
+
+
+class AgentOut(ApiModel):
+    agent_id: str
+    display_name: str | None
+    public_key: str
+    endpoint: str | None
+    capabilities: list[str]
+    tags: list[str]
+    max_concurrency: int
+    status: str
+    trust_score: float
+    last_heartbeat_at: UTCTime
+    created_at: UTCTime
+    updated_at: UTCTime
+
+
+class AgentRegistered(AgentOut):
+    api_key: str = Field(description="The agent's API key, shown only here")
+
+
+class AgentToken(ApiModel):
+    agent_id: str
+    key_id: str
+    api_key: str
+    created_at: UTCTime
+
+
+class AgentList(ApiModel):
+    agents: list[AgentOut]
+    total: int
+    limit: int
+    offset: int

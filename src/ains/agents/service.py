@@ -1,0 +1,184 @@
+"""Agent business rules: signed registration, key re-issue, profile, heartbeats, deregistration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.agents.models import Agent
+from ains.agents.schemas import AgentPatch, AgentRegister
+from ains.audit import service as audit
+from ains.auth import service as keys
+from ains.auth.models import ApiKey
+from ains.auth.principal import Principal
+from ains.auth.signatures import registration_message, token_message, verify_signed
+from ains.core.config import Settings
+from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ains.tasks import service as tasks
+
+INITIAL_TRUST = 0.5
+
+
+async def register(session: AsyncSession, body: AgentRegister, *, now: datetime, settings: Settings) -> tuple[Agent, str]:
+    await verify_signed(
+        session,
+        public_key_hex=body.public_key,
+        message=registration_message(body.agent_id, body.public_key, body.timestamp),
+        signature_hex=body.signature,
+        timestamp=body.timestamp,
+        now=now,
+        window_seconds=settings.signature_window_seconds,
+    )
+    public_key = body.public_key.lower()
+    clash = await session.scalar(
+        select(Agent).where(or_(Agent.agent_id == body.agent_id, Agent.public_key == public_key))
+    )
+    if clash is not None:
+        which = "agent_id" if clash.agent_id == body.agent_id else "public_key"
+        raise Conflict(f"An agent with this {which} is already registered")
+    client_key = await session.scalar(
+        select(ApiKey.key_id).where(ApiKey.kind == "client", ApiKey.principal_id == body.agent_id).limit(1)
+    )
+    if client_key is not None:
+        raise Conflict("agent_id is already used as a client_id")
+
+    agent = Agent(
+        agent_id=body.agent_id,
+        display_name=body.display_name,
+        public_key=public_key,
+        endpoint=body.endpoint,
+        capabilities=sorted(set(body.capabilities)),
+        tags=sorted(set(body.tags)),
+        max_concurrency=body.max_concurrency,
+        status="AVAILABLE",
+        trust_score=INITIAL_TRUST,
+        last_heartbeat_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(agent)
+    await session.flush()
+    _key, secret = await keys.issue_agent_key(session, agent.agent_id, now, replace=False)
+    return agent, secret
+
+
+async def reissue_key(
+    session: AsyncSession, agent_id: str, timestamp: str, signature: str, *, now: datetime, settings: Settings
+) -> tuple[Any, str]:
+    agent = await session.get(Agent, agent_id)
+    if agent is None or agent.status == "DEREGISTERED":
+        raise NotFound(f"Agent {agent_id} not found")
+    await verify_signed(
+        session,
+        public_key_hex=agent.public_key,
+        message=token_message(agent_id, timestamp),
+        signature_hex=signature,
+        timestamp=timestamp,
+        now=now,
+        window_seconds=settings.signature_window_seconds,
+    )
+    return await keys.issue_agent_key(session, agent_id, now, replace=True)
+
+
+async def get(session: AsyncSession, agent_id: str, *, for_update: bool = False) -> Agent:
+    query = select(Agent).where(Agent.agent_id == agent_id)
+    if for_update:
+        query = query.with_for_update()
+    agent = await session.scalar(query)
+    if agent is None or agent.status == "DEREGISTERED":
+        raise NotFound(f"Agent {agent_id} not found")
+    return agent
+
+
+def require_self_or_admin(principal: Principal, agent_id: str) -> None:
+    if not (principal.is_admin or principal.is_agent(agent_id)):
+        raise Forbidden("Only the agent itself or an admin may do this")
+
+
+def require_self(principal: Principal, agent_id: str) -> None:
+    if not principal.is_agent(agent_id):
+        raise Forbidden("Only the agent itself may do this")
+
+
+def _json_array_contains(session: AsyncSession, column: Any, value: str) -> Any:
+    if session.bind.dialect.name == "postgresql":
+        return column.contains([value])
+    return text(f"EXISTS (SELECT 1 FROM json_each(agents.{column.key}) WHERE json_each.value = :v_{column.key})").bindparams(
+        **{f"v_{column.key}": value}
+    )
+
+
+async def list_agents(
+    session: AsyncSession,
+    *,
+    capability: str | None,
+    status: str | None,
+    tag: str | None,
+    min_trust: float | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Agent], int]:
+    conditions: list[Any] = [Agent.status != "DEREGISTERED"]
+    if capability:
+        conditions.append(_json_array_contains(session, Agent.capabilities, capability))
+    if tag:
+        conditions.append(_json_array_contains(session, Agent.tags, tag))
+    if status:
+        conditions.append(Agent.status == status)
+    if min_trust is not None:
+        conditions.append(Agent.trust_score >= min_trust)
+    total = await session.scalar(select(func.count()).select_from(Agent).where(*conditions)) or 0
+    rows = await session.scalars(
+        select(Agent).where(*conditions).order_by(Agent.created_at, Agent.agent_id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def update_profile(
+    session: AsyncSession, principal: Principal, agent_id: str, patch: AgentPatch, *, now: datetime
+) -> Agent:
+    require_self_or_admin(principal, agent_id)
+    agent = await get(session, agent_id, for_update=True)
+    changes = patch.model_dump(exclude_unset=True)
+    for field in ("capabilities", "tags", "max_concurrency"):
+        if field in changes and changes[field] is None:
+            raise Unprocessable(field, f"{field} may not be null")
+    for field in ("capabilities", "tags"):
+        if field in changes:
+            changes[field] = sorted(set(changes[field]))
+    for field, value in changes.items():
+        setattr(agent, field, value)
+    agent.updated_at = now
+    if principal.is_admin:
+        audit.record(session, principal, "agent.update", "agent", agent_id, {"fields": sorted(changes)})
+    return agent
+
+
+async def heartbeat(
+    session: AsyncSession, principal: Principal, agent_id: str, status: str | None, *, now: datetime
+) -> list[str]:
+    """Record that the agent is alive; answer the ids of its tasks that were cancelled (SPEC 7)."""
+    require_self(principal, agent_id)
+    agent = await get(session, agent_id, for_update=True)
+    agent.last_heartbeat_at = now
+    if status is not None:
+        agent.status = status
+    elif agent.status == "INACTIVE":
+        agent.status = "AVAILABLE"
+    return []
+
+
+async def deregister(
+    session: AsyncSession, principal: Principal, agent_id: str, *, now: datetime, settings: Settings, signals: Any
+) -> None:
+    require_self_or_admin(principal, agent_id)
+    agent = await get(session, agent_id, for_update=True)
+    released = await tasks.release_agent_tasks(session, agent_id, now=now, settings=settings, signals=signals)
+    agent.status = "DEREGISTERED"
+    agent.updated_at = now
+    await keys.revoke_agent_keys(session, agent_id, now)
+    audit.record(session, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})
+

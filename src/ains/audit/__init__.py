@@ -1,0 +1,1 @@
+"""The audit log of admin actions, key changes, cancellations and trust adjustments."""

@@ -1,0 +1,38 @@
+"""GET /ains/audit-logs (admin), newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from ains.audit import service
+from ains.audit.schemas import AuditEntry, AuditLogPage
+from ains.auth.dependencies import Admin
+from ains.core.context import AppContext, get_context
+from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/ains/audit-logs", tags=["audit"])
+
+
+@router.get("", response_model=AuditLogPage)
+async def list_audit_logs(
+    _admin: Admin,
+    ctx: Annotated[AppContext, Depends(get_context)],
+    action: str | None = None,
+    actor: str | None = None,
+    target_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AuditLogPage:
+    before_id = None
+    if cursor:
+        (before_id,) = decode_cursor(cursor, 1)
+        if not isinstance(before_id, int):
+            raise InvalidCursor()
+    async with ctx.db.read() as session:
+        rows = await service.list_entries(
+            session, action=action, actor=actor, target_id=target_id, limit=limit + 1, before_id=before_id
+        )
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return AuditLogPage(entries=[AuditEntry.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor)

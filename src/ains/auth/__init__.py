@@ -1,0 +1,1 @@
+"""Principals, API keys, the admin bootstrap and Ed25519 signatures (SPEC 1)."""

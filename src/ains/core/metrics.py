@@ -1,0 +1,17 @@
+"""Prometheus metrics. Counters live for the process; gauges of stored state are read at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter("ains_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "ains_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CLAIMED_TASKS = Counter("ains_tasks_claimed_total", "Tasks handed to agents by claims")
+TASKS_BY_STATUS = Gauge("ains_tasks", "Stored tasks by status", ["status"])
+QUEUE_DEPTH = Gauge("ains_queue_depth", "Claimable PENDING tasks")
+AGENTS_BY_STATUS = Gauge("ains_agents", "Registered agents by status", ["status"])

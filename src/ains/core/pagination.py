@@ -1,0 +1,32 @@
+"""Opaque keyset cursors: a base64 of the sort key of the last row returned."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from ains.core.errors import AinsError
+
+
+class InvalidCursor(AinsError):
+    status_code = 422
+
+    def __init__(self) -> None:
+        super().__init__([{"loc": ["query", "cursor"], "msg": "cursor is not valid", "type": "value_error"}])
+
+
+def encode_cursor(*values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor() from exc
+    if not isinstance(values, list) or len(values) != arity:
+        raise InvalidCursor()
+    return values

@@ -1,0 +1,40 @@
+"""Field types shared by several domains' request and response models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{3,64}$"
+CAPABILITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}$"
+
+AgentId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
+ClientId = Annotated[str, StringConstraints(pattern=AGENT_ID_PATTERN)]
+Capability = Annotated[str, StringConstraints(pattern=CAPABILITY_PATTERN)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Times always leave the API as ISO 8601 UTC ending in Z.
+UTCTime = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(lambda v: v.astimezone(UTC).isoformat().replace("+00:00", "Z"), return_type=str),
+]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are ignored, known ones are checked strictly."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+NonNegativeLimit = Annotated[int, Field(ge=1, le=500)]

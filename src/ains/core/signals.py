@@ -1,0 +1,44 @@
+"""In-process wake-ups for long-polling claims.
+
+A claim that finds nothing parks on an event for each capability it serves;
+whatever makes a task claimable calls `notify(capability)` after its commit.
+Woken claimers race for the task through the normal claim transaction, and a
+loser simply parks again, so a lost or extra wake-up is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+
+class TaskAvailability:
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def notify(self, capability: str) -> None:
+        for waiter in self._waiters.get(capability, ()):
+            waiter.set()
+
+    def notify_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.set()
+
+    @contextlib.contextmanager
+    def subscribe(self, capabilities: Iterable[str]) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        capabilities = list(capabilities)
+        for capability in capabilities:
+            self._waiters[capability].add(event)
+        try:
+            yield event
+        finally:
+            for capability in capabilities:
+                waiters = self._waiters.get(capability)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiters[capability]

@@ -1,0 +1,65 @@
+"""Builds the FastAPI application: settings, database, routers, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from ains import __version__
+from ains.agents.router import router as agents_router
+from ains.audit.router import router as audit_router
+from ains.auth.admin_key import resolve_admin_key
+from ains.auth.keys import hash_key
+from ains.auth.router import router as keys_router
+from ains.core.config import Settings
+from ains.core.context import AppContext
+from ains.core.database import Database
+from ains.core.errors import install_error_handlers
+from ains.core.middleware import BodySizeLimit, RequestTelemetry
+from ains.core.signals import TaskAvailability
+from ains.ops.router import router as ops_router
+from ains.tasks.router import router as tasks_router
+
+log = logging.getLogger("ains")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.auto_migrate:
+            from ains.migrate import upgrade
+
+            await asyncio.to_thread(upgrade, settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
+        app.state.ctx = AppContext(
+            settings=settings,
+            db=db,
+            admin_key_hash=hash_key(resolve_admin_key(settings)),
+            signals=TaskAvailability(),
+        )
+        log.info("AINS started", extra={"database": db.dialect, "version": __version__})
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="AINS",
+        version=__version__,
+        description="Agent Intelligence Network System: a registry and task broker for AI agents.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (ops_router, keys_router, agents_router, tasks_router, audit_router):
+        app.include_router(router)
+    # Batches carry up to 100 inputs; anything beyond that is refused before parsing.
+    app.add_middleware(BodySizeLimit, limit=settings.max_input_bytes * 101 + 1024 * 1024)
+    app.add_middleware(RequestTelemetry)
+    return app

@@ -1,0 +1,57 @@
+"""/health, /ready and /metrics (SPEC 11)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
+
+from ains.agents.models import Agent
+from ains.auth.dependencies import Admin
+from ains.core.clock import utcnow
+from ains.core.context import AppContext, get_context
+from ains.core.metrics import AGENTS_BY_STATUS, QUEUE_DEPTH, TASKS_BY_STATUS
+from ains.tasks.lifecycle import PENDING, STATUSES
+from ains.tasks.models import Task
+
+router = APIRouter(tags=["operations"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Public. The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "A dependency is unreachable"}})
+async def ready(ctx: Ctx) -> JSONResponse:
+    """Public. The database answers (within 2 s)."""
+    try:
+        async with asyncio.timeout(2):
+            async with ctx.db.read() as session:
+                await session.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means not ready
+        return JSONResponse({"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok"})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(_admin: Admin, ctx: Ctx) -> Response:
+    """Prometheus text. Admin key required."""
+    async with ctx.db.read() as session:
+        by_status = dict((await session.execute(select(Task.status, func.count()).group_by(Task.status))).all())
+        depth = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.status == PENDING, Task.available_at <= utcnow())
+        )
+        agents = dict((await session.execute(select(Agent.status, func.count()).group_by(Agent.status))).all())
+    for status in STATUSES:
+        TASKS_BY_STATUS.labels(status).set(by_status.get(status, 0))
+    QUEUE_DEPTH.set(depth or 0)
+    for status in ("AVAILABLE", "BUSY", "INACTIVE"):
+        AGENTS_BY_STATUS.labels(status).set(agents.get(status, 0))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

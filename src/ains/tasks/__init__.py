@@ -1,0 +1,1 @@
+"""Tasks: submission, the queue, claims, the state machine and attempt history (SPEC 3)."""

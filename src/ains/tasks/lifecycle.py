@@ -1,0 +1,148 @@
+"""The task state machine, written once as data, and the one function that moves a task.
+
+Every path that changes a task's status (claims, start, complete, fail,
+leases, lost agents, deregistration, cancellation) goes through `move`, which
+checks the move against `ALLOWED_MOVES`, keeps the attempt history, and
+keeps the stored queue fields and deadlines in step with the status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.core.config import Settings
+from ains.core.database import after_commit
+from ains.core.errors import Conflict
+from ains.tasks.models import Task, TaskAttempt
+
+PENDING = "PENDING"
+ASSIGNED = "ASSIGNED"
+ACTIVE = "ACTIVE"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+
+STATUSES = (PENDING, ASSIGNED, ACTIVE, COMPLETED, FAILED, CANCELLED)
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+HELD_STATUSES = (ASSIGNED, ACTIVE)
+
+ALLOWED_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({ASSIGNED, CANCELLED}),
+    # back to PENDING: lease expired, agent lost or deregistered
+    ASSIGNED: frozenset({ACTIVE, PENDING, CANCELLED}),
+    # back to PENDING: a retry, or the agent lost or deregistered
+    ACTIVE: frozenset({COMPLETED, FAILED, PENDING, CANCELLED}),
+    COMPLETED: frozenset(),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+# How an attempt ended, as written in the attempt history.
+OUTCOME_COMPLETED = "completed"
+OUTCOME_FAILED = "failed"
+OUTCOME_TIMEOUT = "timeout"
+OUTCOME_LEASE_EXPIRED = "lease_expired"
+OUTCOME_AGENT_LOST = "agent_lost"
+OUTCOME_RELEASED = "released"
+OUTCOME_CANCELLED = "cancelled"
+
+
+def check_move(task: Task, to: str) -> None:
+    if to not in ALLOWED_MOVES[task.status]:
+        raise Conflict(f"Task {task.task_id} is {task.status}; it cannot become {to}")
+
+
+def check_attempt(task: Task, attempt: int | None) -> None:
+    """Fencing: an answer about an attempt that was already given up changes nothing."""
+    if attempt is not None and attempt != task.attempt:
+        raise Conflict(
+            f"Attempt {attempt} of task {task.task_id} is stale; the current attempt is {task.attempt} "
+            f"and the task is {task.status}"
+        )
+
+
+def queue_position(available_at: datetime, priority: int, settings: Settings) -> float:
+    return available_at.timestamp() - priority * settings.aging_interval_seconds
+
+
+async def _finish_attempt(session: AsyncSession, task: Task, now: datetime, outcome: str, error: str | None) -> None:
+    await session.execute(
+        update(TaskAttempt)
+        .where(TaskAttempt.task_id == task.task_id, TaskAttempt.attempt == task.attempt)
+        .values(finished_at=now, outcome=outcome, error=error)
+    )
+
+
+def _make_claimable(session: AsyncSession, task: Task, available_at: datetime, settings: Settings, signals: Any) -> None:
+    task.available_at = available_at
+    task.queue_position = queue_position(available_at, task.priority, settings)
+    task.assigned_agent_id = None
+    task.assigned_at = None
+    task.started_at = None
+    task.lease_expires_at = None
+    task.deadline_at = None
+    if signals is not None:
+        capability = task.capability_required
+        after_commit(session, lambda: signals.notify(capability))
+
+
+async def move(
+    session: AsyncSession,
+    task: Task,
+    to: str,
+    *,
+    now: datetime,
+    settings: Settings,
+    signals: Any = None,
+    agent_id: str | None = None,
+    outcome: str | None = None,
+    error: str | None = None,
+    result_data: dict[str, Any] | None = None,
+    available_at: datetime | None = None,
+) -> None:
+    """Move `task` to `to` inside the caller's transaction, or raise 409."""
+    check_move(task, to)
+    previous = task.status
+    task.status = to
+    task.updated_at = now
+
+    if to == ASSIGNED:
+        assert agent_id is not None
+        task.attempt += 1
+        task.assigned_agent_id = agent_id
+        task.assigned_at = now
+        task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
+        task.next_retry_at = None
+        session.add(TaskAttempt(task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, assigned_at=now))
+    elif to == ACTIVE:
+        task.started_at = now
+        task.lease_expires_at = None
+        task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
+        await session.execute(
+            update(TaskAttempt)
+            .where(TaskAttempt.task_id == task.task_id, TaskAttempt.attempt == task.attempt)
+            .values(started_at=now)
+        )
+    elif to == COMPLETED:
+        task.completed_at = now
+        task.result_data = result_data if result_data is not None else {}
+        task.deadline_at = None
+        await _finish_attempt(session, task, now, OUTCOME_COMPLETED, None)
+    elif to == FAILED:
+        task.error_message = error
+        task.last_error = error
+        task.lease_expires_at = None
+        task.deadline_at = None
+        await _finish_attempt(session, task, now, outcome or OUTCOME_FAILED, error)
+    elif to == PENDING:
+        await _finish_attempt(session, task, now, outcome or OUTCOME_RELEASED, error)
+        _make_claimable(session, task, available_at or now, settings, signals)
+    elif to == CANCELLED:
+        task.lease_expires_at = None
+        task.deadline_at = None
+        if previous in HELD_STATUSES:
+            await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)

@@ -1,0 +1,150 @@
+"""Task endpoints (SPEC 3)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Response, status
+
+from ains.auth.dependencies import CurrentPrincipal, require_scope
+from ains.core.clock import utcnow
+from ains.core.context import AppContext, get_context
+from ains.core.errors import Forbidden
+from ains.tasks import claim as claiming
+from ains.tasks import service
+from ains.tasks.schemas import (
+    AttemptHistory,
+    AttemptOut,
+    ClaimRequest,
+    ClaimResponse,
+    CompleteRequest,
+    FailRequest,
+    StartRequest,
+    TaskList,
+    TaskOut,
+    TaskStatus,
+    TaskSubmit,
+)
+
+router = APIRouter(tags=["tasks"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+@router.post(
+    "/ains/tasks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    responses={200: {"model": TaskOut, "description": "A repeated idempotency key: the first task"}},
+)
+async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, response: Response) -> TaskOut:
+    require_scope(principal, "tasks:write")
+    async with ctx.db.transaction() as session:
+        task, created = await service.submit(
+            session, principal, body, now=utcnow(), settings=ctx.settings, signals=ctx.signals
+        )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return TaskOut.model_validate(task)
+
+
+@router.get("/ains/tasks", response_model=TaskList)
+async def list_tasks(
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    status: TaskStatus | None = None,
+    client_id: str | None = None,
+    capability: str | None = None,
+    priority: Annotated[int | None, Query(ge=1, le=10)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> TaskList:
+    """Newest first. A client sees its own tasks, an agent those it submitted or holds, the admin all."""
+    require_scope(principal, "tasks:read")
+    async with ctx.db.read() as session:
+        rows, next_cursor = await service.list_tasks(
+            session,
+            principal,
+            status=status,
+            client_id=client_id,
+            capability=capability,
+            priority=priority,
+            limit=limit,
+            cursor=cursor,
+        )
+    return TaskList(tasks=[TaskOut.model_validate(t) for t in rows], next_cursor=next_cursor)
+
+
+@router.get("/ains/tasks/{task_id}", response_model=TaskOut)
+async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
+    require_scope(principal, "tasks:read")
+    async with ctx.db.read() as session:
+        return TaskOut.model_validate(await service.get_visible(session, principal, task_id))
+
+
+@router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory)
+async def task_attempts(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> AttemptHistory:
+    require_scope(principal, "tasks:read")
+    async with ctx.db.read() as session:
+        task = await service.get_visible(session, principal, task_id)
+        rows = await service.attempts(session, task)
+    return AttemptHistory(task_id=task_id, attempts=[AttemptOut.model_validate(r) for r in rows])
+
+
+@router.post("/ains/agents/{agent_id}/tasks/claim", response_model=ClaimResponse)
+async def claim_tasks(
+    agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[ClaimRequest | None, Body()] = None
+) -> ClaimResponse:
+    """Up to `max_tasks` tasks, now ASSIGNED to the caller (ACTIVE with `start`); waits up to `wait_seconds`."""
+    if not principal.is_agent(agent_id):
+        raise Forbidden("An agent may claim only for itself")
+    body = body or ClaimRequest()
+    tasks = await claiming.claim(
+        ctx.db,
+        ctx.signals,
+        agent_id,
+        max_tasks=body.max_tasks,
+        wait_seconds=body.wait_seconds,
+        start=body.start,
+        settings=ctx.settings,
+    )
+    return ClaimResponse(tasks=[TaskOut.model_validate(t) for t in tasks])
+
+
+@router.post("/ains/tasks/{task_id}/start", response_model=TaskOut)
+async def start_task(
+    task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[StartRequest | None, Body()] = None
+) -> TaskOut:
+    async with ctx.db.transaction() as session:
+        task = await service.start(
+            session, principal, task_id, body.attempt if body else None, now=utcnow(), settings=ctx.settings
+        )
+    return TaskOut.model_validate(task)
+
+
+@router.post("/ains/tasks/{task_id}/complete", response_model=TaskOut)
+async def complete_task(
+    task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[CompleteRequest | None, Body()] = None
+) -> TaskOut:
+    body = body or CompleteRequest()
+    async with ctx.db.transaction() as session:
+        task = await service.complete(
+            session, principal, task_id, body.attempt, body.result_data, now=utcnow(), settings=ctx.settings
+        )
+    return TaskOut.model_validate(task)
+
+
+@router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut)
+async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
+    async with ctx.db.transaction() as session:
+        task = await service.fail(
+            session,
+            principal,
+            task_id,
+            body.attempt,
+            body.error_message,
+            retryable=body.retryable,
+            now=utcnow(),
+            settings=ctx.settings,
+            signals=ctx.signals,
+        )
+    return TaskOut.model_validate(task)

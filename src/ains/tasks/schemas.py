@@ -1,0 +1,110 @@
+"""Request and response bodies of the task endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt
+
+from ains.core.schemas import ApiModel, Capability, ClientId, RequestModel, UTCTime
+
+RetryPolicy = Literal["exponential", "linear", "fixed"]
+TaskStatus = Literal["PENDING", "ASSIGNED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED"]
+Score = Annotated[StrictFloat | StrictInt, Field(ge=0.0, le=1.0)]
+
+
+class TaskSubmit(RequestModel):
+    client_id: ClientId | None = Field(None, description="The caller's own id; defaults to it. Admin may submit for anyone.")
+    task_type: Annotated[str, Field(min_length=1, max_length=100)]
+    capability_required: Capability
+    input_data: dict[str, Any] = Field(default_factory=dict)
+    priority: Annotated[StrictInt, Field(ge=1, le=10)] = 5
+    max_retries: Annotated[StrictInt, Field(ge=0, le=10)] = 3
+    retry_policy: RetryPolicy = "exponential"
+    retry_jitter: StrictBool = False
+    timeout_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 300
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    min_trust_score: Score | None = None
+
+
+class TaskOut(ApiModel):
+    task_id: str
+    client_id: str
+    task_type: str
+    capability_required: str
+    input_data: dict[str, Any]
+    priority: int
+    max_retries: int
+    retry_policy: str
+    retry_jitter: bool
+    timeout_seconds: int
+    idempotency_key: str | None
+    metadata: dict[str, Any] = Field(validation_alias="task_metadata")
+    min_trust_score: float | None
+    status: TaskStatus
+    assigned_agent_id: str | None
+    attempt: int = Field(description="Current attempt number (0 before the first claim)")
+    created_at: UTCTime
+    updated_at: UTCTime
+    available_at: UTCTime
+    assigned_at: UTCTime | None
+    started_at: UTCTime | None
+    completed_at: UTCTime | None
+    result_data: dict[str, Any] | None
+    error_message: str | None
+    retry_count: int
+    next_retry_at: UTCTime | None
+    last_error: str | None
+    cancelled_at: UTCTime | None
+    cancelled_by: str | None
+    cancellation_reason: str | None
+
+
+class TaskList(ApiModel):
+    tasks: list[TaskOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class AttemptOut(ApiModel):
+    attempt: int
+    agent_id: str
+    assigned_at: UTCTime
+    started_at: UTCTime | None
+    finished_at: UTCTime | None
+    outcome: str | None
+    error: str | None
+
+
+class AttemptHistory(ApiModel):
+    task_id: str
+    attempts: list[AttemptOut]
+
+
+class ClaimRequest(RequestModel):
+    max_tasks: Annotated[StrictInt, Field(ge=1, le=50)] = 1
+    wait_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=30)] = 0
+    start: StrictBool = False
+
+
+class ClaimResponse(ApiModel):
+    tasks: list[TaskOut]
+
+
+Attempt = Annotated[StrictInt, Field(ge=1, description="The attempt this answer is about (fencing)")]
+
+
+class StartRequest(RequestModel):
+    attempt: Attempt | None = None
+
+
+class CompleteRequest(RequestModel):
+    result_data: dict[str, Any] = Field(default_factory=dict)
+    attempt: Attempt | None = None
+
+
+class FailRequest(RequestModel):
+    error_message: Annotated[str, Field(min_length=1, max_length=10000)]
+    retryable: StrictBool = True
+    retry_after_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0)] | None = None
+    attempt: Attempt | None = None

@@ -1,0 +1,277 @@
+"""Task business rules: submit, read, list, start, complete, fail, and releasing an agent's tasks.
+
+Functions here work inside the caller's transaction and never commit.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.audit import service as audit
+from ains.auth.principal import Principal
+from ains.core.clock import new_id
+from ains.core.config import Settings
+from ains.core.database import after_commit
+from ains.core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.tasks import lifecycle
+from ains.tasks.models import Task, TaskAttempt
+from ains.tasks.schemas import TaskSubmit
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def resolve_client_id(principal: Principal, requested: str | None) -> str:
+    if principal.is_admin:
+        if requested is None:
+            raise Unprocessable("client_id", "client_id is required when the admin submits")
+        return requested
+    if requested is not None and requested != principal.id:
+        raise Forbidden(f"client_id must be your own id ({principal.id})")
+    return principal.id
+
+
+async def submit(
+    session: AsyncSession,
+    principal: Principal,
+    body: TaskSubmit,
+    *,
+    now: datetime,
+    settings: Settings,
+    signals: Any,
+) -> tuple[Task, bool]:
+    """Store a new task, or return the first one for a repeated idempotency key. True when created."""
+    client_id = resolve_client_id(principal, body.client_id)
+    if json_size(body.input_data) > settings.max_input_bytes:
+        raise PayloadTooLarge(f"input_data is larger than {settings.max_input_bytes} bytes")
+
+    if body.idempotency_key is not None:
+        existing = await _by_idempotency_key(session, client_id, body.idempotency_key)
+        if existing is not None:
+            return existing, False
+
+    task = Task(
+        task_id=new_id("task"),
+        client_id=client_id,
+        task_type=body.task_type,
+        capability_required=body.capability_required,
+        input_data=body.input_data,
+        priority=body.priority,
+        max_retries=body.max_retries,
+        retry_policy=body.retry_policy,
+        retry_jitter=body.retry_jitter,
+        timeout_seconds=body.timeout_seconds,
+        idempotency_key=body.idempotency_key,
+        task_metadata=body.metadata,
+        min_trust_score=body.min_trust_score,
+        status=lifecycle.PENDING,
+        attempt=0,
+        retry_count=0,
+        created_at=now,
+        updated_at=now,
+        available_at=now,
+        queue_position=lifecycle.queue_position(now, body.priority, settings),
+    )
+    if body.idempotency_key is None:
+        session.add(task)
+    else:
+        # A concurrent request with the same key may win the insert: then answer with its task.
+        try:
+            async with session.begin_nested():
+                session.add(task)
+        except IntegrityError:
+            existing = await _by_idempotency_key(session, client_id, body.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+    if principal.is_admin:
+        audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": client_id})
+    capability = task.capability_required
+    after_commit(session, lambda: signals.notify(capability))
+    return task, True
+
+
+async def _by_idempotency_key(session: AsyncSession, client_id: str, key: str) -> Task | None:
+    return await session.scalar(select(Task).where(Task.client_id == client_id, Task.idempotency_key == key))
+
+
+def visible_to(principal: Principal) -> Any:
+    """The SQL condition for the tasks a principal may see."""
+    if principal.is_admin:
+        return True
+    if principal.kind == "agent":
+        return or_(Task.client_id == principal.id, Task.assigned_agent_id == principal.id)
+    return Task.client_id == principal.id
+
+
+def can_see(principal: Principal, task: Task) -> bool:
+    if principal.is_admin or task.client_id == principal.id:
+        return True
+    return principal.kind == "agent" and task.assigned_agent_id == principal.id
+
+
+async def get_visible(session: AsyncSession, principal: Principal, task_id: str, *, for_update: bool = False) -> Task:
+    query = select(Task).where(Task.task_id == task_id)
+    if for_update:
+        query = query.with_for_update()
+    task = await session.scalar(query)
+    if task is None or not can_see(principal, task):
+        raise NotFound(f"Task {task_id} not found")
+    return task
+
+
+async def list_tasks(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    status: str | None,
+    client_id: str | None,
+    capability: str | None,
+    priority: int | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Task], str | None]:
+    query = select(Task).where(visible_to(principal))
+    if status:
+        query = query.where(Task.status == status)
+    if client_id:
+        query = query.where(Task.client_id == client_id)
+    if capability:
+        query = query.where(Task.capability_required == capability)
+    if priority is not None:
+        query = query.where(Task.priority == priority)
+    if cursor:
+        created_iso, last_id = decode_cursor(cursor, 2)
+        try:
+            created = datetime.fromisoformat(created_iso)
+        except (TypeError, ValueError) as exc:
+            raise InvalidCursor() from exc
+        query = query.where(
+            or_(Task.created_at < created, and_(Task.created_at == created, Task.task_id < str(last_id)))
+        )
+    query = query.order_by(Task.created_at.desc(), Task.task_id.desc()).limit(limit + 1)
+    rows = list(await session.scalars(query))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last.created_at.isoformat(), last.task_id)
+    return rows, next_cursor
+
+
+async def attempts(session: AsyncSession, task: Task) -> list[TaskAttempt]:
+    query = select(TaskAttempt).where(TaskAttempt.task_id == task.task_id).order_by(TaskAttempt.attempt)
+    return list(await session.scalars(query))
+
+
+async def held_by_agent(session: AsyncSession, principal: Principal, task_id: str) -> Task:
+    """The task, locked, if the calling agent holds it; 409 if it held an earlier attempt; else 404."""
+    if principal.kind != "agent":
+        raise Forbidden("Only the assigned agent may report on a task")
+    task = await session.scalar(select(Task).where(Task.task_id == task_id).with_for_update())
+    if task is None:
+        raise NotFound(f"Task {task_id} not found")
+    if task.assigned_agent_id != principal.id:
+        earlier = await session.scalar(
+            select(TaskAttempt.attempt).where(TaskAttempt.task_id == task_id, TaskAttempt.agent_id == principal.id).limit(1)
+        )
+        if earlier is None:
+            raise NotFound(f"Task {task_id} not found")
+        raise Conflict(f"Task {task_id} is {task.status} and no longer assigned to you")
+    return task
+
+
+async def start(
+    session: AsyncSession, principal: Principal, task_id: str, attempt: int | None, *, now: datetime, settings: Settings
+) -> Task:
+    task = await held_by_agent(session, principal, task_id)
+    lifecycle.check_move(task, lifecycle.ACTIVE)
+    lifecycle.check_attempt(task, attempt)
+    await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings)
+    return task
+
+
+async def complete(
+    session: AsyncSession,
+    principal: Principal,
+    task_id: str,
+    attempt: int | None,
+    result_data: dict[str, Any],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> Task:
+    if json_size(result_data) > settings.max_input_bytes:
+        raise PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
+    task = await held_by_agent(session, principal, task_id)
+    lifecycle.check_move(task, lifecycle.COMPLETED)
+    lifecycle.check_attempt(task, attempt)
+    await lifecycle.move(session, task, lifecycle.COMPLETED, now=now, settings=settings, result_data=result_data)
+    return task
+
+
+async def fail(
+    session: AsyncSession,
+    principal: Principal,
+    task_id: str,
+    attempt: int | None,
+    error_message: str,
+    *,
+    retryable: bool,
+    now: datetime,
+    settings: Settings,
+    signals: Any,
+) -> Task:
+    task = await held_by_agent(session, principal, task_id)
+    lifecycle.check_move(task, lifecycle.FAILED)
+    lifecycle.check_attempt(task, attempt)
+    await fail_attempt(session, task, error_message, retryable=retryable, now=now, settings=settings, signals=signals)
+    return task
+
+
+async def fail_attempt(
+    session: AsyncSession,
+    task: Task,
+    error_message: str,
+    *,
+    retryable: bool,
+    now: datetime,
+    settings: Settings,
+    signals: Any,
+    outcome: str = lifecycle.OUTCOME_FAILED,
+) -> None:
+    """A failed attempt: back to the queue while retries are left (SPEC 4), else FAILED."""
+    if retryable and task.retry_count < task.max_retries:
+        task.retry_count += 1
+        task.last_error = error_message
+        await lifecycle.move(
+            session, task, lifecycle.PENDING, now=now, settings=settings, signals=signals, outcome=outcome, error=error_message
+        )
+    else:
+        await lifecycle.move(session, task, lifecycle.FAILED, now=now, settings=settings, outcome=outcome, error=error_message)
+
+
+async def release_agent_tasks(
+    session: AsyncSession, agent_id: str, *, now: datetime, settings: Settings, signals: Any
+) -> int:
+    """Put every task an agent holds back in the queue without using a retry (deregistration)."""
+    held = await session.scalars(
+        select(Task)
+        .where(Task.assigned_agent_id == agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
+        .with_for_update()
+    )
+    count = 0
+    for task in held:
+        await lifecycle.move(
+            session, task, lifecycle.PENDING, now=now, settings=settings, signals=signals, outcome=lifecycle.OUTCOME_RELEASED
+        )
+        count += 1
+    return count
