@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, or_, select, text, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
@@ -105,7 +106,7 @@ def require_self(principal: Principal, agent_id: str) -> None:
 
 def _json_array_contains(session: AsyncSession, column: Any, value: str) -> Any:
     if session.bind.dialect.name == "postgresql":
-        return column.contains([value])
+        return type_coerce(column, JSONB).contains([value])
     return text(f"EXISTS (SELECT 1 FROM json_each(agents.{column.key}) WHERE json_each.value = :v_{column.key})").bindparams(
         **{f"v_{column.key}": value}
     )

@@ -1,0 +1,147 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, each run in its own database.
+
+PostgreSQL is looked for at AINS_TEST_POSTGRES_URL (default: the local server,
+database `test`); the run creates `ains_test_<random>` there and drops it at the
+end. Without PostgreSQL those tests skip with the reason shown; with
+AINS_TEST_REQUIRE_SERVICES=1 (set by CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from ains.core.config import Settings
+from ains.core.database import Base, Database
+from ains.main import create_app
+from ains.migrate import upgrade
+from tests.helpers import ADMIN_KEY
+
+POSTGRES_URL = os.environ.get("AINS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("AINS_TEST_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (AINS_TEST_REQUIRE_SERVICES=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+_postgres_error: list[str] = []
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+
+
+async def _admin_execute(url: str, *statements: str) -> None:
+    import asyncpg
+
+    parsed = make_url(url)
+    conn = await asyncpg.connect(
+        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+        database=parsed.database, timeout=5,
+    )
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    name = f"ains_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_admin_execute(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # no server, no rights: the reason is shown on the skipped tests
+        _postgres_error.append(f"PostgreSQL unavailable at {POSTGRES_URL}: {type(exc).__name__}: {exc}")
+        yield None
+        return
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    asyncio.run(
+        _admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'ains.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Backend:
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        if url is None:
+            unavailable(_postgres_error[0] if _postgres_error else f"PostgreSQL unavailable at {POSTGRES_URL}")
+        return Backend("postgres", url)
+    if request.node.get_closest_marker("postgres_only"):
+        pytest.skip("PostgreSQL-only test (row locks across processes)")
+    return Backend("sqlite", sqlite_url)
+
+
+async def _clean(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+            if db.is_sqlite:
+                for table in tables:
+                    await session.execute(text(f"DELETE FROM {table}"))
+            else:
+                await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    """Override in a test module to shrink intervals."""
+    return {}
+
+
+@pytest.fixture
+async def settings(backend: Backend, tmp_path: Path, settings_overrides: dict) -> Settings:
+    await _clean(backend.url)
+    return Settings(
+        database_url=backend.url,
+        data_dir=tmp_path / "data",
+        admin_key=ADMIN_KEY,
+        auto_migrate=False,
+        **settings_overrides,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ains.test") as http:
+        yield http
+
+
+@pytest.fixture
+def db(app) -> Database:
+    return app.state.ctx.db

@@ -1,0 +1,116 @@
+"""Small helpers the tests share: principals, signed registrations, task bodies, servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ains.identity import Identity
+
+ADMIN_KEY = "ains_admin_test-key-for-the-suite-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class RegisteredAgent:
+    agent_id: str
+    identity: Identity
+    api_key: str
+    record: dict[str, Any]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.api_key)
+
+
+async def create_client(client: httpx.AsyncClient, client_id: str = "client_1", **extra: Any) -> dict[str, str]:
+    response = await client.post("/ains/api-keys", json={"client_id": client_id, "name": "test", **extra}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return bearer(response.json()["api_key"])
+
+
+async def register_agent(
+    client: httpx.AsyncClient,
+    agent_id: str = "agent_1",
+    capabilities: list[str] | None = None,
+    max_concurrency: int = 5,
+    **extra: Any,
+) -> RegisteredAgent:
+    identity = Identity.generate()
+    body = identity.registration(agent_id) | {
+        "capabilities": capabilities if capabilities is not None else ["data:v1"],
+        "max_concurrency": max_concurrency,
+        **extra,
+    }
+    response = await client.post("/ains/agents", json=body)
+    assert response.status_code == 201, response.text
+    record = response.json()
+    return RegisteredAgent(agent_id, identity, record["api_key"], record)
+
+
+def task_body(**overrides: Any) -> dict[str, Any]:
+    return {"task_type": "analysis", "capability_required": "data:v1", "input_data": {"n": 1}} | overrides
+
+
+async def submit(client: httpx.AsyncClient, headers: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    response = await client.post("/ains/tasks", json=task_body(**overrides), headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def claim(client: httpx.AsyncClient, agent: RegisteredAgent, **body: Any) -> list[dict[str, Any]]:
+    response = await client.post(f"/ains/agents/{agent.agent_id}/tasks/claim", json=body, headers=agent.headers)
+    assert response.status_code == 200, response.text
+    return response.json()["tasks"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A real `ains serve` on a free port, for tests whose behaviour crosses processes."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = os.environ | {"AINS_ADMIN_KEY": ADMIN_KEY} | env
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ains", "serve", "--port", str(self.port)],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
