@@ -145,3 +145,12 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def db(app) -> Database:
     return app.state.ctx.db
+
+
+@pytest.fixture
+async def postgres_only_url(postgres_url: str | None) -> str:
+    """A clean PostgreSQL database, for tests about row locks across processes."""
+    if postgres_url is None:
+        unavailable(_postgres_error[0] if _postgres_error else f"PostgreSQL unavailable at {POSTGRES_URL}")
+    await _clean(postgres_url)
+    return postgres_url

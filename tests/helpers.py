@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,17 +88,19 @@ class ServerProcess:
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = os.environ | {"AINS_ADMIN_KEY": ADMIN_KEY} | env
+        full_env = os.environ | {"AINS_ADMIN_KEY": ADMIN_KEY, "AINS_LOG_LEVEL": "WARNING"} | env
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the server.
+        self.log = tempfile.NamedTemporaryFile(prefix="ains-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ains", "serve", "--port", str(self.port)],
             env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.output()[-2000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
@@ -105,6 +108,10 @@ class ServerProcess:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not start within 30 s")
+
+    def output(self) -> str:
+        with open(self.log.name) as handle:
+            return handle.read()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -114,3 +121,5 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
+        os.unlink(self.log.name)

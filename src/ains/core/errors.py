@@ -76,5 +76,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConnectionError)
     @app.exception_handler(OSError)
     async def _connection_error(_request: Request, exc: Exception) -> JSONResponse:
+        # Requests reach no other service than the database, so a refused connection is its.
         log.error("connection error", extra={"error": str(exc)[:300]})
-        return JSONResponse({"detail": "Service unavailable"}, status_code=503)
+        return JSONResponse({"detail": "Database unavailable"}, status_code=503)

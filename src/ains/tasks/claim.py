@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -33,13 +32,14 @@ async def claim_once(
     max_tasks: int,
     *,
     start: bool,
-    now: datetime,
     settings: Settings,
 ) -> tuple[list[Task], list[str]]:
     """One claim try inside the caller's transaction. Returns the tasks and the agent's capabilities."""
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None or agent.status == "DEREGISTERED":
         raise NotFound(f"Agent {agent_id} not found")
+    # Read the clock only once the agent is locked, so assignment times follow the order of claims.
+    now = utcnow()
     # A claim counts as a heartbeat.
     agent.last_heartbeat_at = now
     if agent.status == "INACTIVE":
@@ -90,7 +90,7 @@ async def claim(
 
     async def attempt() -> tuple[list[Task], list[str]]:
         async with db.transaction() as session:
-            return await claim_once(session, agent_id, max_tasks, start=start, now=utcnow(), settings=settings)
+            return await claim_once(session, agent_id, max_tasks, start=start, settings=settings)
 
     tasks, capabilities = await attempt()
     if not tasks and wait_seconds > 0:

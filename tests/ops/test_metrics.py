@@ -1,0 +1,78 @@
+"""SPEC 11: metrics, readiness when the database is gone, JSON errors, the OpenAPI document."""
+
+import httpx
+
+from ains.core.config import Settings
+from ains.main import create_app
+from tests.helpers import ADMIN, claim, create_client, free_port, register_agent, submit
+
+
+async def test_metrics_report_requests_tasks_and_claims(client):
+    owner = await create_client(client)
+    agent = await register_agent(client)
+    await submit(client, owner)
+    await submit(client, owner)
+    await claim(client, agent)
+    response = await client.get("/metrics", headers=ADMIN)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'ains_tasks{status="PENDING"} 1.0' in text
+    assert 'ains_tasks{status="ASSIGNED"} 1.0' in text
+    assert "ains_queue_depth 1.0" in text
+    assert "ains_tasks_claimed_total" in text
+    assert 'ains_http_requests_total{method="POST",route="/ains/tasks",status="201"}' in text
+    assert "ains_http_request_duration_seconds_bucket" in text
+
+
+async def test_metrics_need_the_admin(client):
+    owner = await create_client(client)
+    assert (await client.get("/metrics")).status_code == 401
+    assert (await client.get("/metrics", headers=owner)).status_code == 403
+
+
+async def test_ready_is_503_when_the_database_is_unreachable(tmp_path):
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    app = create_app(Settings(database_url=dead, data_dir=tmp_path, admin_key="ains_admin_x", auto_migrate=False))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            assert (await http.get("/health")).status_code == 200
+            response = await http.get("/ready")
+            assert response.status_code == 503 and response.json()["status"] == "unavailable"
+            # A request that needs the database answers 503 JSON, not 500.
+            failed = await http.get("/ains/agents")
+            assert failed.status_code == 503 and failed.json() == {"detail": "Database unavailable"}
+
+
+async def test_errors_are_json(client):
+    response = await client.get("/no/such/path")
+    assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+    response = await client.post("/ains/tasks", json={}, headers=ADMIN)
+    assert response.status_code == 422 and isinstance(response.json()["detail"], list)
+
+
+async def test_openapi_describes_every_endpoint(client):
+    document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    expected = {
+        "/ains/api-keys": {"get", "post"},
+        "/ains/api-keys/{key_id}": {"delete"},
+        "/ains/audit-logs": {"get"},
+        "/ains/agents": {"get", "post"},
+        "/ains/agents/{agent_id}": {"get", "patch", "delete"},
+        "/ains/agents/{agent_id}/token": {"post"},
+        "/ains/agents/{agent_id}/heartbeat": {"post"},
+        "/ains/agents/{agent_id}/tasks/claim": {"post"},
+        "/ains/tasks": {"get", "post"},
+        "/ains/tasks/{task_id}": {"get"},
+        "/ains/tasks/{task_id}/attempts": {"get"},
+        "/ains/tasks/{task_id}/start": {"post"},
+        "/ains/tasks/{task_id}/complete": {"post"},
+        "/ains/tasks/{task_id}/fail": {"post"},
+        "/health": {"get"},
+        "/ready": {"get"},
+        "/metrics": {"get"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+    for name in ("TaskOut", "TaskSubmit", "AgentRegister", "AgentOut", "ApiKeyCreated", "ClaimRequest"):
+        assert name in document["components"]["schemas"]

@@ -1,0 +1,98 @@
+"""Claims are exclusive across concurrent claimers of a real server process on PostgreSQL.
+
+500 tasks, 20 agents each claiming from two loops at once through HTTP: every
+task is assigned exactly once, and no agent ever holds more than its
+`max_concurrency` (checked from the server's own attempt times).
+"""
+
+import asyncio
+from collections import Counter
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from ains.core.database import Database
+from ains.tasks.models import Task, TaskAttempt
+from ains.identity import Identity
+from tests.helpers import ADMIN, ServerProcess, bearer, task_body
+
+TASKS = 500
+AGENTS = 20
+MAX_CONCURRENCY = 3
+
+
+@pytest.fixture
+def server(postgres_only_url, tmp_path):
+    process = ServerProcess({"AINS_DATABASE_URL": postgres_only_url, "AINS_DATA_DIR": str(tmp_path)})
+    yield process
+    process.stop()
+
+
+@pytest.mark.slow
+async def test_500_tasks_20_claimers_each_assigned_once(server, postgres_only_url):
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+        key = (await http.post("/ains/api-keys", json={"client_id": "client_1", "name": "load"}, headers=ADMIN)).json()
+        owner = bearer(key["api_key"])
+        agents = {}
+        for n in range(AGENTS):
+            agent_id = f"agent_{n:02d}"
+            body = Identity.generate().registration(agent_id) | {
+                "capabilities": ["data:v1"], "max_concurrency": MAX_CONCURRENCY,
+            }
+            agents[agent_id] = bearer((await http.post("/ains/agents", json=body)).json()["api_key"])
+
+        async def submit_range(start: int) -> None:
+            for i in range(start, TASKS, 10):
+                response = await http.post("/ains/tasks", json=task_body(input_data={"i": i}), headers=owner)
+                assert response.status_code == 201
+
+        await asyncio.gather(*(submit_range(s) for s in range(10)))
+
+        claimed: list[str] = []
+
+        async def claimer(agent_id: str) -> None:
+            headers = agents[agent_id]
+            while True:
+                response = await http.post(
+                    f"/ains/agents/{agent_id}/tasks/claim", json={"max_tasks": 5}, headers=headers
+                )
+                assert response.status_code == 200, response.text
+                tasks = response.json()["tasks"]
+                if not tasks:
+                    return
+                assert len(tasks) <= MAX_CONCURRENCY
+                for task in tasks:
+                    claimed.append(task["task_id"])
+                    attempt = task["attempt"]
+                    started = await http.post(f"/ains/tasks/{task['task_id']}/start", json={"attempt": attempt}, headers=headers)
+                    assert started.status_code == 200, started.text
+                    done = await http.post(
+                        f"/ains/tasks/{task['task_id']}/complete", json={"attempt": attempt}, headers=headers
+                    )
+                    assert done.status_code == 200, done.text
+
+        await asyncio.gather(*(claimer(a) for a in agents for _ in range(2)))
+
+    duplicates = [task_id for task_id, count in Counter(claimed).items() if count > 1]
+    assert duplicates == [] and len(claimed) == TASKS
+
+    db = Database(postgres_only_url)
+    try:
+        async with db.read() as session:
+            statuses = Counter((await session.scalars(select(Task.status))).all())
+            attempts = (await session.scalars(select(TaskAttempt))).all()
+    finally:
+        await db.dispose()
+    assert statuses == {"COMPLETED": TASKS}
+    assert len(attempts) == TASKS and len({a.task_id for a in attempts}) == TASKS
+
+    by_agent: dict[str, list[TaskAttempt]] = {}
+    for attempt in attempts:
+        by_agent.setdefault(attempt.agent_id, []).append(attempt)
+    assert len(by_agent) > 1  # the work really was shared
+    for agent_id, rows in by_agent.items():
+        for row in rows:
+            held = sum(1 for r in rows if r.assigned_at <= row.assigned_at < r.finished_at or r is row)
+            assert held <= MAX_CONCURRENCY, (agent_id, row.task_id, held)
