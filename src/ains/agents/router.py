@@ -43,7 +43,7 @@ async def list_agents(
     tag: str | None = None,
     min_trust: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> AgentList:
     """Public. Registered agents, oldest first."""
     async with ctx.db.read() as session:

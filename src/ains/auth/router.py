@@ -32,7 +32,7 @@ async def list_keys(
     client_id: str | None = None,
     include_revoked: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> ApiKeyList:
     async with ctx.db.read() as session:
         rows = await service.list_keys(session, client_id=client_id, include_revoked=include_revoked, limit=limit, offset=offset)

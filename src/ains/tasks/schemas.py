@@ -106,5 +106,5 @@ class CompleteRequest(RequestModel):
 class FailRequest(RequestModel):
     error_message: Annotated[str, Field(min_length=1, max_length=10000)]
     retryable: StrictBool = True
-    retry_after_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0)] | None = None
+    retry_after_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=31_536_000)] | None = None
     attempt: Attempt | None = None

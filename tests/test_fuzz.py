@@ -1,0 +1,35 @@
+"""Fuzz every operation of the live OpenAPI document with schemathesis: no answer may be a 500."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ADMIN_KEY, ServerProcess
+
+
+@pytest.mark.slow
+def test_no_server_errors_under_fuzzing(tmp_path):
+    server = ServerProcess({"AINS_DATA_DIR": str(tmp_path / "data")})
+    st = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
+    assert st, "schemathesis is part of the dev dependencies"
+    examples = os.environ.get("AINS_FUZZ_EXAMPLES", "30")
+    try:
+        result = subprocess.run(
+            [
+                st, "run", f"{server.url}/openapi.json",
+                "--checks", "not_a_server_error",
+                "--max-examples", examples,
+                "--header", f"Authorization: Bearer {ADMIN_KEY}",
+                "--request-timeout", "40",
+                "--seed", "1",
+                "--no-color",
+            ],
+            capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    finally:
+        server.stop()
