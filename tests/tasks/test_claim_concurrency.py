@@ -1,8 +1,9 @@
-"""Claims are exclusive across concurrent claimers of a real server process on PostgreSQL.
+"""Claims are exclusive across concurrent claimers of real server processes.
 
-500 tasks, 20 agents each claiming from two loops at once through HTTP: every
-task is assigned exactly once, and no agent ever holds more than its
-`max_concurrency` (checked from the server's own attempt times).
+500 tasks, 20 agents each claiming from two loops at once through HTTP, spread
+over two `ains serve` processes sharing one database (PostgreSQL, and SQLite's
+file): every task is assigned exactly once, and no agent ever holds more than
+its `max_concurrency` (checked from the servers' own attempt times).
 """
 
 import asyncio
@@ -23,16 +24,19 @@ MAX_CONCURRENCY = 3
 
 
 @pytest.fixture
-def server(postgres_only_url, tmp_path):
-    process = ServerProcess({"AINS_DATABASE_URL": postgres_only_url, "AINS_DATA_DIR": str(tmp_path)})
-    yield process
-    process.stop()
+def servers(settings):
+    env = {"AINS_DATABASE_URL": settings.database_url, "AINS_DATA_DIR": str(settings.data_dir)}
+    processes = [ServerProcess(env), ServerProcess(env)]
+    yield processes
+    for process in processes:
+        process.stop()
 
 
 @pytest.mark.slow
-async def test_500_tasks_20_claimers_each_assigned_once(server, postgres_only_url):
+async def test_500_tasks_20_claimers_each_assigned_once(servers, settings):
     limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+    first, second = (httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers)
+    async with first as http, second as other_http:
         key = (await http.post("/ains/api-keys", json={"client_id": "client_1", "name": "load"}, headers=ADMIN)).json()
         owner = bearer(key["api_key"])
         agents = {}
@@ -52,7 +56,7 @@ async def test_500_tasks_20_claimers_each_assigned_once(server, postgres_only_ur
 
         claimed: list[str] = []
 
-        async def claimer(agent_id: str) -> None:
+        async def claimer(agent_id: str, http: httpx.AsyncClient) -> None:
             headers = agents[agent_id]
             while True:
                 response = await http.post(
@@ -73,12 +77,13 @@ async def test_500_tasks_20_claimers_each_assigned_once(server, postgres_only_ur
                     )
                     assert done.status_code == 200, done.text
 
-        await asyncio.gather(*(claimer(a) for a in agents for _ in range(2)))
+        # Each agent claims through both servers at once.
+        await asyncio.gather(*(claimer(a, h) for a in agents for h in (http, other_http)))
 
     duplicates = [task_id for task_id, count in Counter(claimed).items() if count > 1]
     assert duplicates == [] and len(claimed) == TASKS
 
-    db = Database(postgres_only_url)
+    db = Database(settings.database_url)
     try:
         async with db.read() as session:
             statuses = Counter((await session.scalars(select(Task.status))).all())
