@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -85,18 +87,25 @@ def free_port() -> int:
 class ServerProcess:
     """A real `ains serve` on a free port, for tests whose behaviour crosses processes."""
 
+    command = "serve"
+    log_level = "WARNING"
+
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = os.environ | {"AINS_ADMIN_KEY": ADMIN_KEY, "AINS_LOG_LEVEL": "WARNING"} | env
+        full_env = os.environ | {"AINS_ADMIN_KEY": ADMIN_KEY, "AINS_LOG_LEVEL": self.log_level} | env
         # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the server.
-        self.log = tempfile.NamedTemporaryFile(prefix="ains-server-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"ains-{self.command}-", suffix=".log", delete=False)
+        args = ["serve", "--port", str(self.port)] if self.command == "serve" else [self.command]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ains", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "ains", *args],
             env=full_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -123,3 +132,34 @@ class ServerProcess:
                 self.process.wait()
         self.log.close()
         os.unlink(self.log.name)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+
+class WorkerProcess(ServerProcess):
+    """A real `ains worker`: background duties only."""
+
+    command = "worker"
+    log_level = "INFO"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.output()[-2000:]}")
+            if "background duties started" in self.output():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("worker did not start within 30 s")
+
+
+async def wait_for(predicate, timeout: float = 20, interval: float = 0.1):
+    """Poll an async predicate until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)

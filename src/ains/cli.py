@@ -36,6 +36,37 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
+@app.command()
+def worker() -> None:
+    """Run only the background duties (timeouts, leases, stale agents, retries), for scaling out.
+
+    Run servers with AINS_RUN_BACKGROUND=false and any number of workers on one PostgreSQL.
+    """
+    import signal
+
+    from ains.background.runner import DutyRunner
+    from ains.core.logging import configure_logging
+    from ains.main import open_context
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        ctx = await open_context(settings, with_admin_key=False)
+        runner = DutyRunner(ctx)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))
+        runner.start()
+        try:
+            await runner.wait()
+        finally:
+            await runner.stop()
+            await ctx.db.dispose()
+
+    asyncio.run(run())
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the migrations to AINS_DATABASE_URL (or the embedded SQLite file)."""

@@ -15,16 +15,31 @@ from ains.audit.router import router as audit_router
 from ains.auth.admin_key import resolve_admin_key
 from ains.auth.keys import hash_key
 from ains.auth.router import router as keys_router
+from ains.background.runner import DutyRunner
 from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import Database
 from ains.core.errors import install_error_handlers
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
 from ains.core.signals import TaskAvailability
+from ains.migrate import upgrade
 from ains.ops.router import router as ops_router
 from ains.tasks.router import router as tasks_router
 
 log = logging.getLogger("ains")
+
+
+async def open_context(settings: Settings, *, with_admin_key: bool = True) -> AppContext:
+    """Prepare the data directory and database (migrating if asked) and build the shared context."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.auto_migrate:
+        await asyncio.to_thread(upgrade, settings.resolved_database_url)
+    return AppContext(
+        settings=settings,
+        db=Database(settings.resolved_database_url),
+        admin_key_hash=hash_key(resolve_admin_key(settings)) if with_admin_key else "",
+        signals=TaskAvailability(),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,23 +47,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if settings.auto_migrate:
-            from ains.migrate import upgrade
-
-            await asyncio.to_thread(upgrade, settings.resolved_database_url)
-        db = Database(settings.resolved_database_url)
-        app.state.ctx = AppContext(
-            settings=settings,
-            db=db,
-            admin_key_hash=hash_key(resolve_admin_key(settings)),
-            signals=TaskAvailability(),
+        ctx = await open_context(settings)
+        app.state.ctx = ctx
+        runner = DutyRunner(ctx) if settings.run_background else None
+        if runner:
+            runner.start()
+        log.info(
+            "AINS started",
+            extra={"database": ctx.db.dialect, "version": __version__, "background": settings.run_background},
         )
-        log.info("AINS started", extra={"database": db.dialect, "version": __version__})
         try:
             yield
         finally:
-            await db.dispose()
+            if runner:
+                await runner.stop()
+            await ctx.db.dispose()
 
     app = FastAPI(
         title="AINS",

@@ -7,6 +7,12 @@ from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 
 
 @pytest.fixture
+def settings_overrides():
+    # Retries come back at once here; their delays have tests of their own (test_retry_delays.py).
+    return {"retry_exponential_base_seconds": 0, "retry_linear_base_seconds": 0, "retry_fixed_seconds": 0}
+
+
+@pytest.fixture
 async def world(client):
     owner = await create_client(client, "client_1")
     agent = await register_agent(client, "agent_1")

@@ -169,7 +169,7 @@ async def heartbeat(
         agent.status = status
     elif agent.status == "INACTIVE":
         agent.status = "AVAILABLE"
-    return []
+    return await tasks.take_cancelled_for_agent(session, agent_id, now)
 
 
 async def deregister(

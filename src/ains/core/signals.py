@@ -22,6 +22,9 @@ class TaskAvailability:
         for waiter in self._waiters.get(capability, ()):
             waiter.set()
 
+    def has_waiters(self) -> bool:
+        return bool(self._waiters)
+
     def notify_all(self) -> None:
         for waiters in self._waiters.values():
             for waiter in waiters:

@@ -77,9 +77,13 @@ async def _finish_attempt(session: AsyncSession, task: Task, now: datetime, outc
     )
 
 
-def _make_claimable(session: AsyncSession, task: Task, available_at: datetime, settings: Settings, signals: Any) -> None:
-    task.available_at = available_at
-    task.queue_position = queue_position(available_at, task.priority, settings)
+def _make_claimable(
+    session: AsyncSession, task: Task, available_at: datetime | None, settings: Settings, signals: Any
+) -> None:
+    # Only a retry delay moves available_at (SPEC 6); a task released unstarted keeps its place and its age.
+    if available_at is not None:
+        task.available_at = available_at
+    task.queue_position = queue_position(task.available_at, task.priority, settings)
     task.assigned_agent_id = None
     task.assigned_at = None
     task.started_at = None
@@ -140,7 +144,7 @@ async def move(
         await _finish_attempt(session, task, now, outcome or OUTCOME_FAILED, error)
     elif to == PENDING:
         await _finish_attempt(session, task, now, outcome or OUTCOME_RELEASED, error)
-        _make_claimable(session, task, available_at or now, settings, signals)
+        _make_claimable(session, task, available_at, settings, signals)
     elif to == CANCELLED:
         task.lease_expires_at = None
         task.deadline_at = None

@@ -58,6 +58,8 @@ class Task(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancelled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cancellation_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When the assigned agent was told of the cancellation (its next heartbeat).
+    cancel_acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("client_id", "idempotency_key", name="uq_tasks_client_idempotency"),
@@ -78,6 +80,18 @@ class Task(Base):
             "lease_expires_at",
             postgresql_where=text("status = 'ASSIGNED'"),
             sqlite_where=text("status = 'ASSIGNED'"),
+        ),
+        Index(
+            "ix_tasks_cancel_unacknowledged",
+            "assigned_agent_id",
+            postgresql_where=text("status = 'CANCELLED' AND cancel_acknowledged_at IS NULL"),
+            sqlite_where=text("status = 'CANCELLED' AND cancel_acknowledged_at IS NULL"),
+        ),
+        Index(
+            "ix_tasks_retry_due",
+            "available_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
         ),
         Index(
             "ix_tasks_deadline_due",

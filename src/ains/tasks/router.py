@@ -12,9 +12,15 @@ from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
 from ains.tasks import claim as claiming
 from ains.tasks import service
+from ains.core.config import Settings
+from ains.tasks.models import Task
 from ains.tasks.schemas import (
     AttemptHistory,
     AttemptOut,
+    CancelRequest,
+    CancelResponse,
+    PriorityRequest,
+    QueueMetrics,
     ClaimRequest,
     ClaimResponse,
     CompleteRequest,
@@ -28,6 +34,12 @@ from ains.tasks.schemas import (
 
 router = APIRouter(tags=["tasks"])
 Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+def present(task: Task, settings: Settings) -> TaskOut:
+    out = TaskOut.model_validate(task)
+    out.effective_priority = service.effective_priority(task, utcnow(), settings)
+    return out
 
 
 @router.post(
@@ -44,7 +56,7 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, r
         )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return TaskOut.model_validate(task)
+    return present(task, ctx.settings)
 
 
 @router.get("/ains/tasks", response_model=TaskList)
@@ -71,14 +83,14 @@ async def list_tasks(
             limit=limit,
             cursor=cursor,
         )
-    return TaskList(tasks=[TaskOut.model_validate(t) for t in rows], next_cursor=next_cursor)
+    return TaskList(tasks=[present(t, ctx.settings) for t in rows], next_cursor=next_cursor)
 
 
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut)
 async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
     require_scope(principal, "tasks:read")
     async with ctx.db.read() as session:
-        return TaskOut.model_validate(await service.get_visible(session, principal, task_id))
+        return present(await service.get_visible(session, principal, task_id), ctx.settings)
 
 
 @router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory)
@@ -107,7 +119,7 @@ async def claim_tasks(
         start=body.start,
         settings=ctx.settings,
     )
-    return ClaimResponse(tasks=[TaskOut.model_validate(t) for t in tasks])
+    return ClaimResponse(tasks=[present(t, ctx.settings) for t in tasks])
 
 
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut)
@@ -118,7 +130,7 @@ async def start_task(
         task = await service.start(
             session, principal, task_id, body.attempt if body else None, now=utcnow(), settings=ctx.settings
         )
-    return TaskOut.model_validate(task)
+    return present(task, ctx.settings)
 
 
 @router.post("/ains/tasks/{task_id}/complete", response_model=TaskOut)
@@ -130,7 +142,7 @@ async def complete_task(
         task = await service.complete(
             session, principal, task_id, body.attempt, body.result_data, now=utcnow(), settings=ctx.settings
         )
-    return TaskOut.model_validate(task)
+    return present(task, ctx.settings)
 
 
 @router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut)
@@ -143,8 +155,39 @@ async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal
             body.attempt,
             body.error_message,
             retryable=body.retryable,
+            retry_after_seconds=body.retry_after_seconds,
             now=utcnow(),
             settings=ctx.settings,
             signals=ctx.signals,
         )
-    return TaskOut.model_validate(task)
+    return present(task, ctx.settings)
+
+
+@router.post("/ains/tasks/{task_id}/cancel", response_model=CancelResponse)
+async def cancel_task(
+    task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[CancelRequest | None, Body()] = None
+) -> CancelResponse:
+    """PENDING, ASSIGNED or ACTIVE → CANCELLED (owner or admin); 409 on a final task."""
+    require_scope(principal, "tasks:write")
+    body = body or CancelRequest()
+    async with ctx.db.transaction() as session:
+        task = await service.cancel(session, principal, task_id, body.reason, now=utcnow(), settings=ctx.settings)
+    return CancelResponse.model_validate(task)
+
+
+@router.patch("/ains/tasks/{task_id}/priority", response_model=TaskOut)
+async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
+    """Change the base priority of a task that is not final (owner or admin); takes effect at once."""
+    require_scope(principal, "tasks:write")
+    async with ctx.db.transaction() as session:
+        task = await service.set_priority(session, principal, task_id, body.priority, now=utcnow(), settings=ctx.settings)
+    return present(task, ctx.settings)
+
+
+@router.get("/ains/queue/metrics", response_model=QueueMetrics)
+async def queue_metrics(principal: CurrentPrincipal, ctx: Ctx) -> QueueMetrics:
+    """Queue figures (SPEC 6): over all tasks for the admin, over the caller's own tasks otherwise."""
+    require_scope(principal, "tasks:read")
+    async with ctx.db.read() as session:
+        figures = await service.queue_metrics(session, principal, now=utcnow(), settings=ctx.settings)
+    return QueueMetrics(**figures)

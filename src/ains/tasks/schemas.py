@@ -45,6 +45,9 @@ class TaskOut(ApiModel):
     status: TaskStatus
     assigned_agent_id: str | None
     attempt: int = Field(description="Current attempt number (0 before the first claim)")
+    effective_priority: float = Field(
+        0.0, description="Priority plus one step per aging interval waited while claimable (SPEC 6), rounded, at most 10"
+    )
     created_at: UTCTime
     updated_at: UTCTime
     available_at: UTCTime
@@ -108,3 +111,29 @@ class FailRequest(RequestModel):
     retryable: StrictBool = True
     retry_after_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=31_536_000)] | None = None
     attempt: Attempt | None = None
+
+
+class CancelRequest(RequestModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] = "Client requested cancellation"
+
+
+class CancelResponse(ApiModel):
+    task_id: str
+    status: TaskStatus
+    cancelled_at: UTCTime
+    cancelled_by: str
+    cancellation_reason: str
+
+
+class PriorityRequest(RequestModel):
+    priority: Annotated[StrictInt, Field(ge=1, le=10)]
+
+
+class QueueMetrics(ApiModel):
+    tasks_by_priority: dict[str, int] = Field(description="Tasks not final, by priority")
+    queue_depth_by_priority: dict[str, int] = Field(description="Claimable PENDING tasks, by priority")
+    avg_wait_time_by_priority: dict[str, float] = Field(
+        description="Mean seconds the claimable PENDING tasks of each priority have waited so far"
+    )
+    scheduled_retries: int = Field(description="PENDING tasks waiting for their retry delay to end")
+    oldest_pending_age_seconds: float = Field(description="Age of the oldest PENDING task since submission; 0 if none")

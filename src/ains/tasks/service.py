@@ -6,10 +6,10 @@ Functions here work inside the caller's transaction and never commit.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +20,8 @@ from ains.core.config import Settings
 from ains.core.database import after_commit
 from ains.core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from ains.tasks import lifecycle
+from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
+from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskSubmit
 
@@ -226,6 +227,7 @@ async def fail(
     error_message: str,
     *,
     retryable: bool,
+    retry_after_seconds: float | None,
     now: datetime,
     settings: Settings,
     signals: Any,
@@ -233,7 +235,16 @@ async def fail(
     task = await held_by_agent(session, principal, task_id)
     lifecycle.check_move(task, lifecycle.FAILED)
     lifecycle.check_attempt(task, attempt)
-    await fail_attempt(session, task, error_message, retryable=retryable, now=now, settings=settings, signals=signals)
+    await fail_attempt(
+        session,
+        task,
+        error_message,
+        retryable=retryable,
+        now=now,
+        settings=settings,
+        signals=signals,
+        retry_after_seconds=retry_after_seconds,
+    )
     return task
 
 
@@ -247,16 +258,36 @@ async def fail_attempt(
     settings: Settings,
     signals: Any,
     outcome: str = lifecycle.OUTCOME_FAILED,
+    retry_after_seconds: float | None = None,
 ) -> None:
-    """A failed attempt: back to the queue while retries are left (SPEC 4), else FAILED."""
+    """A failed attempt: back to the queue after the retry delay while retries are left (SPEC 4), else FAILED."""
     if retryable and task.retry_count < task.max_retries:
+        delay = retry.retry_delay(
+            task.retry_policy,
+            task.retry_count,
+            retry.RetryBases.from_settings(settings),
+            requested_seconds=retry_after_seconds,
+            jitter=task.retry_jitter,
+        )
+        retry_at = now + timedelta(seconds=delay)
         task.retry_count += 1
         task.last_error = error_message
         await lifecycle.move(
-            session, task, lifecycle.PENDING, now=now, settings=settings, signals=signals, outcome=outcome, error=error_message
+            session,
+            task,
+            lifecycle.PENDING,
+            now=now,
+            settings=settings,
+            signals=signals,
+            outcome=outcome,
+            error=error_message,
+            available_at=retry_at,
         )
+        task.next_retry_at = retry_at
+        after_commit(session, RETRIES_SCHEDULED.inc)
     else:
         await lifecycle.move(session, task, lifecycle.FAILED, now=now, settings=settings, outcome=outcome, error=error_message)
+        after_commit(session, TASKS_FAILED.labels(outcome).inc)
 
 
 async def release_agent_tasks(
@@ -275,3 +306,104 @@ async def release_agent_tasks(
         )
         count += 1
     return count
+
+
+def require_owner(principal: Principal, task: Task, action: str) -> None:
+    """Cancelling and re-prioritising belong to the task's client (or the admin), not to the agent running it."""
+    if not (principal.is_admin or task.client_id == principal.id):
+        raise Forbidden(f"Only the task's owner or an admin may {action} it")
+
+
+async def cancel(
+    session: AsyncSession, principal: Principal, task_id: str, reason: str, *, now: datetime, settings: Settings
+) -> Task:
+    task = await get_visible(session, principal, task_id, for_update=True)
+    require_owner(principal, task, "cancel")
+    await lifecycle.move(session, task, lifecycle.CANCELLED, now=now, settings=settings)
+    task.cancelled_at = now
+    task.cancelled_by = principal.id
+    task.cancellation_reason = reason
+    audit.record(
+        session, principal, "task.cancel", "task", task.task_id,
+        {"reason": reason, "assigned_agent_id": task.assigned_agent_id},
+    )
+    return task
+
+
+async def set_priority(
+    session: AsyncSession, principal: Principal, task_id: str, priority: int, *, now: datetime, settings: Settings
+) -> Task:
+    task = await get_visible(session, principal, task_id, for_update=True)
+    require_owner(principal, task, "re-prioritise")
+    if task.status in lifecycle.FINAL_STATUSES:
+        raise Conflict(f"Task {task_id} is {task.status}; its priority can no longer change")
+    previous = task.priority
+    task.priority = priority
+    task.queue_position = lifecycle.queue_position(task.available_at, priority, settings)
+    task.updated_at = now
+    if principal.is_admin:
+        audit.record(session, principal, "task.priority", "task", task_id, {"from": previous, "to": priority})
+    return task
+
+
+async def take_cancelled_for_agent(session: AsyncSession, agent_id: str, now: datetime) -> list[str]:
+    """Ids of the agent's tasks cancelled since it was last told; each is told once."""
+    rows = list(
+        await session.scalars(
+            select(Task)
+            .where(
+                Task.assigned_agent_id == agent_id,
+                Task.status == lifecycle.CANCELLED,
+                Task.cancel_acknowledged_at.is_(None),
+            )
+            .order_by(Task.cancelled_at)
+            .with_for_update()
+        )
+    )
+    for task in rows:
+        task.cancel_acknowledged_at = now
+    return [task.task_id for task in rows]
+
+
+def effective_priority(task: Task, now: datetime, settings: Settings) -> float:
+    """SPEC 6: base priority plus one step per aging interval waited while claimable; shown rounded, at most 10."""
+    if task.status != lifecycle.PENDING:
+        return float(task.priority)
+    waited = max(0.0, (now - task.available_at).total_seconds())
+    return round(min(10.0, task.priority + waited / settings.aging_interval_seconds), 1)
+
+
+async def queue_metrics(session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings) -> dict[str, Any]:
+    """SPEC 6 queue figures, over all tasks for the admin and over the caller's own tasks otherwise."""
+    scope = [] if principal.is_admin else [Task.client_id == principal.id]
+    open_rows = await session.execute(
+        select(Task.priority, func.count())
+        .where(Task.status.in_((lifecycle.PENDING, *lifecycle.HELD_STATUSES)), *scope)
+        .group_by(Task.priority)
+    )
+    # The mean of available_at comes from the stored queue position: within one priority,
+    # epoch(available_at) = queue_position + priority * aging_interval_seconds.
+    claimable_rows = await session.execute(
+        select(Task.priority, func.count(), func.avg(Task.queue_position))
+        .where(Task.status == lifecycle.PENDING, Task.available_at <= now, *scope)
+        .group_by(Task.priority)
+    )
+    scheduled = await session.scalar(
+        select(func.count()).select_from(Task).where(Task.status == lifecycle.PENDING, Task.available_at > now, *scope)
+    )
+    oldest = await session.scalar(select(func.min(Task.created_at)).where(Task.status == lifecycle.PENDING, *scope))
+    depth: dict[str, int] = {}
+    waits: dict[str, float] = {}
+    for priority, count, mean_position in claimable_rows:
+        mean_available = float(mean_position) + priority * settings.aging_interval_seconds
+        depth[str(priority)] = count
+        waits[str(priority)] = round(max(0.0, now.timestamp() - mean_available), 3)
+    if isinstance(oldest, str):  # SQLite returns MIN() over a datetime column as text
+        oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
+    return {
+        "tasks_by_priority": {str(p): c for p, c in sorted(open_rows, reverse=True)},
+        "queue_depth_by_priority": dict(sorted(depth.items(), key=lambda kv: -int(kv[0]))),
+        "avg_wait_time_by_priority": dict(sorted(waits.items(), key=lambda kv: -int(kv[0]))),
+        "scheduled_retries": scheduled or 0,
+        "oldest_pending_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+    }

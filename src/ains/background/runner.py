@@ -1,0 +1,76 @@
+"""Runs every background duty in its own loop, inside `ains serve` or alone as `ains worker`.
+
+Each loop sleeps until the duty's next known deadline or its interval, whichever
+comes first, and goes again at once when a pass filled a whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ains.background.duty import BATCH, Duty
+from ains.core.clock import utcnow
+from ains.core.context import AppContext
+from ains.core.metrics import DUTY_RUNS
+
+log = logging.getLogger("ains.background")
+
+# Never spin: even a deadline that is already due waits this long before the next pass.
+MIN_SLEEP_SECONDS = 0.02
+
+
+def all_duties() -> list[Duty]:
+    from ains.agents.duties import STALE_AGENTS
+    from ains.tasks.duties import EXPIRED_LEASES, RETRY_WAKEUPS, TIMEOUTS
+
+    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS]
+
+
+class DutyRunner:
+    def __init__(self, ctx: AppContext, duties: list[Duty] | None = None) -> None:
+        self.ctx = ctx
+        self.duties = duties if duties is not None else all_duties()
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+
+    def start(self) -> None:
+        for duty in self.duties:
+            self._tasks.append(asyncio.create_task(self._loop(duty), name=f"duty:{duty.name}"))
+        log.info("background duties started", extra={"duties": [d.name for d in self.duties]})
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def _loop(self, duty: Duty) -> None:
+        while not self._stopping.is_set():
+            interval = duty.interval(self.ctx)
+            try:
+                result = await duty.run(self.ctx)
+                DUTY_RUNS.labels(duty.name).inc()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failing pass (database down, …) must not end the loop
+                log.exception("background duty failed", extra={"duty": duty.name})
+                await self._sleep(interval)
+                continue
+            if result.handled >= BATCH:
+                continue
+            delay = interval
+            if result.next_due is not None:
+                delay = min(delay, (result.next_due - utcnow()).total_seconds())
+            await self._sleep(max(delay, MIN_SLEEP_SECONDS))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

@@ -1,0 +1,128 @@
+"""Task duties: fail ACTIVE tasks past their deadline, requeue ASSIGNED tasks past their lease,
+and wake long polls when retry delays end."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from ains.background.duty import BATCH, Duty, PassResult
+from ains.core.clock import utcnow
+from ains.core.context import AppContext
+from ains.core.database import after_commit
+from ains.core.metrics import LEASES_EXPIRED, TASK_TIMEOUTS
+from ains.tasks import lifecycle
+from ains.tasks.models import Task
+
+log = logging.getLogger("ains.tasks")
+
+
+async def _earliest(ctx: AppContext, column, status: str, after: datetime | None = None) -> datetime | None:
+    query = select(func.min(column)).where(Task.status == status)
+    if after is not None:
+        query = query.where(column > after)
+    async with ctx.db.read() as session:
+        value = await session.scalar(query)
+    if isinstance(value, str):  # SQLite answers MIN() over a datetime column as text
+        value = datetime.fromisoformat(value).replace(tzinfo=utcnow().tzinfo)
+    return value
+
+
+async def fail_timed_out(ctx: AppContext) -> PassResult:
+    """SPEC 7: ACTIVE past started_at + timeout_seconds → FAILED, never retried."""
+    now = utcnow()
+    earliest = await _earliest(ctx, Task.deadline_at, lifecycle.ACTIVE)
+    if earliest is None or earliest > now:
+        return PassResult(0, earliest)
+    async with ctx.db.transaction() as session:
+        due = list(
+            await session.scalars(
+                select(Task)
+                .where(Task.status == lifecycle.ACTIVE, Task.deadline_at <= now)
+                .order_by(Task.deadline_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for task in due:
+            await lifecycle.move(
+                session,
+                task,
+                lifecycle.FAILED,
+                now=now,
+                settings=ctx.settings,
+                outcome=lifecycle.OUTCOME_TIMEOUT,
+                error=f"Task timed out after {task.timeout_seconds} seconds",
+            )
+        ids = [task.task_id for task in due]
+        after_commit(session, lambda: _report(ids, "task timed out", TASK_TIMEOUTS))
+    return PassResult(len(due), await _earliest(ctx, Task.deadline_at, lifecycle.ACTIVE, after=now))
+
+
+async def requeue_expired_leases(ctx: AppContext) -> PassResult:
+    """SPEC 3: ASSIGNED and not started within assign_lease_seconds → PENDING, no retry used."""
+    now = utcnow()
+    earliest = await _earliest(ctx, Task.lease_expires_at, lifecycle.ASSIGNED)
+    if earliest is None or earliest > now:
+        return PassResult(0, earliest)
+    async with ctx.db.transaction() as session:
+        due = list(
+            await session.scalars(
+                select(Task)
+                .where(Task.status == lifecycle.ASSIGNED, Task.lease_expires_at <= now)
+                .order_by(Task.lease_expires_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for task in due:
+            await lifecycle.move(
+                session,
+                task,
+                lifecycle.PENDING,
+                now=now,
+                settings=ctx.settings,
+                signals=ctx.signals,
+                outcome=lifecycle.OUTCOME_LEASE_EXPIRED,
+            )
+        ids = [task.task_id for task in due]
+        after_commit(session, lambda: _report(ids, "task lease expired", LEASES_EXPIRED))
+    return PassResult(len(due), await _earliest(ctx, Task.lease_expires_at, lifecycle.ASSIGNED, after=now))
+
+
+def _report(task_ids: list[str], message: str, counter) -> None:
+    counter.inc(len(task_ids))
+    for task_id in task_ids:
+        log.info(message, extra={"task_id": task_id})
+
+
+class _RetryWakeups:
+    """Per process: wake this process's long polls for tasks whose retry delay has ended.
+
+    Nothing is written, so every process runs it for itself; doing it twice is harmless.
+    """
+
+    def __init__(self) -> None:
+        self.checked_until: dict[int, datetime] = {}
+
+    async def __call__(self, ctx: AppContext) -> PassResult:
+        now = utcnow()
+        since = self.checked_until.get(id(ctx), now)
+        self.checked_until[id(ctx)] = now
+        if ctx.signals.has_waiters():
+            async with ctx.db.read() as session:
+                capabilities = await session.scalars(
+                    select(Task.capability_required)
+                    .where(Task.status == lifecycle.PENDING, Task.available_at > since, Task.available_at <= now)
+                    .distinct()
+                )
+                for capability in capabilities:
+                    ctx.signals.notify(capability)
+        return PassResult(0, await _earliest(ctx, Task.available_at, lifecycle.PENDING, after=now))
+
+
+TIMEOUTS = Duty("timeouts", fail_timed_out, lambda ctx: ctx.settings.timeout_check_seconds)
+EXPIRED_LEASES = Duty("leases", requeue_expired_leases, lambda ctx: ctx.settings.timeout_check_seconds)
+RETRY_WAKEUPS = Duty("retry_wakeups", _RetryWakeups(), lambda ctx: ctx.settings.timeout_check_seconds)
