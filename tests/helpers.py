@@ -123,6 +123,10 @@ class ServerProcess:
             return handle.read()
 
     def stop(self) -> None:
+        self.stop_keeping_log()
+        self.discard_log()
+
+    def stop_keeping_log(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -130,8 +134,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def discard_log(self) -> None:
         self.log.close()
-        os.unlink(self.log.name)
+        if os.path.exists(self.log.name):
+            os.unlink(self.log.name)
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
