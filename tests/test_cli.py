@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ains.auth.signatures import registration_message
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def ains(*args, env=None, check=True):
@@ -29,7 +29,9 @@ def test_keygen_writes_a_private_identity_and_sign_uses_it(tmp_path):
     fields = json.loads(ains("sign", "--key-file", str(path), "--agent-id", "agent_1").stdout)
     assert fields["public_key"] == out["public_key"]
     message = registration_message("agent_1", fields["public_key"], fields["timestamp"])
-    Ed25519PublicKey.from_public_bytes(bytes.fromhex(fields["public_key"])).verify(bytes.fromhex(fields["signature"]), message)
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(fields["public_key"])).verify(
+        bytes.fromhex(fields["signature"]), message
+    )
 
 
 def test_db_upgrade_and_keys_create_on_a_fresh_data_dir(tmp_path):

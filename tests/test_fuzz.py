@@ -20,15 +20,25 @@ def test_no_server_errors_under_fuzzing(tmp_path):
     try:
         result = subprocess.run(
             [
-                st, "run", f"{server.url}/openapi.json",
-                "--checks", "not_a_server_error",
-                "--max-examples", examples,
-                "--header", f"Authorization: Bearer {ADMIN_KEY}",
-                "--request-timeout", "40",
-                "--seed", "1",
+                st,
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                examples,
+                "--header",
+                f"Authorization: Bearer {ADMIN_KEY}",
+                "--request-timeout",
+                "40",
+                "--seed",
+                "1",
                 "--no-color",
             ],
-            capture_output=True, text=True, timeout=900, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     finally:

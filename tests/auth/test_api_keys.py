@@ -45,7 +45,9 @@ async def test_key_management_is_admin_only(client):
     client_headers = await create_client(client)
     agent = await register_agent(client)
     for headers in (client_headers, agent.headers):
-        assert (await client.post("/ains/api-keys", json={"client_id": "x_1", "name": "a"}, headers=headers)).status_code == 403
+        assert (
+            await client.post("/ains/api-keys", json={"client_id": "x_1", "name": "a"}, headers=headers)
+        ).status_code == 403
         assert (await client.get("/ains/api-keys", headers=headers)).status_code == 403
         assert (await client.delete("/ains/api-keys/key_x", headers=headers)).status_code == 403
         assert (await client.get("/ains/audit-logs", headers=headers)).status_code == 403

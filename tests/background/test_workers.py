@@ -32,7 +32,10 @@ async def test_two_workers_and_a_server_fail_each_timeout_once(postgres_only_url
             owner = bearer(key["api_key"])
             agents = []
             for n in range(4):
-                body = Identity.generate().registration(f"agent_{n}") | {"capabilities": ["data:v1"], "max_concurrency": 50}
+                body = Identity.generate().registration(f"agent_{n}") | {
+                    "capabilities": ["data:v1"],
+                    "max_concurrency": 50,
+                }
                 agents.append((f"agent_{n}", bearer((await http.post("/ains/agents", json=body)).json()["api_key"])))
             for _ in range(TASKS):
                 response = await http.post("/ains/tasks", json=task_body(timeout_seconds=1), headers=owner)

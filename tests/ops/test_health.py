@@ -1,6 +1,3 @@
-from tests.helpers import ADMIN, bearer, create_client
-
-
 async def test_health_is_public(client):
     response = await client.get("/health")
     assert response.status_code == 200

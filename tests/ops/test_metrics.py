@@ -33,14 +33,14 @@ async def test_metrics_need_the_admin(client):
 async def test_ready_is_503_when_the_database_is_unreachable(tmp_path):
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
     app = create_app(Settings(database_url=dead, data_dir=tmp_path, admin_key="ains_admin_x", auto_migrate=False))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            assert (await http.get("/health")).status_code == 200
-            response = await http.get("/ready")
-            assert response.status_code == 503 and response.json()["status"] == "unavailable"
-            # A request that needs the database answers 503 JSON, not 500.
-            failed = await http.get("/ains/agents")
-            assert failed.status_code == 503 and failed.json() == {"detail": "Database unavailable"}
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        assert (await http.get("/health")).status_code == 200
+        response = await http.get("/ready")
+        assert response.status_code == 503 and response.json()["status"] == "unavailable"
+        # A request that needs the database answers 503 JSON, not 500.
+        failed = await http.get("/ains/agents")
+        assert failed.status_code == 503 and failed.json() == {"detail": "Database unavailable"}
 
 
 async def test_errors_are_json(client):

@@ -52,7 +52,9 @@ async def test_the_agent_learns_of_it_by_heartbeat_and_by_409(client, world):
     beat = (await client.post("/ains/agents/agent_1/heartbeat", headers=agent.headers)).json()
     assert beat["cancelled_task_ids"] == [task["task_id"]]
     # Told once.
-    assert (await client.post("/ains/agents/agent_1/heartbeat", headers=agent.headers)).json()["cancelled_task_ids"] == []
+    assert (await client.post("/ains/agents/agent_1/heartbeat", headers=agent.headers)).json()[
+        "cancelled_task_ids"
+    ] == []
     for action, body in (("start", {}), ("complete", {"result_data": {}}), ("fail", {"error_message": "x"})):
         response = await client.post(f"/ains/tasks/{task['task_id']}/{action}", json=body, headers=agent.headers)
         assert response.status_code == 409 and "CANCELLED" in response.json()["detail"]

@@ -46,6 +46,8 @@ async def test_claim_with_start_makes_tasks_active(client):
     await submit(client, owner)
     (task,) = await claim(client, agent, start=True)
     assert task["status"] == "ACTIVE" and task["started_at"] is not None
+    (attempt,) = (await client.get(f"/ains/tasks/{task['task_id']}/attempts", headers=owner)).json()["attempts"]
+    assert attempt["started_at"] == task["started_at"]
 
 
 async def test_claim_is_for_oneself_only(client):

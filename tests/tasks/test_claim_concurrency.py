@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from ains.core.database import Database
-from ains.tasks.models import Task, TaskAttempt
 from ains.identity import Identity
+from ains.tasks.models import Task, TaskAttempt
 from tests.helpers import ADMIN, ServerProcess, bearer, task_body
 
 TASKS = 500
@@ -43,7 +43,8 @@ async def test_500_tasks_20_claimers_each_assigned_once(servers, settings):
         for n in range(AGENTS):
             agent_id = f"agent_{n:02d}"
             body = Identity.generate().registration(agent_id) | {
-                "capabilities": ["data:v1"], "max_concurrency": MAX_CONCURRENCY,
+                "capabilities": ["data:v1"],
+                "max_concurrency": MAX_CONCURRENCY,
             }
             agents[agent_id] = bearer((await http.post("/ains/agents", json=body)).json()["api_key"])
 
@@ -70,7 +71,9 @@ async def test_500_tasks_20_claimers_each_assigned_once(servers, settings):
                 for task in tasks:
                     claimed.append(task["task_id"])
                     attempt = task["attempt"]
-                    started = await http.post(f"/ains/tasks/{task['task_id']}/start", json={"attempt": attempt}, headers=headers)
+                    started = await http.post(
+                        f"/ains/tasks/{task['task_id']}/start", json={"attempt": attempt}, headers=headers
+                    )
                     assert started.status_code == 200, started.text
                     done = await http.post(
                         f"/ains/tasks/{task['task_id']}/complete", json={"attempt": attempt}, headers=headers

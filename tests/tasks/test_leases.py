@@ -29,7 +29,9 @@ async def test_unstarted_task_returns_to_the_queue_and_fencing_stops_the_late_st
 
     (again,) = await claim(client, quick)
     assert again["attempt"] == 2
-    late = await client.post(f"/ains/tasks/{task['task_id']}/start", json={"attempt": claimed["attempt"]}, headers=slow.headers)
+    late = await client.post(
+        f"/ains/tasks/{task['task_id']}/start", json={"attempt": claimed["attempt"]}, headers=slow.headers
+    )
     assert late.status_code == 409
     started = await client.post(f"/ains/tasks/{task['task_id']}/start", json={"attempt": 2}, headers=quick.headers)
     assert started.status_code == 200 and started.json()["status"] == "ACTIVE"
@@ -40,9 +42,7 @@ async def test_started_tasks_keep_their_lease(client):
     agent = await register_agent(client)
     task = await submit(client, owner)
     await claim(client, agent, start=True)
-    changed = await wait_for(
-        lambda: _not_active(client, owner, task["task_id"]), timeout=1.5
-    )
+    changed = await wait_for(lambda: _not_active(client, owner, task["task_id"]), timeout=1.5)
     assert not changed
 
 

@@ -39,7 +39,9 @@ async def test_happy_path_and_attempt_history(client, world):
     assert claimed["status"] == "ASSIGNED" and claimed["attempt"] == 1 and claimed["assigned_agent_id"] == "agent_1"
     started = await post(client, f"/ains/tasks/{task['task_id']}/start", agent.headers, attempt=1)
     assert started.status_code == 200 and started.json()["status"] == "ACTIVE" and started.json()["started_at"]
-    done = await post(client, f"/ains/tasks/{task['task_id']}/complete", agent.headers, attempt=1, result_data={"answer": 42})
+    done = await post(
+        client, f"/ains/tasks/{task['task_id']}/complete", agent.headers, attempt=1, result_data={"answer": 42}
+    )
     assert done.status_code == 200
     assert done.json()["status"] == "COMPLETED" and done.json()["result_data"] == {"answer": 42}
     assert done.json()["completed_at"]
@@ -99,7 +101,9 @@ async def test_failure_with_retries_left_goes_back_to_the_queue(client, world):
     assert failed["status"] == "FAILED" and failed["error_message"] == "boom 3" and failed["retry_count"] == 2
     history = (await client.get(f"{path}/attempts", headers=owner)).json()["attempts"]
     assert [(a["attempt"], a["outcome"], a["error"]) for a in history] == [
-        (1, "failed", "boom 1"), (2, "failed", "boom 2"), (3, "failed", "boom 3")
+        (1, "failed", "boom 1"),
+        (2, "failed", "boom 2"),
+        (3, "failed", "boom 3"),
     ]
 
 
@@ -109,8 +113,9 @@ async def test_no_retries_or_not_retryable_fails_at_once(client, world, body):
     task = await submit(client, owner, **body)
     await claim(client, agent, start=True)
     retryable = "max_retries" in body  # the second case fails with retryable false
-    response = await post(client, f"/ains/tasks/{task['task_id']}/fail", agent.headers,
-                          error_message="bad input", retryable=retryable)
+    response = await post(
+        client, f"/ains/tasks/{task['task_id']}/fail", agent.headers, error_message="bad input", retryable=retryable
+    )
     assert response.status_code == 200
     assert response.json()["status"] == "FAILED" and response.json()["error_message"] == "bad input"
     assert response.json()["retry_count"] == 0

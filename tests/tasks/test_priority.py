@@ -87,8 +87,11 @@ async def test_queue_metrics_are_scoped_and_complete(client):
 
     admin_view = (await client.get("/ains/queue/metrics", headers=ADMIN)).json()
     assert set(admin_view) == {
-        "tasks_by_priority", "queue_depth_by_priority", "avg_wait_time_by_priority",
-        "scheduled_retries", "oldest_pending_age_seconds",
+        "tasks_by_priority",
+        "queue_depth_by_priority",
+        "avg_wait_time_by_priority",
+        "scheduled_retries",
+        "oldest_pending_age_seconds",
     }
     assert admin_view["tasks_by_priority"] == {"10": 1, "7": 1, "5": 2}
     assert admin_view["queue_depth_by_priority"] == {"5": 2}  # the priority-7 task waits for its retry delay

@@ -1,7 +1,7 @@
 """SPEC 4 through the API: delays hold tasks back, agents may ask for a delay, the cap applies,
 and a task failing every attempt ends FAILED after exactly max_retries + 1 attempts."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 
@@ -34,7 +34,9 @@ async def fail_now(client, agent, task, **body):
     return response.json()
 
 
-@pytest.mark.parametrize(("policy", "first", "second"), [("exponential", 0.4, 0.8), ("linear", 0.3, 0.6), ("fixed", 0.5, 0.5)])
+@pytest.mark.parametrize(
+    ("policy", "first", "second"), [("exponential", 0.4, 0.8), ("linear", 0.3, 0.6), ("fixed", 0.5, 0.5)]
+)
 async def test_next_retry_at_follows_the_policy(client, policy, first, second):
     owner = await create_client(client)
     agent = await register_agent(client)
@@ -66,7 +68,9 @@ async def test_agent_requested_delay_is_used_and_capped(client):
     await submit(client, owner)
     (claimed,) = await claim(client, agent)
     failed = await fail_now(client, agent, claimed, retry_after_seconds=1.5)
-    assert (parse(failed["next_retry_at"]) - parse(failed["updated_at"])).total_seconds() == pytest.approx(1.5, abs=0.01)
+    assert (parse(failed["next_retry_at"]) - parse(failed["updated_at"])).total_seconds() == pytest.approx(
+        1.5, abs=0.01
+    )
     (claimed,) = await claim(client, agent, wait_seconds=5)
     failed = await fail_now(client, agent, claimed, retry_after_seconds=100)
     assert (parse(failed["next_retry_at"]) - parse(failed["updated_at"])).total_seconds() == pytest.approx(2, abs=0.01)
@@ -93,7 +97,9 @@ async def test_failing_every_attempt_ends_failed_after_max_retries_plus_one(clie
         (claimed,) = await claim(client, agent, wait_seconds=5)
         assert claimed["attempt"] == n
         await client.post(f"/ains/tasks/{task['task_id']}/start", headers=agent.headers)
-        await client.post(f"/ains/tasks/{task['task_id']}/fail", json={"error_message": f"error {n}"}, headers=agent.headers)
+        await client.post(
+            f"/ains/tasks/{task['task_id']}/fail", json={"error_message": f"error {n}"}, headers=agent.headers
+        )
     final = (await client.get(f"/ains/tasks/{task['task_id']}", headers=owner)).json()
     assert final["status"] == "FAILED" and final["error_message"] == "error 4" and final["retry_count"] == 3
     history = (await client.get(f"/ains/tasks/{task['task_id']}/attempts", headers=owner)).json()["attempts"]

@@ -27,17 +27,37 @@ async def test_submit_applies_the_defaults(client):
         "min_trust_score": None,
     }
     assert {k: task[k] for k in expected} == expected
-    for field in ("task_id", "created_at", "assigned_at", "started_at", "completed_at", "result_data",
-                  "error_message", "next_retry_at", "last_error", "cancelled_at", "cancelled_by",
-                  "cancellation_reason", "idempotency_key"):
+    for field in (
+        "task_id",
+        "created_at",
+        "assigned_at",
+        "started_at",
+        "completed_at",
+        "result_data",
+        "error_message",
+        "next_retry_at",
+        "last_error",
+        "cancelled_at",
+        "cancelled_by",
+        "cancellation_reason",
+        "idempotency_key",
+    ):
         assert field in task
     assert task["created_at"].endswith("Z")
 
 
 async def test_submit_keeps_every_given_field(client):
     headers = await create_client(client, "client_1")
-    body = task_body(priority=9, max_retries=0, retry_policy="linear", retry_jitter=True, timeout_seconds=10,
-                     metadata={"k": "v"}, min_trust_score=0.7, input_data={"deep": {"x": [1, 2]}})
+    body = task_body(
+        priority=9,
+        max_retries=0,
+        retry_policy="linear",
+        retry_jitter=True,
+        timeout_seconds=10,
+        metadata={"k": "v"},
+        min_trust_score=0.7,
+        input_data={"deep": {"x": [1, 2]}},
+    )
     task = await submit(client, headers, **body)
     stored = (await client.get(f"/ains/tasks/{task['task_id']}", headers=headers)).json()
     for key, value in body.items():
@@ -104,7 +124,9 @@ async def test_client_submits_only_as_itself_and_admin_for_anyone(client):
     agent = await register_agent(client, "agent_1")
     as_agent = await client.post("/ains/tasks", json=task_body(), headers=agent.headers)
     assert as_agent.status_code == 201 and as_agent.json()["client_id"] == "agent_1"
-    assert (await client.post("/ains/tasks", json=task_body(client_id="client_1"), headers=agent.headers)).status_code == 403
+    assert (
+        await client.post("/ains/tasks", json=task_body(client_id="client_1"), headers=agent.headers)
+    ).status_code == 403
 
 
 async def test_idempotency_key_returns_the_first_task(client):
@@ -170,7 +192,10 @@ async def test_list_is_scoped_and_filtered(client):
     a = await submit(client, mine, priority=9)
     b = await submit(client, mine, capability_required="image:v1")
     c = await submit(client, theirs)
-    assert {t["task_id"] for t in (await client.get("/ains/tasks", headers=mine)).json()["tasks"]} == {a["task_id"], b["task_id"]}
+    assert {t["task_id"] for t in (await client.get("/ains/tasks", headers=mine)).json()["tasks"]} == {
+        a["task_id"],
+        b["task_id"],
+    }
     # Asking for another client's tasks yields nothing, not their tasks.
     assert (await client.get("/ains/tasks", params={"client_id": "client_2"}, headers=mine)).json()["tasks"] == []
     assert len((await client.get("/ains/tasks", headers=ADMIN)).json()["tasks"]) == 3

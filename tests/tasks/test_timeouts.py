@@ -1,4 +1,5 @@
-"""SPEC 7 timeouts: an ACTIVE task past its deadline fails with the exact message, within the configured lag, never retried."""
+"""SPEC 7 timeouts: an ACTIVE task past its deadline fails with the exact message,
+within the configured lag, and is never retried."""
 
 from datetime import datetime, timedelta
 
@@ -47,9 +48,7 @@ async def test_assigned_but_unstarted_tasks_do_not_time_out(client):
     agent = await register_agent(client)
     task = await submit(client, owner, timeout_seconds=1)
     await claim(client, agent)
-    assert not await wait_for(
-        lambda: _status_is(client, owner, task["task_id"], "FAILED"), timeout=1.5 + CHECK
-    )
+    assert not await wait_for(lambda: _status_is(client, owner, task["task_id"], "FAILED"), timeout=1.5 + CHECK)
 
 
 async def _status_is(client, headers, task_id, status):

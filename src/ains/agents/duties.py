@@ -64,12 +64,24 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
             for task in held:
                 if task.status == lifecycle.ASSIGNED:
                     await lifecycle.move(
-                        session, task, lifecycle.PENDING, now=now, settings=settings, signals=ctx.signals,
-                        outcome=lifecycle.OUTCOME_AGENT_LOST, error=AGENT_LOST,
+                        session,
+                        task,
+                        lifecycle.PENDING,
+                        now=now,
+                        settings=settings,
+                        signals=ctx.signals,
+                        outcome=lifecycle.OUTCOME_AGENT_LOST,
+                        error=AGENT_LOST,
                     )
                 else:
                     await fail_attempt(
-                        session, task, AGENT_LOST, retryable=True, now=now, settings=settings, signals=ctx.signals,
+                        session,
+                        task,
+                        AGENT_LOST,
+                        retryable=True,
+                        now=now,
+                        settings=settings,
+                        signals=ctx.signals,
                         outcome=lifecycle.OUTCOME_AGENT_LOST,
                     )
         lost = [agent.agent_id for agent in agents]

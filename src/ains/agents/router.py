@@ -82,9 +82,7 @@ async def heartbeat(
     agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[HeartbeatRequest | None, Body()] = None
 ) -> HeartbeatResponse:
     async with ctx.db.transaction() as session:
-        cancelled = await service.heartbeat(
-            session, principal, agent_id, body.status if body else None, now=utcnow()
-        )
+        cancelled = await service.heartbeat(session, principal, agent_id, body.status if body else None, now=utcnow())
     return HeartbeatResponse(
         acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3
     )

@@ -23,7 +23,9 @@ from ains.tasks import service as tasks
 INITIAL_TRUST = 0.5
 
 
-async def register(session: AsyncSession, body: AgentRegister, *, now: datetime, settings: Settings) -> tuple[Agent, str]:
+async def register(
+    session: AsyncSession, body: AgentRegister, *, now: datetime, settings: Settings
+) -> tuple[Agent, str]:
     await verify_signed(
         session,
         public_key_hex=body.public_key,
@@ -107,9 +109,9 @@ def require_self(principal: Principal, agent_id: str) -> None:
 def _json_array_contains(session: AsyncSession, column: Any, value: str) -> Any:
     if session.bind.dialect.name == "postgresql":
         return type_coerce(column, JSONB).contains([value])
-    return text(f"EXISTS (SELECT 1 FROM json_each(agents.{column.key}) WHERE json_each.value = :v_{column.key})").bindparams(
-        **{f"v_{column.key}": value}
-    )
+    return text(
+        f"EXISTS (SELECT 1 FROM json_each(agents.{column.key}) WHERE json_each.value = :v_{column.key})"
+    ).bindparams(**{f"v_{column.key}": value})
 
 
 async def list_agents(
@@ -182,4 +184,3 @@ async def deregister(
     agent.updated_at = now
     await keys.revoke_agent_keys(session, agent_id, now)
     audit.record(session, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})
-

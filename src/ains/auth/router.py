@@ -21,7 +21,12 @@ async def create_key(body: ApiKeyCreate, admin: Admin, ctx: Ctx) -> ApiKeyCreate
     async with ctx.db.transaction() as session:
         row, secret = await service.create_client_key(session, admin, body.client_id, body.name, body.scopes, utcnow())
     return ApiKeyCreated(
-        key_id=row.key_id, client_id=row.principal_id, name=row.name, scopes=row.scopes, api_key=secret, created_at=row.created_at
+        key_id=row.key_id,
+        client_id=row.principal_id,
+        name=row.name,
+        scopes=row.scopes,
+        api_key=secret,
+        created_at=row.created_at,
     )
 
 
@@ -35,7 +40,9 @@ async def list_keys(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> ApiKeyList:
     async with ctx.db.read() as session:
-        rows = await service.list_keys(session, client_id=client_id, include_revoked=include_revoked, limit=limit, offset=offset)
+        rows = await service.list_keys(
+            session, client_id=client_id, include_revoked=include_revoked, limit=limit, offset=offset
+        )
     return ApiKeyList(api_keys=[ApiKeyOut.model_validate(row) for row in rows])
 
 

@@ -56,9 +56,7 @@ async def verify_signed(
     if abs((now - signed_at).total_seconds()) > window_seconds:
         raise Unauthorized("signature timestamp is outside the allowed window")
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(
-            bytes.fromhex(signature_hex), message
-        )
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(bytes.fromhex(signature_hex), message)
     except (InvalidSignature, ValueError) as exc:
         raise Unauthorized("invalid signature") from exc
 

@@ -16,7 +16,9 @@ TASKS_BY_STATUS = Gauge("ains_tasks", "Stored tasks by status", ["status"])
 QUEUE_DEPTH = Gauge("ains_queue_depth", "Claimable PENDING tasks")
 AGENTS_BY_STATUS = Gauge("ains_agents", "Registered agents by status", ["status"])
 RETRIES_SCHEDULED = Counter("ains_task_retries_total", "Failed attempts sent back to the queue for a retry")
-TASKS_FAILED = Counter("ains_tasks_failed_total", "Tasks that ended FAILED, by the outcome of the last attempt", ["outcome"])
+TASKS_FAILED = Counter(
+    "ains_tasks_failed_total", "Tasks that ended FAILED, by the outcome of the last attempt", ["outcome"]
+)
 TASK_TIMEOUTS = Counter("ains_task_timeouts_total", "ACTIVE tasks failed by the timeout duty")
 LEASES_EXPIRED = Counter("ains_task_leases_expired_total", "ASSIGNED tasks returned to the queue unstarted")
 AGENTS_LOST = Counter("ains_agents_lost_total", "Agents marked INACTIVE for silence")

@@ -10,6 +10,7 @@ PostgreSQL never wait on, or take, the same row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -103,9 +104,7 @@ async def claim(
                 if tasks or remaining <= 0:
                     break
                 # Another process, or a retry delay ending, wakes nobody here: look again now and then.
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.long_poll_recheck_seconds))
-                except TimeoutError:
-                    pass
     CLAIMED_TASKS.inc(len(tasks))
     return tasks

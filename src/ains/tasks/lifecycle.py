@@ -69,12 +69,22 @@ def queue_position(available_at: datetime, priority: int, settings: Settings) ->
     return available_at.timestamp() - priority * settings.aging_interval_seconds
 
 
-async def _finish_attempt(session: AsyncSession, task: Task, now: datetime, outcome: str, error: str | None) -> None:
+async def _update_attempt(session: AsyncSession, task: Task, **values: Any) -> None:
+    """Change the task's current attempt row, which may still be unflushed when claim and start share a transaction."""
+    for pending in session.new:
+        if isinstance(pending, TaskAttempt) and pending.task_id == task.task_id and pending.attempt == task.attempt:
+            for name, value in values.items():
+                setattr(pending, name, value)
+            return
     await session.execute(
         update(TaskAttempt)
         .where(TaskAttempt.task_id == task.task_id, TaskAttempt.attempt == task.attempt)
-        .values(finished_at=now, outcome=outcome, error=error)
+        .values(**values)
     )
+
+
+async def _finish_attempt(session: AsyncSession, task: Task, now: datetime, outcome: str, error: str | None) -> None:
+    await _update_attempt(session, task, finished_at=now, outcome=outcome, error=error)
 
 
 def _make_claimable(
@@ -126,11 +136,7 @@ async def move(
         task.started_at = now
         task.lease_expires_at = None
         task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
-        await session.execute(
-            update(TaskAttempt)
-            .where(TaskAttempt.task_id == task.task_id, TaskAttempt.attempt == task.attempt)
-            .values(started_at=now)
-        )
+        await _update_attempt(session, task, started_at=now)
     elif to == COMPLETED:
         task.completed_at = now
         task.result_data = result_data if result_data is not None else {}

@@ -8,23 +8,23 @@ from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from ains.auth.dependencies import CurrentPrincipal, require_scope
 from ains.core.clock import utcnow
+from ains.core.config import Settings
 from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
 from ains.tasks import claim as claiming
 from ains.tasks import service
-from ains.core.config import Settings
 from ains.tasks.models import Task
 from ains.tasks.schemas import (
     AttemptHistory,
     AttemptOut,
     CancelRequest,
     CancelResponse,
-    PriorityRequest,
-    QueueMetrics,
     ClaimRequest,
     ClaimResponse,
     CompleteRequest,
     FailRequest,
+    PriorityRequest,
+    QueueMetrics,
     StartRequest,
     TaskList,
     TaskOut,
@@ -180,7 +180,9 @@ async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPr
     """Change the base priority of a task that is not final (owner or admin); takes effect at once."""
     require_scope(principal, "tasks:write")
     async with ctx.db.transaction() as session:
-        task = await service.set_priority(session, principal, task_id, body.priority, now=utcnow(), settings=ctx.settings)
+        task = await service.set_priority(
+            session, principal, task_id, body.priority, now=utcnow(), settings=ctx.settings
+        )
     return present(task, ctx.settings)
 
 

@@ -14,7 +14,9 @@ Score = Annotated[StrictFloat | StrictInt, Field(ge=0.0, le=1.0)]
 
 
 class TaskSubmit(RequestModel):
-    client_id: ClientId | None = Field(None, description="The caller's own id; defaults to it. Admin may submit for anyone.")
+    client_id: ClientId | None = Field(
+        None, description="The caller's own id; defaults to it. Admin may submit for anyone."
+    )
     task_type: Annotated[str, Field(min_length=1, max_length=100)]
     capability_required: Capability
     input_data: dict[str, Any] = Field(default_factory=dict)
@@ -46,7 +48,8 @@ class TaskOut(ApiModel):
     assigned_agent_id: str | None
     attempt: int = Field(description="Current attempt number (0 before the first claim)")
     effective_priority: float = Field(
-        0.0, description="Priority plus one step per aging interval waited while claimable (SPEC 6), rounded, at most 10"
+        0.0,
+        description="Priority plus one step per aging interval waited while claimable (SPEC 6), rounded, at most 10",
     )
     created_at: UTCTime
     updated_at: UTCTime

@@ -19,8 +19,8 @@ from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.database import after_commit
 from ains.core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
-from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
+from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskSubmit
@@ -182,7 +182,9 @@ async def held_by_agent(session: AsyncSession, principal: Principal, task_id: st
         raise NotFound(f"Task {task_id} not found")
     if task.assigned_agent_id != principal.id:
         earlier = await session.scalar(
-            select(TaskAttempt.attempt).where(TaskAttempt.task_id == task_id, TaskAttempt.agent_id == principal.id).limit(1)
+            select(TaskAttempt.attempt)
+            .where(TaskAttempt.task_id == task_id, TaskAttempt.agent_id == principal.id)
+            .limit(1)
         )
         if earlier is None:
             raise NotFound(f"Task {task_id} not found")
@@ -286,7 +288,9 @@ async def fail_attempt(
         task.next_retry_at = retry_at
         after_commit(session, RETRIES_SCHEDULED.inc)
     else:
-        await lifecycle.move(session, task, lifecycle.FAILED, now=now, settings=settings, outcome=outcome, error=error_message)
+        await lifecycle.move(
+            session, task, lifecycle.FAILED, now=now, settings=settings, outcome=outcome, error=error_message
+        )
         after_commit(session, TASKS_FAILED.labels(outcome).inc)
 
 
@@ -302,7 +306,13 @@ async def release_agent_tasks(
     count = 0
     for task in held:
         await lifecycle.move(
-            session, task, lifecycle.PENDING, now=now, settings=settings, signals=signals, outcome=lifecycle.OUTCOME_RELEASED
+            session,
+            task,
+            lifecycle.PENDING,
+            now=now,
+            settings=settings,
+            signals=signals,
+            outcome=lifecycle.OUTCOME_RELEASED,
         )
         count += 1
     return count
@@ -324,7 +334,11 @@ async def cancel(
     task.cancelled_by = principal.id
     task.cancellation_reason = reason
     audit.record(
-        session, principal, "task.cancel", "task", task.task_id,
+        session,
+        principal,
+        "task.cancel",
+        "task",
+        task.task_id,
         {"reason": reason, "assigned_agent_id": task.assigned_agent_id},
     )
     return task
@@ -373,7 +387,9 @@ def effective_priority(task: Task, now: datetime, settings: Settings) -> float:
     return round(min(10.0, task.priority + waited / settings.aging_interval_seconds), 1)
 
 
-async def queue_metrics(session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings) -> dict[str, Any]:
+async def queue_metrics(
+    session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings
+) -> dict[str, Any]:
     """SPEC 6 queue figures, over all tasks for the admin and over the caller's own tasks otherwise."""
     scope = [] if principal.is_admin else [Task.client_id == principal.id]
     open_rows = await session.execute(

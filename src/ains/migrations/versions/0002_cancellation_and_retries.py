@@ -21,8 +21,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("cancel_acknowledged_at", sa.DateTime(timezone=True), nullable=True))
     unacknowledged = sa.text("status = 'CANCELLED' AND cancel_acknowledged_at IS NULL")
     op.create_index(
-        "ix_tasks_cancel_unacknowledged", "tasks", ["assigned_agent_id"],
-        postgresql_where=unacknowledged, sqlite_where=unacknowledged,
+        "ix_tasks_cancel_unacknowledged",
+        "tasks",
+        ["assigned_agent_id"],
+        postgresql_where=unacknowledged,
+        sqlite_where=unacknowledged,
     )
     pending = sa.text("status = 'PENDING'")
     op.create_index("ix_tasks_retry_due", "tasks", ["available_at"], postgresql_where=pending, sqlite_where=pending)
