@@ -53,3 +53,19 @@ async def test_assigned_but_unstarted_tasks_do_not_time_out(client):
 
 async def _status_is(client, headers, task_id, status):
     return (await client.get(f"/ains/tasks/{task_id}", headers=headers)).json()["status"] == status
+
+
+class TestDeadlineWakeUp:
+    """A deadline set in this process wakes the sleeping timeout duty, so the lag does not
+    depend on where in its `timeout_check_seconds` sleep the duty was."""
+
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"timeout_check_seconds": 60}
+
+    async def test_timeout_is_found_long_before_the_check_interval(self, client):
+        owner = await create_client(client)
+        agent = await register_agent(client)
+        task = await submit(client, owner, timeout_seconds=1)
+        await claim(client, agent, start=True)
+        assert await wait_for(lambda: _status_is(client, owner, task["task_id"], "FAILED"), timeout=10)

@@ -29,3 +29,4 @@ class Duty:
     name: str
     run: Callable[[AppContext], Awaitable[PassResult]]
     interval: Callable[[AppContext], float]  # the longest sleep between passes
+    deadline_kind: str | None = None  # wake early when this process sets a nearer deadline of this kind

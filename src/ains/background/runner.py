@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timedelta
 
 from ains.background.duty import BATCH, Duty
 from ains.core.clock import utcnow
@@ -34,6 +35,16 @@ class DutyRunner:
         self.duties = duties if duties is not None else all_duties()
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
+        self._wake = {duty.name: asyncio.Event() for duty in self.duties}
+        self._planned_wake: dict[str, datetime] = {}
+        for duty in self.duties:
+            if duty.deadline_kind:
+                ctx.signals.watch_deadlines(duty.deadline_kind, lambda at, name=duty.name: self._nearer(name, at))
+
+    def _nearer(self, name: str, at: datetime) -> None:
+        planned = self._planned_wake.get(name)
+        if planned is None or at < planned:
+            self._wake[name].set()
 
     def start(self) -> None:
         for duty in self.duties:
@@ -55,6 +66,8 @@ class DutyRunner:
     async def _loop(self, duty: Duty) -> None:
         while not self._stopping.is_set():
             interval = duty.interval(self.ctx)
+            # Cleared before the pass: a deadline announced during it still cuts the next sleep short.
+            self._wake[duty.name].clear()
             try:
                 result = await duty.run(self.ctx)
                 DUTY_RUNS.labels(duty.name).inc()
@@ -62,15 +75,23 @@ class DutyRunner:
                 raise
             except Exception:  # a failing pass (database down, …) must not end the loop
                 log.exception("background duty failed", extra={"duty": duty.name})
-                await self._sleep(interval)
+                await self._sleep(duty.name, interval)
                 continue
             if result.handled >= BATCH:
                 continue
             delay = interval
             if result.next_due is not None:
                 delay = min(delay, (result.next_due - utcnow()).total_seconds())
-            await self._sleep(max(delay, MIN_SLEEP_SECONDS))
+            await self._sleep(duty.name, max(delay, MIN_SLEEP_SECONDS))
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+    async def _sleep(self, name: str, seconds: float) -> None:
+        """Sleep until the time is up, a nearer deadline is announced, or the runner stops."""
+        wake = self._wake[name]
+        self._planned_wake[name] = utcnow() + timedelta(seconds=seconds)
+        waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            self._planned_wake.pop(name, None)

@@ -34,6 +34,7 @@ async def claim_once(
     *,
     start: bool,
     settings: Settings,
+    signals: Any = None,
 ) -> tuple[list[Task], list[str]]:
     """One claim try inside the caller's transaction. Returns the tasks and the agent's capabilities."""
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
@@ -70,9 +71,11 @@ async def claim_once(
     )
     tasks = list(await session.scalars(candidates))
     for task in tasks:
-        await lifecycle.move(session, task, lifecycle.ASSIGNED, now=now, settings=settings, agent_id=agent_id)
+        await lifecycle.move(
+            session, task, lifecycle.ASSIGNED, now=now, settings=settings, signals=signals, agent_id=agent_id
+        )
         if start:
-            await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings)
+            await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
     return tasks, capabilities
 
 
@@ -91,7 +94,7 @@ async def claim(
 
     async def attempt() -> tuple[list[Task], list[str]]:
         async with db.transaction() as session:
-            return await claim_once(session, agent_id, max_tasks, start=start, settings=settings)
+            return await claim_once(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
 
     tasks, capabilities = await attempt()
     if not tasks and wait_seconds > 0:

@@ -123,6 +123,8 @@ class _RetryWakeups:
         return PassResult(0, await _earliest(ctx, Task.available_at, lifecycle.PENDING, after=now))
 
 
-TIMEOUTS = Duty("timeouts", fail_timed_out, lambda ctx: ctx.settings.timeout_check_seconds)
-EXPIRED_LEASES = Duty("leases", requeue_expired_leases, lambda ctx: ctx.settings.timeout_check_seconds)
+TIMEOUTS = Duty("timeouts", fail_timed_out, lambda ctx: ctx.settings.timeout_check_seconds, lifecycle.DEADLINE_TIMEOUT)
+EXPIRED_LEASES = Duty(
+    "leases", requeue_expired_leases, lambda ctx: ctx.settings.timeout_check_seconds, lifecycle.DEADLINE_LEASE
+)
 RETRY_WAKEUPS = Duty("retry_wakeups", _RetryWakeups(), lambda ctx: ctx.settings.timeout_check_seconds)

@@ -41,6 +41,10 @@ ALLOWED_MOVES: dict[str, frozenset[str]] = {
     CANCELLED: frozenset(),
 }
 
+# Kinds of stored deadline, for waking the duty that watches each.
+DEADLINE_LEASE = "lease"
+DEADLINE_TIMEOUT = "timeout"
+
 # How an attempt ended, as written in the attempt history.
 OUTCOME_COMPLETED = "completed"
 OUTCOME_FAILED = "failed"
@@ -129,13 +133,17 @@ async def move(
         task.attempt += 1
         task.assigned_agent_id = agent_id
         task.assigned_at = now
-        task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
+        task.lease_expires_at = lease = now + timedelta(seconds=settings.assign_lease_seconds)
         task.next_retry_at = None
+        if signals is not None:
+            after_commit(session, lambda: signals.deadline(DEADLINE_LEASE, lease))
         session.add(TaskAttempt(task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, assigned_at=now))
     elif to == ACTIVE:
         task.started_at = now
         task.lease_expires_at = None
-        task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
+        task.deadline_at = deadline = now + timedelta(seconds=task.timeout_seconds)
+        if signals is not None:
+            after_commit(session, lambda: signals.deadline(DEADLINE_TIMEOUT, deadline))
         await _update_attempt(session, task, started_at=now)
     elif to == COMPLETED:
         task.completed_at = now

@@ -128,7 +128,13 @@ async def start_task(
 ) -> TaskOut:
     async with ctx.db.transaction() as session:
         task = await service.start(
-            session, principal, task_id, body.attempt if body else None, now=utcnow(), settings=ctx.settings
+            session,
+            principal,
+            task_id,
+            body.attempt if body else None,
+            now=utcnow(),
+            settings=ctx.settings,
+            signals=ctx.signals,
         )
     return present(task, ctx.settings)
 

@@ -193,12 +193,19 @@ async def held_by_agent(session: AsyncSession, principal: Principal, task_id: st
 
 
 async def start(
-    session: AsyncSession, principal: Principal, task_id: str, attempt: int | None, *, now: datetime, settings: Settings
+    session: AsyncSession,
+    principal: Principal,
+    task_id: str,
+    attempt: int | None,
+    *,
+    now: datetime,
+    settings: Settings,
+    signals: Any,
 ) -> Task:
     task = await held_by_agent(session, principal, task_id)
     lifecycle.check_move(task, lifecycle.ACTIVE)
     lifecycle.check_attempt(task, attempt)
-    await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings)
+    await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
     return task
 
 
