@@ -25,6 +25,7 @@ from ains.core.signals import TaskAvailability
 from ains.migrate import upgrade
 from ains.ops.router import router as ops_router
 from ains.tasks.router import router as tasks_router
+from ains.trust.router import router as trust_router
 
 log = logging.getLogger("ains")
 
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (ops_router, keys_router, agents_router, tasks_router, audit_router):
+    # The trust router goes before the agents router: /ains/agents/leaderboard is not an agent id.
+    for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, audit_router):
         app.include_router(router)
     # Batches carry up to 100 inputs; anything beyond that is refused before parsing.
     app.add_middleware(BodySizeLimit, limit=settings.max_input_bytes * 101 + 1024 * 1024)

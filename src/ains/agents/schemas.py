@@ -75,6 +75,7 @@ class AgentOut(ApiModel):
     max_concurrency: int
     status: str
     trust_score: float
+    trust_level: str
     last_heartbeat_at: UTCTime
     created_at: UTCTime
     updated_at: UTCTime

@@ -23,3 +23,5 @@ TASK_TIMEOUTS = Counter("ains_task_timeouts_total", "ACTIVE tasks failed by the 
 LEASES_EXPIRED = Counter("ains_task_leases_expired_total", "ASSIGNED tasks returned to the queue unstarted")
 AGENTS_LOST = Counter("ains_agents_lost_total", "Agents marked INACTIVE for silence")
 DUTY_RUNS = Counter("ains_background_duty_runs_total", "Background duty passes", ["duty"])
+AGENT_TRUST = Gauge("ains_agent_trust_score", "Each agent's trust score", ["agent_id", "trust_level"])
+AGENTS_BY_TRUST_LEVEL = Gauge("ains_agents_by_trust_level", "Agents by trust level", ["trust_level"])

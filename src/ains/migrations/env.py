@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import ains.agents.models
 import ains.audit.models
 import ains.auth.models
-import ains.tasks.models  # noqa: F401  (registers the tables)
+import ains.tasks.models
+import ains.trust.models  # noqa: F401  (registers the tables)
 from ains.core.database import Base
 
 target_metadata = Base.metadata

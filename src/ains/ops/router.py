@@ -14,9 +14,10 @@ from ains.agents.models import Agent
 from ains.auth.dependencies import Admin
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
-from ains.core.metrics import AGENTS_BY_STATUS, QUEUE_DEPTH, TASKS_BY_STATUS
+from ains.core.metrics import AGENT_TRUST, AGENTS_BY_STATUS, AGENTS_BY_TRUST_LEVEL, QUEUE_DEPTH, TASKS_BY_STATUS
 from ains.tasks.lifecycle import PENDING, STATUSES
 from ains.tasks.models import Task
+from ains.trust.levels import LEVELS, trust_level
 
 router = APIRouter(tags=["operations"])
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -49,9 +50,21 @@ async def metrics(_admin: Admin, ctx: Ctx) -> Response:
             select(func.count()).select_from(Task).where(Task.status == PENDING, Task.available_at <= utcnow())
         )
         agents = dict((await session.execute(select(Agent.status, func.count()).group_by(Agent.status))).all())
+        scores = (
+            await session.execute(select(Agent.agent_id, Agent.trust_score).where(Agent.status != "DEREGISTERED"))
+        ).all()
     for status in STATUSES:
         TASKS_BY_STATUS.labels(status).set(by_status.get(status, 0))
     QUEUE_DEPTH.set(depth or 0)
     for status in ("AVAILABLE", "BUSY", "INACTIVE"):
         AGENTS_BY_STATUS.labels(status).set(agents.get(status, 0))
+    # Rebuilt each scrape, so agents that left or changed level don't linger.
+    AGENT_TRUST.clear()
+    levels = dict.fromkeys((name for name, _ in LEVELS), 0)
+    for agent_id, score in scores:
+        level = trust_level(score)
+        AGENT_TRUST.labels(agent_id, level).set(score)
+        levels[level] += 1
+    for level, count in levels.items():
+        AGENTS_BY_TRUST_LEVEL.labels(level).set(count)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

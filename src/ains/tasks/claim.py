@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -25,6 +26,15 @@ from ains.core.errors import NotFound
 from ains.core.metrics import CLAIMED_TASKS
 from ains.tasks import lifecycle
 from ains.tasks.models import Task
+from ains.trust.levels import claim_limits
+
+
+@dataclass
+class ClaimTry:
+    tasks: list[Task]
+    capabilities: list[str]
+    trust_score: float
+    limited_reason: str | None  # set when the agent's trust level blocked or narrowed the claim
 
 
 async def claim_once(
@@ -35,8 +45,8 @@ async def claim_once(
     start: bool,
     settings: Settings,
     signals: Any = None,
-) -> tuple[list[Task], list[str]]:
-    """One claim try inside the caller's transaction. Returns the tasks and the agent's capabilities."""
+) -> ClaimTry:
+    """One claim try inside the caller's transaction."""
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None or agent.status == "DEREGISTERED":
         raise NotFound(f"Agent {agent_id} not found")
@@ -46,37 +56,45 @@ async def claim_once(
     agent.last_heartbeat_at = now
     if agent.status == "INACTIVE":
         agent.status = "AVAILABLE"
+    capabilities = list(agent.capabilities)
+    limits = claim_limits(agent.trust_score)
+    result = ClaimTry([], capabilities, agent.trust_score, limits.describe(agent.trust_score))
+    if limits.blocked:
+        return result
 
     in_flight = await session.scalar(
         select(func.count())
         .select_from(Task)
         .where(Task.assigned_agent_id == agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
     )
-    wanted = min(max_tasks, agent.max_concurrency - (in_flight or 0))
-    capabilities = list(agent.capabilities)
+    free = agent.max_concurrency if limits.max_in_flight is None else min(agent.max_concurrency, limits.max_in_flight)
+    wanted = min(max_tasks, free - (in_flight or 0))
     if wanted <= 0 or not capabilities:
-        return [], capabilities
+        return result
 
+    conditions = [
+        Task.status == lifecycle.PENDING,
+        Task.capability_required.in_(capabilities),
+        Task.available_at <= now,
+        or_(Task.min_trust_score.is_(None), Task.min_trust_score <= agent.trust_score),
+    ]
+    if limits.max_priority is not None:
+        conditions.append(Task.priority <= limits.max_priority)
     candidates = (
         select(Task)
-        .where(
-            Task.status == lifecycle.PENDING,
-            Task.capability_required.in_(capabilities),
-            Task.available_at <= now,
-            or_(Task.min_trust_score.is_(None), Task.min_trust_score <= agent.trust_score),
-        )
+        .where(*conditions)
         .order_by(Task.queue_position, Task.task_id)
         .limit(wanted)
         .with_for_update(skip_locked=True)
     )
-    tasks = list(await session.scalars(candidates))
-    for task in tasks:
+    result.tasks = list(await session.scalars(candidates))
+    for task in result.tasks:
         await lifecycle.move(
             session, task, lifecycle.ASSIGNED, now=now, settings=settings, signals=signals, agent_id=agent_id
         )
         if start:
             await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
-    return tasks, capabilities
+    return result
 
 
 async def claim(
@@ -88,26 +106,36 @@ async def claim(
     wait_seconds: float,
     start: bool,
     settings: Settings,
-) -> list[Task]:
-    """Claim now; with `wait_seconds`, park until a task for one of the agent's capabilities arrives."""
+) -> ClaimTry:
+    """Claim now; with `wait_seconds`, park until a task for one of the agent's capabilities arrives.
+
+    Waiting claims are woken one at a time, highest trust score first (SPEC 8); one
+    that wakes and finds nothing it may take passes the wake-up on to the next.
+    """
     deadline = time.monotonic() + wait_seconds
 
-    async def attempt() -> tuple[list[Task], list[str]]:
+    async def attempt() -> ClaimTry:
         async with db.transaction() as session:
             return await claim_once(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
 
-    tasks, capabilities = await attempt()
-    if not tasks and wait_seconds > 0:
-        with signals.subscribe(capabilities) as woken:
+    result = await attempt()
+    blocked = claim_limits(result.trust_score).blocked
+    if not result.tasks and wait_seconds > 0 and not blocked:
+        with signals.subscribe(result.capabilities, rank=result.trust_score) as woken:
             while True:
+                was_woken = woken.is_set()
                 # Subscribed and cleared before each try, so a task arriving during it wakes the wait below.
                 woken.clear()
-                tasks, capabilities = await attempt()
+                result = await attempt()
                 remaining = deadline - time.monotonic()
-                if tasks or remaining <= 0:
+                if result.tasks or remaining <= 0:
                     break
+                if was_woken:
+                    signals.pass_on(result.capabilities)
                 # Another process, or a retry delay ending, wakes nobody here: look again now and then.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.long_poll_recheck_seconds))
-    CLAIMED_TASKS.inc(len(tasks))
-    return tasks
+            if woken.is_set():
+                signals.pass_on(result.capabilities)
+    CLAIMED_TASKS.inc(len(result.tasks))
+    return result

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from ains.agents.models import Agent
 from ains.background.duty import BATCH, Duty, PassResult
 from ains.core.clock import utcnow
 from ains.core.context import AppContext
@@ -37,12 +38,28 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
     if earliest is None or earliest > now:
         return PassResult(0, earliest)
     async with ctx.db.transaction() as session:
-        due = list(
-            await session.scalars(
-                select(Task)
+        candidates = (
+            await session.execute(
+                select(Task.task_id, Task.assigned_agent_id)
                 .where(Task.status == lifecycle.ACTIVE, Task.deadline_at <= now)
                 .order_by(Task.deadline_at)
                 .limit(BATCH)
+            )
+        ).all()
+        # Agents first, in one order, as every path does: the trust change locks the agent anyway.
+        agent_ids = sorted({agent_id for _, agent_id in candidates if agent_id})
+        await session.execute(
+            select(Agent.agent_id).where(Agent.agent_id.in_(agent_ids)).order_by(Agent.agent_id).with_for_update()
+        )
+        due = list(
+            await session.scalars(
+                select(Task)
+                .where(
+                    Task.task_id.in_([task_id for task_id, _ in candidates]),
+                    Task.status == lifecycle.ACTIVE,
+                    Task.deadline_at <= now,
+                )
+                .order_by(Task.deadline_at)
                 .with_for_update(skip_locked=True)
             )
         )
@@ -113,10 +130,11 @@ class _RetryWakeups:
         self.checked_until[id(ctx)] = now
         if ctx.signals.has_waiters():
             async with ctx.db.read() as session:
+                # One wake-up per task that became claimable: each wakes one waiting claim.
                 capabilities = await session.scalars(
                     select(Task.capability_required)
                     .where(Task.status == lifecycle.PENDING, Task.available_at > since, Task.available_at <= now)
-                    .distinct()
+                    .limit(BATCH)
                 )
                 for capability in capabilities:
                     ctx.signals.notify(capability)

@@ -18,6 +18,7 @@ from ains.core.config import Settings
 from ains.core.database import after_commit
 from ains.core.errors import Conflict
 from ains.tasks.models import Task, TaskAttempt
+from ains.trust import service as trust
 
 PENDING = "PENDING"
 ASSIGNED = "ASSIGNED"
@@ -53,6 +54,9 @@ OUTCOME_LEASE_EXPIRED = "lease_expired"
 OUTCOME_AGENT_LOST = "agent_lost"
 OUTCOME_RELEASED = "released"
 OUTCOME_CANCELLED = "cancelled"
+
+# Attempt endings that cost the agent trust: an explicit failure, a timeout, going silent.
+TRUST_FAILURES = frozenset({OUTCOME_FAILED, OUTCOME_TIMEOUT, OUTCOME_AGENT_LOST})
 
 
 def check_move(task: Task, to: str) -> None:
@@ -125,8 +129,14 @@ async def move(
     """Move `task` to `to` inside the caller's transaction, or raise 409."""
     check_move(task, to)
     previous = task.status
+    holder = task.assigned_agent_id
     task.status = to
     task.updated_at = now
+    # Trust follows how the attempt ended (SPEC 8); cancellations, leases and releases leave it alone.
+    if to == COMPLETED:
+        await trust.attempt_completed(session, holder, task.task_id, task.started_at, now)
+    elif to in (FAILED, PENDING) and outcome in TRUST_FAILURES and holder is not None:
+        await trust.attempt_failed(session, holder, task.task_id, now, timeout=outcome == OUTCOME_TIMEOUT, reason=error)
 
     if to == ASSIGNED:
         assert agent_id is not None

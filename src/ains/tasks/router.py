@@ -33,6 +33,7 @@ from ains.tasks.schemas import (
 )
 
 router = APIRouter(tags=["tasks"])
+CLAIM_LIMIT_HEADER = "X-AINS-Claim-Limit"
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
@@ -104,13 +105,17 @@ async def task_attempts(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> 
 
 @router.post("/ains/agents/{agent_id}/tasks/claim", response_model=ClaimResponse)
 async def claim_tasks(
-    agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[ClaimRequest | None, Body()] = None
+    agent_id: str,
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    response: Response,
+    body: Annotated[ClaimRequest | None, Body()] = None,
 ) -> ClaimResponse:
     """Up to `max_tasks` tasks, now ASSIGNED to the caller (ACTIVE with `start`); waits up to `wait_seconds`."""
     if not principal.is_agent(agent_id):
         raise Forbidden("An agent may claim only for itself")
     body = body or ClaimRequest()
-    tasks = await claiming.claim(
+    result = await claiming.claim(
         ctx.db,
         ctx.signals,
         agent_id,
@@ -119,7 +124,9 @@ async def claim_tasks(
         start=body.start,
         settings=ctx.settings,
     )
-    return ClaimResponse(tasks=[present(t, ctx.settings) for t in tasks])
+    if result.limited_reason:
+        response.headers[CLAIM_LIMIT_HEADER] = result.limited_reason
+    return ClaimResponse(tasks=[present(t, ctx.settings) for t in result.tasks], reason=result.limited_reason)
 
 
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut)

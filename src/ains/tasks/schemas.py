@@ -95,6 +95,9 @@ class ClaimRequest(RequestModel):
 
 class ClaimResponse(ApiModel):
     tasks: list[TaskOut]
+    reason: str | None = Field(
+        None, description="Why the agent's trust level blocked or narrowed this claim (SPEC 8); null otherwise"
+    )
 
 
 Attempt = Annotated[StrictInt, Field(ge=1, description="The attempt this answer is about (fencing)")]

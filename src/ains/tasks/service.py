@@ -24,6 +24,7 @@ from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskSubmit
+from ains.trust import service as trust
 
 
 def json_size(value: Any) -> int:
@@ -177,6 +178,8 @@ async def held_by_agent(session: AsyncSession, principal: Principal, task_id: st
     """The task, locked, if the calling agent holds it; 409 if it held an earlier attempt; else 404."""
     if principal.kind != "agent":
         raise Forbidden("Only the assigned agent may report on a task")
+    # Lock order everywhere: the agent row before its task rows (the trust change needs both).
+    await trust.lock_agent(session, principal.id)
     task = await session.scalar(select(Task).where(Task.task_id == task_id).with_for_update())
     if task is None:
         raise NotFound(f"Task {task_id} not found")

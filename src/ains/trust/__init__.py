@@ -1,0 +1,1 @@
+"""Trust and reputation: scores, the hash-chained trust history, levels, leaderboard (SPEC 8)."""

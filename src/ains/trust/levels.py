@@ -1,0 +1,54 @@
+"""Trust levels (SPEC 8) and what each allows a claim to take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INITIAL_SCORE = 0.5
+COMPLETED_DELTA = 0.02
+FAILED_DELTA = -0.05
+
+# Lower bounds, highest first.
+LEVELS = (("excellent", 0.9), ("high", 0.7), ("medium", 0.5), ("low", 0.3), ("very_low", 0.0))
+
+
+def trust_level(score: float) -> str:
+    for name, floor in LEVELS:
+        if score >= floor:
+            return name
+    return "very_low"
+
+
+@dataclass(frozen=True)
+class ClaimLimits:
+    """What an agent's trust level lets it claim: nothing, or a bounded number and priority."""
+
+    blocked: bool = False
+    max_in_flight: int | None = None
+    max_priority: int | None = None
+
+    def describe(self, score: float) -> str | None:
+        level = trust_level(score)
+        if self.blocked:
+            return f"trust level {level} ({score}): no claims until an admin raises the score"
+        if self.max_in_flight is not None:
+            return (
+                f"trust level {level} ({score}): probation, at most {self.max_in_flight} task at a time "
+                f"and priority <= {self.max_priority}"
+            )
+        return None
+
+
+def claim_limits(score: float) -> ClaimLimits:
+    level = trust_level(score)
+    if level == "very_low":
+        return ClaimLimits(blocked=True)
+    if level == "low":
+        # Probation: one task at a time, nothing urgent.
+        return ClaimLimits(max_in_flight=1, max_priority=7)
+    return ClaimLimits()
+
+
+def clamp(score: float) -> float:
+    # Rounded so that repeated steps land exactly on the level boundaries (0.3, 0.5, …).
+    return round(min(1.0, max(0.0, score)), 6)

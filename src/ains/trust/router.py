@@ -1,0 +1,112 @@
+"""Trust endpoints (SPEC 8). The leaderboard route is registered before `/ains/agents/{agent_id}`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from ains.agents import service as agents
+from ains.auth.dependencies import Admin, CurrentPrincipal
+from ains.core.clock import utcnow
+from ains.core.context import AppContext, get_context
+from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.trust import service
+from ains.trust.levels import trust_level
+from ains.trust.schemas import (
+    ChainVerification,
+    Leaderboard,
+    LeaderboardEntry,
+    TrustAdjust,
+    TrustAdjusted,
+    TrustHistory,
+    TrustMetrics,
+    TrustRecordOut,
+    TrustSummary,
+)
+
+router = APIRouter(prefix="/ains/agents", tags=["trust"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+@router.get("/leaderboard", response_model=Leaderboard)
+async def leaderboard(
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    min_tasks: Annotated[int, Query(ge=0, le=1_000_000_000, description="Least completed + failed attempts")] = 0,
+) -> Leaderboard:
+    """Public. Highest trust first; ties go to more completed tasks."""
+    async with ctx.db.read() as session:
+        rows = await service.leaderboard(session, limit=limit, min_tasks=min_tasks)
+    return Leaderboard(
+        leaderboard=[
+            LeaderboardEntry(
+                agent_id=a.agent_id,
+                display_name=a.display_name,
+                trust_score=a.trust_score,
+                trust_level=trust_level(a.trust_score),
+                total_tasks_completed=a.total_tasks_completed,
+                success_rate=service.metrics(a)["success_rate"],
+            )
+            for a in rows
+        ]
+    )
+
+
+@router.get("/{agent_id}/trust", response_model=TrustSummary)
+async def trust_summary(agent_id: str, ctx: Ctx) -> TrustSummary:
+    """Public. Score, level and the agent's task metrics."""
+    async with ctx.db.read() as session:
+        agent = await agents.get(session, agent_id)
+    return TrustSummary(
+        agent_id=agent.agent_id,
+        trust_score=agent.trust_score,
+        trust_level=trust_level(agent.trust_score),
+        metrics=TrustMetrics(**service.metrics(agent)),
+    )
+
+
+@router.get("/{agent_id}/trust/history", response_model=TrustHistory)
+async def trust_history(
+    agent_id: str,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TrustHistory:
+    """Public. Trust records, newest first."""
+    before_seq = None
+    if cursor:
+        (before_seq,) = decode_cursor(cursor, 1)
+        if not isinstance(before_seq, int):
+            raise InvalidCursor()
+    async with ctx.db.read() as session:
+        await agents.get(session, agent_id)
+        rows = await service.history(session, agent_id, limit=limit + 1, before_seq=before_seq)
+    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+    return TrustHistory(
+        agent_id=agent_id, records=[TrustRecordOut.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor
+    )
+
+
+@router.get("/{agent_id}/trust/verify", response_model=ChainVerification)
+async def verify_trust_chain(agent_id: str, _principal: CurrentPrincipal, ctx: Ctx) -> ChainVerification:
+    """Recompute the agent's trust hash chain: any record edited, deleted or inserted outside AINS shows."""
+    async with ctx.db.read() as session:
+        agent = await agents.get(session, agent_id)
+        check = await service.verify(session, agent)
+    return ChainVerification(
+        valid=check.valid, records_checked=check.records_checked, first_bad_record_id=check.first_bad_record_id
+    )
+
+
+@router.post("/{agent_id}/trust/adjust", response_model=TrustAdjusted)
+async def adjust_trust(agent_id: str, body: TrustAdjust, admin: Admin, ctx: Ctx) -> TrustAdjusted:
+    """Admin. Move the score by `delta` (clamped to [0, 1]); recorded and audited."""
+    async with ctx.db.transaction() as session:
+        agent, record = await service.adjust(session, admin, agent_id, float(body.delta), body.reason, now=utcnow())
+    return TrustAdjusted(
+        agent_id=agent.agent_id,
+        trust_score=agent.trust_score,
+        trust_level=trust_level(agent.trust_score),
+        record=TrustRecordOut.model_validate(record),
+    )

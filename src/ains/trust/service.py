@@ -1,0 +1,196 @@
+"""Trust business rules: every change of a score, its hash-chained record, and the agent's metrics.
+
+A change locks the agent row (FOR UPDATE), so concurrent changes for one agent
+queue up instead of losing an update, and it joins the caller's transaction, so
+the score, the record and the task change that caused them commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.agents.models import Agent
+from ains.audit import service as audit
+from ains.auth.principal import Principal
+from ains.core.clock import new_id
+from ains.core.errors import NotFound
+from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, clamp
+from ains.trust.models import TrustRecord
+
+TASK_COMPLETED = "task_completed"
+TASK_FAILED = "task_failed"
+TASK_TIMEOUT = "task_timeout"
+MANUAL_ADJUSTMENT = "manual_adjustment"
+
+
+def record_digest(previous_hash: str, record: TrustRecord) -> str:
+    """SHA-256 over the previous record's hash and this record's fields, in a canonical JSON form."""
+    fields = {
+        "record_id": record.record_id,
+        "agent_id": record.agent_id,
+        "seq": record.seq,
+        "event_type": record.event_type,
+        "task_id": record.task_id,
+        "trust_delta": record.trust_delta,
+        "trust_score_before": record.trust_score_before,
+        "trust_score_after": record.trust_score_after,
+        "reason": record.reason,
+        "created_at": record.created_at.isoformat(),
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((previous_hash + canonical).encode()).hexdigest()
+
+
+async def lock_agent(session: AsyncSession, agent_id: str) -> Agent:
+    agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
+    if agent is None:
+        raise NotFound(f"Agent {agent_id} not found")
+    return agent
+
+
+def apply_change(
+    session: AsyncSession,
+    agent: Agent,
+    delta: float,
+    event_type: str,
+    *,
+    now: datetime,
+    task_id: str | None = None,
+    reason: str | None = None,
+) -> TrustRecord:
+    """Change a locked agent's score by `delta` (clamped) and append its record to the chain."""
+    before = agent.trust_score
+    after = clamp(before + delta)
+    record = TrustRecord(
+        record_id=new_id("trust"),
+        agent_id=agent.agent_id,
+        seq=agent.trust_records_count + 1,
+        event_type=event_type,
+        task_id=task_id,
+        trust_delta=round(after - before, 6),
+        trust_score_before=before,
+        trust_score_after=after,
+        reason=reason,
+        created_at=now,
+        previous_hash=agent.trust_chain_head,
+    )
+    record.record_hash = record_digest(agent.trust_chain_head, record)
+    session.add(record)
+    agent.trust_score = after
+    agent.trust_records_count = record.seq
+    agent.trust_chain_head = record.record_hash
+    agent.updated_at = now
+    return record
+
+
+async def attempt_completed(
+    session: AsyncSession, agent_id: str, task_id: str, started_at: datetime | None, now: datetime
+) -> None:
+    agent = await lock_agent(session, agent_id)
+    apply_change(session, agent, COMPLETED_DELTA, TASK_COMPLETED, now=now, task_id=task_id)
+    agent.total_tasks_completed += 1
+    if started_at is not None:
+        agent.total_completion_seconds += max(0.0, (now - started_at).total_seconds())
+    agent.last_task_completed_at = now
+
+
+async def attempt_failed(
+    session: AsyncSession, agent_id: str, task_id: str, now: datetime, *, timeout: bool, reason: str | None
+) -> None:
+    agent = await lock_agent(session, agent_id)
+    event_type = TASK_TIMEOUT if timeout else TASK_FAILED
+    apply_change(session, agent, FAILED_DELTA, event_type, now=now, task_id=task_id, reason=reason)
+    agent.total_tasks_failed += 1
+
+
+async def adjust(
+    session: AsyncSession, principal: Principal, agent_id: str, delta: float, reason: str, *, now: datetime
+) -> tuple[Agent, TrustRecord]:
+    agent = await lock_agent(session, agent_id)
+    if agent.status == "DEREGISTERED":
+        raise NotFound(f"Agent {agent_id} not found")
+    record = apply_change(session, agent, delta, MANUAL_ADJUSTMENT, now=now, reason=reason)
+    audit.record(
+        session,
+        principal,
+        "trust.adjust",
+        "agent",
+        agent_id,
+        {"delta": delta, "reason": reason, "before": record.trust_score_before, "after": record.trust_score_after},
+    )
+    return agent, record
+
+
+def metrics(agent: Agent) -> dict[str, Any]:
+    finished = agent.total_tasks_completed + agent.total_tasks_failed
+    return {
+        "total_tasks_completed": agent.total_tasks_completed,
+        "total_tasks_failed": agent.total_tasks_failed,
+        "success_rate": round(agent.total_tasks_completed / finished, 4) if finished else 0.0,
+        "avg_completion_time_seconds": (
+            round(agent.total_completion_seconds / agent.total_tasks_completed, 3)
+            if agent.total_tasks_completed
+            else 0.0
+        ),
+        "last_task_completed_at": agent.last_task_completed_at,
+    }
+
+
+async def history(session: AsyncSession, agent_id: str, *, limit: int, before_seq: int | None) -> list[TrustRecord]:
+    query = select(TrustRecord).where(TrustRecord.agent_id == agent_id).order_by(TrustRecord.seq.desc()).limit(limit)
+    if before_seq is not None:
+        query = query.where(TrustRecord.seq < before_seq)
+    return list(await session.scalars(query))
+
+
+async def leaderboard(session: AsyncSession, *, limit: int, min_tasks: int) -> list[Agent]:
+    finished = Agent.total_tasks_completed + Agent.total_tasks_failed
+    query = (
+        select(Agent)
+        .where(Agent.status != "DEREGISTERED", finished >= min_tasks)
+        .order_by(Agent.trust_score.desc(), Agent.total_tasks_completed.desc(), Agent.agent_id)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    valid: bool
+    records_checked: int
+    first_bad_record_id: str | None
+
+
+async def verify(session: AsyncSession, agent: Agent) -> ChainCheck:
+    """Recompute the agent's chain from the first record; any edit, deletion or insertion breaks it."""
+    records = await session.scalars(
+        select(TrustRecord).where(TrustRecord.agent_id == agent.agent_id).order_by(TrustRecord.seq)
+    )
+    previous_hash = ""
+    previous_after: float | None = None
+    checked = 0
+    last_id: str | None = None
+    for expected_seq, record in enumerate(records, start=1):
+        checked += 1
+        intact = (
+            record.seq == expected_seq
+            and record.previous_hash == previous_hash
+            and record_digest(previous_hash, record) == record.record_hash
+            and (previous_after is None or record.trust_score_before == previous_after)
+        )
+        if not intact:
+            return ChainCheck(False, checked, record.record_id)
+        previous_hash = record.record_hash
+        previous_after = record.trust_score_after
+        last_id = record.record_id
+    # The head on the agent row catches a record removed from, or added to, the end.
+    if checked != agent.trust_records_count or previous_hash != agent.trust_chain_head:
+        return ChainCheck(False, checked, last_id)
+    return ChainCheck(True, checked, None)
