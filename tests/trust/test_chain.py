@@ -1,0 +1,81 @@
+"""SPEC 8 hash chain: /trust/verify detects a record edited, deleted or inserted directly in the database."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from ains.trust.models import TrustRecord
+from tests.helpers import ADMIN, create_client, register_agent
+
+
+@pytest.fixture
+async def chained(client):
+    await register_agent(client, "agent_1")
+    for n in range(4):
+        await client.post("/ains/agents/agent_1/trust/adjust", json={"delta": 0.05, "reason": f"r{n}"}, headers=ADMIN)
+    return "/ains/agents/agent_1/trust/verify"
+
+
+async def records(db):
+    async with db.read() as session:
+        return list(await session.scalars(select(TrustRecord).order_by(TrustRecord.seq)))
+
+
+async def test_an_untouched_chain_verifies(client, chained):
+    response = await client.get(chained, headers=ADMIN)
+    assert response.status_code == 200
+    assert response.json() == {"valid": True, "records_checked": 4, "first_bad_record_id": None}
+    assert (await client.get(chained)).status_code == 401
+    owner = await create_client(client)
+    assert (await client.get(chained, headers=owner)).json()["valid"] is True
+    assert (await client.get("/ains/agents/agent_9/trust/verify", headers=ADMIN)).status_code == 404
+
+
+async def test_an_edited_record_is_detected(client, chained, db):
+    target = (await records(db))[1]
+    async with db.transaction() as session:
+        await session.execute(
+            update(TrustRecord).where(TrustRecord.record_id == target.record_id).values(trust_score_after=0.99)
+        )
+    check = (await client.get(chained, headers=ADMIN)).json()
+    assert check["valid"] is False and check["first_bad_record_id"] == target.record_id
+
+
+async def test_a_deleted_record_is_detected(client, chained, db):
+    rows = await records(db)
+    async with db.transaction() as session:
+        await session.execute(delete(TrustRecord).where(TrustRecord.record_id == rows[1].record_id))
+    check = (await client.get(chained, headers=ADMIN)).json()
+    assert check["valid"] is False and check["first_bad_record_id"] == rows[2].record_id
+
+
+async def test_deleting_the_newest_record_is_detected(client, chained, db):
+    rows = await records(db)
+    async with db.transaction() as session:
+        await session.execute(delete(TrustRecord).where(TrustRecord.record_id == rows[-1].record_id))
+    check = (await client.get(chained, headers=ADMIN)).json()
+    assert check["valid"] is False and check["records_checked"] == 3
+
+
+async def test_an_inserted_record_is_detected(client, chained, db):
+    last = (await records(db))[-1]
+    async with db.transaction() as session:
+        session.add(
+            TrustRecord(
+                record_id="trust_forged",
+                agent_id="agent_1",
+                seq=last.seq + 1,
+                event_type="manual_adjustment",
+                task_id=None,
+                trust_delta=0.3,
+                trust_score_before=last.trust_score_after,
+                trust_score_after=last.trust_score_after + 0.3,
+                reason="forged",
+                created_at=datetime.now(UTC),
+                previous_hash=last.record_hash,
+                record_hash="0" * 64,
+            )
+        )
+    check = (await client.get(chained, headers=ADMIN)).json()
+    assert check["valid"] is False and check["first_bad_record_id"] == "trust_forged"
