@@ -26,6 +26,7 @@ from ains.migrate import upgrade
 from ains.ops.router import router as ops_router
 from ains.tasks.router import router as tasks_router
 from ains.trust.router import router as trust_router
+from ains.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("ains")
 
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     # The trust router goes before the agents router: /ains/agents/leaderboard is not an agent id.
-    for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, audit_router):
+    for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, webhooks_router, audit_router):
         app.include_router(router)
     # Batches carry up to 100 inputs; anything beyond that is refused before parsing.
     app.add_middleware(BodySizeLimit, limit=settings.max_input_bytes * 101 + 1024 * 1024)

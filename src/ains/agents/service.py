@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, type_coerce
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
@@ -17,6 +16,7 @@ from ains.auth.models import ApiKey
 from ains.auth.principal import Principal
 from ains.auth.signatures import registration_message, token_message, verify_signed
 from ains.core.config import Settings
+from ains.core.database import json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.tasks import service as tasks
 
@@ -106,14 +106,6 @@ def require_self(principal: Principal, agent_id: str) -> None:
         raise Forbidden("Only the agent itself may do this")
 
 
-def _json_array_contains(session: AsyncSession, column: Any, value: str) -> Any:
-    if session.bind.dialect.name == "postgresql":
-        return type_coerce(column, JSONB).contains([value])
-    return text(
-        f"EXISTS (SELECT 1 FROM json_each(agents.{column.key}) WHERE json_each.value = :v_{column.key})"
-    ).bindparams(**{f"v_{column.key}": value})
-
-
 async def list_agents(
     session: AsyncSession,
     *,
@@ -126,9 +118,9 @@ async def list_agents(
 ) -> tuple[list[Agent], int]:
     conditions: list[Any] = [Agent.status != "DEREGISTERED"]
     if capability:
-        conditions.append(_json_array_contains(session, Agent.capabilities, capability))
+        conditions.append(json_array_contains(session, Agent.capabilities, capability))
     if tag:
-        conditions.append(_json_array_contains(session, Agent.tags, tag))
+        conditions.append(json_array_contains(session, Agent.tags, tag))
     if status:
         conditions.append(Agent.status == status)
     if min_trust is not None:

@@ -30,3 +30,4 @@ class Duty:
     run: Callable[[AppContext], Awaitable[PassResult]]
     interval: Callable[[AppContext], float]  # the longest sleep between passes
     deadline_kind: str | None = None  # wake early when this process sets a nearer deadline of this kind
+    close: Callable[[], Awaitable[None]] | None = None  # release what the duty holds (connections, tasks)

@@ -25,8 +25,9 @@ MIN_SLEEP_SECONDS = 0.02
 def all_duties() -> list[Duty]:
     from ains.agents.duties import STALE_AGENTS
     from ains.tasks.duties import EXPIRED_LEASES, RETRY_WAKEUPS, TIMEOUTS
+    from ains.webhooks.dispatcher import webhook_duty
 
-    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS]
+    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS, webhook_duty()]
 
 
 class DutyRunner:
@@ -59,6 +60,9 @@ class DutyRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for duty in self.duties:
+            if duty.close is not None:
+                await duty.close()
 
     async def wait(self) -> None:
         await self._stopping.wait()

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     webhook_backoff_base_seconds: float = Field(1, ge=0)
     webhook_disable_after: int = Field(20, ge=1)
     webhook_allow_private: bool = False
+    webhook_dispatch_interval_seconds: float = Field(1.0, gt=0)
+    webhook_concurrency: int = Field(64, ge=1)
 
     agent_cache_ttl_seconds: float = Field(300, ge=0)
     task_cache_ttl_seconds: float = Field(30, ge=0)

@@ -125,3 +125,13 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+def json_array_contains(session: AsyncSession, column: Any, value: str) -> Any:
+    """SQL: the JSON array in `column` holds `value` (JSONB containment on PostgreSQL, json_each on SQLite)."""
+    from sqlalchemy import bindparam, exists, func, literal_column, select, type_coerce
+
+    if session.bind.dialect.name == "postgresql":
+        return type_coerce(column, JSONB).contains([value])
+    each = func.json_each(column).table_valued("value")
+    return exists(select(literal_column("1")).select_from(each).where(each.c.value == bindparam(None, value)))

@@ -25,3 +25,9 @@ AGENTS_LOST = Counter("ains_agents_lost_total", "Agents marked INACTIVE for sile
 DUTY_RUNS = Counter("ains_background_duty_runs_total", "Background duty passes", ["duty"])
 AGENT_TRUST = Gauge("ains_agent_trust_score", "Each agent's trust score", ["agent_id", "trust_level"])
 AGENTS_BY_TRUST_LEVEL = Gauge("ains_agents_by_trust_level", "Agents by trust level", ["trust_level"])
+WEBHOOK_ATTEMPTS = Counter("ains_webhook_delivery_attempts_total", "Webhook delivery attempts by result", ["result"])
+WEBHOOK_EVENT_TO_DELIVERY = Histogram(
+    "ains_webhook_event_to_delivery_seconds",
+    "Time from a task event to its successful delivery",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -14,7 +14,8 @@ import ains.agents.models
 import ains.audit.models
 import ains.auth.models
 import ains.tasks.models
-import ains.trust.models  # noqa: F401  (registers the tables)
+import ains.trust.models
+import ains.webhooks.models  # noqa: F401  (registers the tables)
 from ains.core.database import Base
 
 target_metadata = Base.metadata

@@ -70,6 +70,7 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
                 lifecycle.FAILED,
                 now=now,
                 settings=ctx.settings,
+                signals=ctx.signals,
                 outcome=lifecycle.OUTCOME_TIMEOUT,
                 error=f"Task timed out after {task.timeout_seconds} seconds",
             )

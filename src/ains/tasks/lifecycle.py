@@ -19,6 +19,7 @@ from ains.core.database import after_commit
 from ains.core.errors import Conflict
 from ains.tasks.models import Task, TaskAttempt
 from ains.trust import service as trust
+from ains.webhooks import outbox
 
 PENDING = "PENDING"
 ASSIGNED = "ASSIGNED"
@@ -54,6 +55,9 @@ OUTCOME_LEASE_EXPIRED = "lease_expired"
 OUTCOME_AGENT_LOST = "agent_lost"
 OUTCOME_RELEASED = "released"
 OUTCOME_CANCELLED = "cancelled"
+
+# The `reason` a task.failed or task.retrying event gives, by how the attempt ended.
+_REASONS = {OUTCOME_FAILED: "error", OUTCOME_TIMEOUT: "timeout", OUTCOME_AGENT_LOST: "agent_lost"}
 
 # Attempt endings that cost the agent trust: an explicit failure, a timeout, going silent.
 TRUST_FAILURES = frozenset({OUTCOME_FAILED, OUTCOME_TIMEOUT, OUTCOME_AGENT_LOST})
@@ -125,8 +129,15 @@ async def move(
     error: str | None = None,
     result_data: dict[str, Any] | None = None,
     available_at: datetime | None = None,
+    retry: bool = False,
+    cancelled_by: str | None = None,
+    cancellation_reason: str | None = None,
 ) -> None:
-    """Move `task` to `to` inside the caller's transaction, or raise 409."""
+    """Move `task` to `to` inside the caller's transaction, or raise 409.
+
+    Along with the status it keeps the queue fields, deadlines and attempt history
+    in step, applies the trust change, and writes the webhook event (outbox).
+    """
     check_move(task, to)
     previous = task.status
     holder = task.assigned_agent_id
@@ -148,6 +159,7 @@ async def move(
         if signals is not None:
             after_commit(session, lambda: signals.deadline(DEADLINE_LEASE, lease))
         session.add(TaskAttempt(task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, assigned_at=now))
+        await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=agent_id, signals=signals)
     elif to == ACTIVE:
         task.started_at = now
         task.lease_expires_at = None
@@ -155,22 +167,42 @@ async def move(
         if signals is not None:
             after_commit(session, lambda: signals.deadline(DEADLINE_TIMEOUT, deadline))
         await _update_attempt(session, task, started_at=now)
+        await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=holder, signals=signals)
     elif to == COMPLETED:
         task.completed_at = now
         task.result_data = result_data if result_data is not None else {}
         task.deadline_at = None
         await _finish_attempt(session, task, now, OUTCOME_COMPLETED, None)
+        await outbox.emit(session, outbox.TASK_COMPLETED, task, now=now, agent_id=holder, signals=signals)
     elif to == FAILED:
         task.error_message = error
         task.last_error = error
         task.lease_expires_at = None
         task.deadline_at = None
         await _finish_attempt(session, task, now, outcome or OUTCOME_FAILED, error)
+        await outbox.emit(
+            session, outbox.TASK_FAILED, task, now=now, agent_id=holder, reason=_REASONS.get(outcome), signals=signals
+        )
     elif to == PENDING:
         await _finish_attempt(session, task, now, outcome or OUTCOME_RELEASED, error)
         _make_claimable(session, task, available_at, settings, signals)
+        if retry:
+            task.next_retry_at = task.available_at
+            await outbox.emit(
+                session,
+                outbox.TASK_RETRYING,
+                task,
+                now=now,
+                agent_id=holder,
+                reason=_REASONS.get(outcome),
+                signals=signals,
+            )
     elif to == CANCELLED:
         task.lease_expires_at = None
         task.deadline_at = None
+        task.cancelled_at = now
+        task.cancelled_by = cancelled_by
+        task.cancellation_reason = cancellation_reason
         if previous in HELD_STATUSES:
             await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
+        await outbox.emit(session, outbox.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)

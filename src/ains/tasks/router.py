@@ -153,7 +153,14 @@ async def complete_task(
     body = body or CompleteRequest()
     async with ctx.db.transaction() as session:
         task = await service.complete(
-            session, principal, task_id, body.attempt, body.result_data, now=utcnow(), settings=ctx.settings
+            session,
+            principal,
+            task_id,
+            body.attempt,
+            body.result_data,
+            now=utcnow(),
+            settings=ctx.settings,
+            signals=ctx.signals,
         )
     return present(task, ctx.settings)
 
@@ -184,7 +191,9 @@ async def cancel_task(
     require_scope(principal, "tasks:write")
     body = body or CancelRequest()
     async with ctx.db.transaction() as session:
-        task = await service.cancel(session, principal, task_id, body.reason, now=utcnow(), settings=ctx.settings)
+        task = await service.cancel(
+            session, principal, task_id, body.reason, now=utcnow(), settings=ctx.settings, signals=ctx.signals
+        )
     return CancelResponse.model_validate(task)
 
 

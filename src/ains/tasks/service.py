@@ -25,6 +25,7 @@ from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskSubmit
 from ains.trust import service as trust
+from ains.webhooks import outbox
 
 
 def json_size(value: Any) -> int:
@@ -96,6 +97,7 @@ async def submit(
             return existing, False
     if principal.is_admin:
         audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": client_id})
+    await outbox.emit(session, outbox.TASK_CREATED, task, now=now, agent_id=None, signals=signals)
     capability = task.capability_required
     after_commit(session, lambda: signals.notify(capability))
     return task, True
@@ -221,13 +223,16 @@ async def complete(
     *,
     now: datetime,
     settings: Settings,
+    signals: Any,
 ) -> Task:
     if json_size(result_data) > settings.max_input_bytes:
         raise PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
     task = await held_by_agent(session, principal, task_id)
     lifecycle.check_move(task, lifecycle.COMPLETED)
     lifecycle.check_attempt(task, attempt)
-    await lifecycle.move(session, task, lifecycle.COMPLETED, now=now, settings=settings, result_data=result_data)
+    await lifecycle.move(
+        session, task, lifecycle.COMPLETED, now=now, settings=settings, signals=signals, result_data=result_data
+    )
     return task
 
 
@@ -294,8 +299,8 @@ async def fail_attempt(
             outcome=outcome,
             error=error_message,
             available_at=retry_at,
+            retry=True,
         )
-        task.next_retry_at = retry_at
         after_commit(session, RETRIES_SCHEDULED.inc)
     else:
         await lifecycle.move(
@@ -335,14 +340,27 @@ def require_owner(principal: Principal, task: Task, action: str) -> None:
 
 
 async def cancel(
-    session: AsyncSession, principal: Principal, task_id: str, reason: str, *, now: datetime, settings: Settings
+    session: AsyncSession,
+    principal: Principal,
+    task_id: str,
+    reason: str,
+    *,
+    now: datetime,
+    settings: Settings,
+    signals: Any,
 ) -> Task:
     task = await get_visible(session, principal, task_id, for_update=True)
     require_owner(principal, task, "cancel")
-    await lifecycle.move(session, task, lifecycle.CANCELLED, now=now, settings=settings)
-    task.cancelled_at = now
-    task.cancelled_by = principal.id
-    task.cancellation_reason = reason
+    await lifecycle.move(
+        session,
+        task,
+        lifecycle.CANCELLED,
+        now=now,
+        settings=settings,
+        signals=signals,
+        cancelled_by=principal.id,
+        cancellation_reason=reason,
+    )
     audit.record(
         session,
         principal,

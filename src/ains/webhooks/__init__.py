@@ -1,0 +1,1 @@
+"""Webhooks: the transactional outbox of task events, signed deliveries, retries and health (SPEC 9)."""

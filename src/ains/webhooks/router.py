@@ -1,0 +1,133 @@
+"""Webhook endpoints (SPEC 9)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from ains.auth.dependencies import CurrentPrincipal
+from ains.core.clock import utcnow
+from ains.core.context import AppContext, get_context
+from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.webhooks import service
+from ains.webhooks.schemas import (
+    DeliveryOut,
+    DeliveryPage,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+    WebhookPatch,
+    WebhookWithSecret,
+)
+
+router = APIRouter(tags=["webhooks"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+async def _create(ctx: AppContext, principal, owner_kind: str, owner_id: str, body: WebhookCreate) -> WebhookWithSecret:
+    async with ctx.db.transaction() as session:
+        hook, secret = await service.create(
+            session,
+            principal,
+            owner_kind,
+            owner_id,
+            body,
+            now=utcnow(),
+            allow_private=ctx.settings.webhook_allow_private,
+        )
+    return WebhookWithSecret(**WebhookOut.model_validate(hook).model_dump(), secret=secret)
+
+
+async def _list(ctx: AppContext, principal, owner_kind: str, owner_id: str) -> WebhookList:
+    async with ctx.db.read() as session:
+        rows = await service.list_for(session, principal, owner_kind, owner_id)
+    return WebhookList(webhooks=[WebhookOut.model_validate(h) for h in rows])
+
+
+@router.post("/ains/agents/{agent_id}/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookWithSecret)
+async def create_agent_webhook(
+    agent_id: str, body: WebhookCreate, principal: CurrentPrincipal, ctx: Ctx
+) -> WebhookWithSecret:
+    """The agent or an admin. The secret is in this answer only."""
+    return await _create(ctx, principal, "agent", agent_id, body)
+
+
+@router.get("/ains/agents/{agent_id}/webhooks", response_model=WebhookList)
+async def list_agent_webhooks(agent_id: str, principal: CurrentPrincipal, ctx: Ctx) -> WebhookList:
+    return await _list(ctx, principal, "agent", agent_id)
+
+
+@router.post(
+    "/ains/clients/{client_id}/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookWithSecret
+)
+async def create_client_webhook(
+    client_id: str, body: WebhookCreate, principal: CurrentPrincipal, ctx: Ctx
+) -> WebhookWithSecret:
+    """The client or an admin. The secret is in this answer only."""
+    return await _create(ctx, principal, "client", client_id, body)
+
+
+@router.get("/ains/clients/{client_id}/webhooks", response_model=WebhookList)
+async def list_client_webhooks(client_id: str, principal: CurrentPrincipal, ctx: Ctx) -> WebhookList:
+    return await _list(ctx, principal, "client", client_id)
+
+
+@router.patch("/ains/webhooks/{webhook_id}", response_model=WebhookWithSecret)
+async def update_webhook(
+    webhook_id: str, body: WebhookPatch, principal: CurrentPrincipal, ctx: Ctx
+) -> WebhookWithSecret:
+    """Enable or disable, change url or events, set or rotate the secret. Re-enabling clears the failure count."""
+    async with ctx.db.transaction() as session:
+        hook, secret = await service.update(
+            session, principal, webhook_id, body, now=utcnow(), allow_private=ctx.settings.webhook_allow_private
+        )
+    return WebhookWithSecret(**WebhookOut.model_validate(hook).model_dump(), secret=secret)
+
+
+@router.delete("/ains/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_webhook(webhook_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
+    async with ctx.db.transaction() as session:
+        await service.delete(session, principal, webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/ains/webhooks/{webhook_id}/deliveries", response_model=DeliveryPage)
+async def list_deliveries(
+    webhook_id: str,
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> DeliveryPage:
+    """Newest first, each with its attempts."""
+    before_id = None
+    if cursor:
+        (before_id,) = decode_cursor(cursor, 1)
+        if not isinstance(before_id, int):
+            raise InvalidCursor()
+    async with ctx.db.read() as session:
+        rows = await service.deliveries(session, principal, webhook_id, limit=limit + 1, before_id=before_id)
+    next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    return DeliveryPage(
+        deliveries=[
+            DeliveryOut(
+                delivery_id=d.delivery_id,
+                webhook_id=d.webhook_id,
+                event_id=d.event_id,
+                event=e.event,
+                task_id=e.task_id,
+                status=d.status,
+                attempts=d.attempts,
+                response_code=d.response_code,
+                last_error=d.last_error,
+                next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+                created_at=d.created_at,
+                updated_at=d.updated_at,
+                finished_at=d.finished_at,
+                history=d.history,
+            )
+            for d, e in rows[:limit]
+        ],
+        next_cursor=next_cursor,
+    )

@@ -1,0 +1,74 @@
+"""Request and response bodies of the webhook endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StringConstraints
+
+from ains.core.schemas import ApiModel, RequestModel, UTCTime
+from ains.webhooks.outbox import EVENTS
+
+EventName = Literal[EVENTS]  # type: ignore[valid-type]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+Secret = Annotated[str, StringConstraints(min_length=16, max_length=200)]
+EventList = Annotated[list[EventName], Field(min_length=1, max_length=len(EVENTS))]
+
+
+class WebhookCreate(RequestModel):
+    url: Url
+    events: EventList
+    secret: Secret | None = Field(None, description="At least 16 characters; generated (and shown once) if absent")
+
+
+class WebhookPatch(RequestModel):
+    active: StrictBool | None = None
+    url: Url | None = None
+    events: EventList | None = None
+    secret: Secret | None = None
+    rotate_secret: StrictBool = Field(False, description="Generate a new secret, shown once in the answer")
+
+
+class WebhookOut(ApiModel):
+    webhook_id: str
+    owner_kind: str
+    owner_id: str
+    url: str
+    events: list[str]
+    active: bool
+    consecutive_failures: int
+    last_success_at: UTCTime | None
+    last_failure_at: UTCTime | None
+    disabled_reason: str | None
+    created_at: UTCTime
+    updated_at: UTCTime
+
+
+class WebhookWithSecret(WebhookOut):
+    secret: str | None = Field(None, description="Shown only when created or rotated")
+
+
+class WebhookList(ApiModel):
+    webhooks: list[WebhookOut]
+
+
+class DeliveryOut(ApiModel):
+    delivery_id: str
+    webhook_id: str
+    event_id: str
+    event: str
+    task_id: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    response_code: int | None
+    last_error: str | None
+    next_attempt_at: UTCTime | None
+    created_at: UTCTime
+    updated_at: UTCTime
+    finished_at: UTCTime | None
+    history: list[dict[str, Any]] = Field(description="One entry per attempt: at, response_code, error, duration_ms")
+
+
+class DeliveryPage(ApiModel):
+    deliveries: list[DeliveryOut]
+    next_cursor: str | None

@@ -1,0 +1,154 @@
+"""Webhook management: register, list, change, delete, and read deliveries; owners and the admin only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.agents.models import Agent
+from ains.audit import service as audit
+from ains.auth.principal import Principal
+from ains.core.clock import new_id
+from ains.core.errors import Forbidden, NotFound, Unprocessable
+from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
+from ains.webhooks.schemas import WebhookCreate, WebhookPatch
+from ains.webhooks.signing import generate_secret
+from ains.webhooks.url_guard import ForbiddenTarget, check_target
+
+
+def require_owner_path(principal: Principal, owner_kind: str, owner_id: str) -> None:
+    """Only the agent (or client) itself, or the admin, manages webhooks under its path."""
+    if principal.is_admin:
+        return
+    if principal.kind != owner_kind or principal.id != owner_id:
+        raise Forbidden(f"Only {owner_id} or an admin may manage these webhooks")
+    if not principal.has_scope("webhooks"):
+        raise Forbidden("This key lacks the webhooks scope")
+
+
+async def _check_url(url: str, allow_private: bool) -> None:
+    try:
+        await check_target(url, allow_private=allow_private)
+    except ForbiddenTarget as exc:
+        raise Unprocessable("url", str(exc)) from exc
+
+
+async def create(
+    session: AsyncSession,
+    principal: Principal,
+    owner_kind: str,
+    owner_id: str,
+    body: WebhookCreate,
+    *,
+    now: datetime,
+    allow_private: bool,
+) -> tuple[Webhook, str]:
+    require_owner_path(principal, owner_kind, owner_id)
+    if owner_kind == "agent":
+        agent = await session.get(Agent, owner_id)
+        if agent is None or agent.status == "DEREGISTERED":
+            raise NotFound(f"Agent {owner_id} not found")
+    await _check_url(body.url, allow_private)
+    secret = body.secret or generate_secret()
+    hook = Webhook(
+        webhook_id=new_id("wh"),
+        owner_kind=owner_kind,
+        owner_id=owner_id,
+        url=body.url,
+        events=list(dict.fromkeys(body.events)),
+        secret=secret,
+        active=True,
+        consecutive_failures=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(hook)
+    if principal.is_admin:
+        audit.record(session, principal, "webhook.create", "webhook", hook.webhook_id, {"owner": owner_id})
+    return hook, secret
+
+
+async def list_for(session: AsyncSession, principal: Principal, owner_kind: str, owner_id: str) -> list[Webhook]:
+    require_owner_path(principal, owner_kind, owner_id)
+    rows = await session.scalars(
+        select(Webhook)
+        .where(Webhook.owner_kind == owner_kind, Webhook.owner_id == owner_id)
+        .order_by(Webhook.created_at, Webhook.webhook_id)
+    )
+    return list(rows)
+
+
+async def get_owned(
+    session: AsyncSession, principal: Principal, webhook_id: str, *, for_update: bool = False
+) -> Webhook:
+    query = select(Webhook).where(Webhook.webhook_id == webhook_id)
+    if for_update:
+        query = query.with_for_update()
+    hook = await session.scalar(query)
+    owns = hook is not None and (
+        principal.is_admin or (principal.kind == hook.owner_kind and principal.id == hook.owner_id)
+    )
+    if not owns:
+        raise NotFound(f"Webhook {webhook_id} not found")
+    if not principal.has_scope("webhooks"):
+        raise Forbidden("This key lacks the webhooks scope")
+    return hook
+
+
+async def update(
+    session: AsyncSession,
+    principal: Principal,
+    webhook_id: str,
+    patch: WebhookPatch,
+    *,
+    now: datetime,
+    allow_private: bool,
+) -> tuple[Webhook, str | None]:
+    hook = await get_owned(session, principal, webhook_id, for_update=True)
+    changes = patch.model_dump(exclude_unset=True)
+    for field in ("active", "url", "events"):
+        if field in changes and changes[field] is None:
+            raise Unprocessable(field, f"{field} may not be null")
+    if patch.url is not None:
+        await _check_url(patch.url, allow_private)
+        hook.url = patch.url
+    if patch.events is not None:
+        hook.events = list(dict.fromkeys(patch.events))
+    shown_secret = None
+    if patch.rotate_secret:
+        hook.secret = shown_secret = generate_secret()
+    elif patch.secret is not None:
+        hook.secret = patch.secret
+    if patch.active is not None:
+        if patch.active and not hook.active:
+            # A fresh start: the failures that disabled it are history.
+            hook.consecutive_failures = 0
+            hook.disabled_reason = None
+        elif not patch.active and hook.active:
+            hook.disabled_reason = "disabled by its owner"
+        hook.active = patch.active
+    hook.updated_at = now
+    return hook, shown_secret
+
+
+async def delete(session: AsyncSession, principal: Principal, webhook_id: str) -> None:
+    hook = await get_owned(session, principal, webhook_id, for_update=True)
+    await session.delete(hook)
+
+
+async def deliveries(
+    session: AsyncSession, principal: Principal, webhook_id: str, *, limit: int, before_id: int | None
+) -> list[tuple[WebhookDelivery, TaskEvent]]:
+    await get_owned(session, principal, webhook_id)
+    query = (
+        select(WebhookDelivery, TaskEvent)
+        .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.webhook_id == webhook_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    return [(delivery, event) for delivery, event in (await session.execute(query)).all()]
