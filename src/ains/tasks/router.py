@@ -17,6 +17,10 @@ from ains.tasks.models import Task
 from ains.tasks.schemas import (
     AttemptHistory,
     AttemptOut,
+    BatchFailed,
+    BatchResult,
+    BatchSubmit,
+    BatchSubmitted,
     CancelRequest,
     CancelResponse,
     ClaimRequest,
@@ -58,6 +62,23 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, r
     if not created:
         response.status_code = status.HTTP_200_OK
     return present(task, ctx.settings)
+
+
+@router.post("/ains/tasks/batch", response_model=BatchResult)
+async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> BatchResult:
+    """Up to 100 tasks in one transaction; each item is validated and answered on its own (SPEC 5)."""
+    require_scope(principal, "tasks:write")
+    async with ctx.db.transaction() as session:
+        submitted, failed = await service.submit_batch(
+            session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings, signals=ctx.signals
+        )
+    return BatchResult(
+        submitted=[
+            BatchSubmitted(index=i, task_id=t.task_id, status=t.status, client_id=t.client_id, created_at=t.created_at)
+            for i, t in submitted
+        ],
+        failed=[BatchFailed(index=i, error=e) for i, e in failed],
+    )
 
 
 @router.get("/ains/tasks", response_model=TaskList)

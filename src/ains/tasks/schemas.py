@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt
+from pydantic import AliasChoices, Field, StrictBool, StrictFloat, StrictInt
 
 from ains.core.schemas import ApiModel, Capability, ClientId, RequestModel, UTCTime
 
@@ -42,7 +42,7 @@ class TaskOut(ApiModel):
     retry_jitter: bool
     timeout_seconds: int
     idempotency_key: str | None
-    metadata: dict[str, Any] = Field(validation_alias="task_metadata")
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("task_metadata", "metadata"))
     min_trust_score: float | None
     status: TaskStatus
     assigned_agent_id: str | None
@@ -143,3 +143,31 @@ class QueueMetrics(ApiModel):
     )
     scheduled_retries: int = Field(description="PENDING tasks waiting for their retry delay to end")
     oldest_pending_age_seconds: float = Field(description="Age of the oldest PENDING task since submission; 0 if none")
+
+
+MAX_BATCH = 100
+
+
+class BatchSubmit(RequestModel):
+    tasks: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)] = Field(
+        description="Up to 100 task bodies, each validated like POST /ains/tasks"
+    )
+    atomic: StrictBool = Field(False, description="All or nothing: any invalid item means nothing is stored")
+
+
+class BatchSubmitted(ApiModel):
+    index: int
+    task_id: str
+    status: TaskStatus
+    client_id: str
+    created_at: UTCTime
+
+
+class BatchFailed(ApiModel):
+    index: int
+    error: str
+
+
+class BatchResult(ApiModel):
+    submitted: list[BatchSubmitted]
+    failed: list[BatchFailed]

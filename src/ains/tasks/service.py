@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from ains.auth.principal import Principal
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.database import after_commit
-from ains.core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from ains.tasks import lifecycle, retry
@@ -101,6 +102,46 @@ async def submit(
     capability = task.capability_required
     after_commit(session, lambda: signals.notify(capability))
     return task, True
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{field}: {error['msg']}"
+
+
+async def submit_batch(
+    session: AsyncSession,
+    principal: Principal,
+    items: list[dict[str, Any]],
+    *,
+    atomic: bool,
+    now: datetime,
+    settings: Settings,
+    signals: Any,
+) -> tuple[list[tuple[int, Task]], list[tuple[int, str]]]:
+    """SPEC 5: validate every item first; store the valid ones (or, atomic, all or none) in this transaction."""
+    valid: list[tuple[int, TaskSubmit]] = []
+    failed: list[tuple[int, str]] = []
+    for index, item in enumerate(items):
+        try:
+            body = TaskSubmit.model_validate(item)
+            resolve_client_id(principal, body.client_id)
+            if json_size(body.input_data) > settings.max_input_bytes:
+                raise PayloadTooLarge(f"input_data: larger than {settings.max_input_bytes} bytes")
+        except ValidationError as exc:
+            failed.append((index, _first_error(exc)))
+        except AinsError as exc:
+            failed.append((index, exc.detail if isinstance(exc.detail, str) else str(exc.detail)))
+        else:
+            valid.append((index, body))
+    if atomic and failed:
+        return [], failed
+    submitted = []
+    for index, body in valid:
+        task, _created = await submit(session, principal, body, now=now, settings=settings, signals=signals)
+        submitted.append((index, task))
+    return submitted, failed
 
 
 async def _by_idempotency_key(session: AsyncSession, client_id: str, key: str) -> Task | None:
