@@ -24,7 +24,9 @@ async def test_atomic_batch_is_all_or_nothing(client):
     body = (await client.post("/ains/tasks/batch", json={"tasks": items, "atomic": True}, headers=owner)).json()
     assert body["submitted"] == [] and [f["index"] for f in body["failed"]] == [1]
     assert (await client.get("/ains/tasks", headers=owner)).json()["tasks"] == []
-    ok = (await client.post("/ains/tasks/batch", json={"tasks": [task_body()] * 3, "atomic": True}, headers=owner)).json()
+    ok = (
+        await client.post("/ains/tasks/batch", json={"tasks": [task_body()] * 3, "atomic": True}, headers=owner)
+    ).json()
     assert len(ok["submitted"]) == 3 and ok["failed"] == []
 
 

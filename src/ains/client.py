@@ -1,0 +1,261 @@
+"""The Python SDK: `AINSClient` (sync) and `AsyncAINSClient` (async), one typed method per endpoint.
+
+Both speak the public HTTP API through httpx and return the same Pydantic models
+the server answers with. An HTTP error raises `AINSError` with `status_code`
+and `detail`. Connection errors are retried with backoff on calls that are safe
+to repeat (reads, deletes, and submissions that carry an idempotency key).
+
+    from ains.client import AINSClient
+    with AINSClient("http://127.0.0.1:8000", api_key) as ains:
+        task = ains.submit_task(task_type="analysis", capability_required="data:v1", input_data={"x": 1})
+        done = ains.wait_for_task(task.task_id, timeout=60)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from ains.agents.schemas import AgentList, AgentOut
+from ains.auth.schemas import ApiKeyCreated, ApiKeyList
+from ains.tasks.schemas import AttemptHistory, BatchResult, CancelResponse, QueueMetrics, TaskList, TaskOut
+from ains.trust.schemas import Leaderboard, TrustSummary
+from ains.webhooks.schemas import DeliveryPage, WebhookList, WebhookWithSecret
+
+__all__ = ["AINSClient", "AINSError", "AsyncAINSClient", "FINAL_STATUSES", "Task"]
+
+Task = TaskOut
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+RETRIES = 3
+RETRY_BASE_SECONDS = 0.2
+
+
+class AINSError(Exception):
+    """An error answer from AINS."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+@dataclass
+class Call:
+    """One request: what to send, what model the answer is, and whether it may be repeated."""
+
+    method: str
+    path: str
+    model: type[BaseModel] | None = None
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    idempotent: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        params = {k: v for k, v in self.params.items() if v is not None}
+        return {"json": self.json, "params": params or None}
+
+    def parse(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AINSError(response.status_code, detail)
+        if self.model is None or response.status_code == 204:
+            return None
+        return self.model.model_validate(response.json())
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class _Endpoints:
+    """Every endpoint as a `Call`; the sync and async clients only differ in how they send it."""
+
+    def _send(self, call: Call) -> Any:  # pragma: no cover - provided by the subclasses
+        raise NotImplementedError
+
+    # tasks
+    def submit_task(self, **fields: Any) -> TaskOut:
+        return self._send(Call("POST", "/ains/tasks", TaskOut, json=fields, idempotent="idempotency_key" in fields))
+
+    def submit_batch(self, tasks: list[dict[str, Any]], atomic: bool = False) -> BatchResult:
+        return self._send(Call("POST", "/ains/tasks/batch", BatchResult, json={"tasks": tasks, "atomic": atomic}))
+
+    def get_task(self, task_id: str) -> TaskOut:
+        return self._send(Call("GET", f"/ains/tasks/{task_id}", TaskOut, idempotent=True))
+
+    def task_attempts(self, task_id: str) -> AttemptHistory:
+        return self._send(Call("GET", f"/ains/tasks/{task_id}/attempts", AttemptHistory, idempotent=True))
+
+    def list_tasks_page(self, cursor: str | None = None, limit: int = 100, **filters: Any) -> TaskList:
+        params = {"cursor": cursor, "limit": limit, **filters}
+        return self._send(Call("GET", "/ains/tasks", TaskList, params=params, idempotent=True))
+
+    def cancel_task(self, task_id: str, reason: str = "Client requested cancellation") -> CancelResponse:
+        return self._send(Call("POST", f"/ains/tasks/{task_id}/cancel", CancelResponse, json={"reason": reason}))
+
+    def set_priority(self, task_id: str, priority: int) -> TaskOut:
+        return self._send(
+            Call("PATCH", f"/ains/tasks/{task_id}/priority", TaskOut, json={"priority": priority}, idempotent=True)
+        )
+
+    def queue_metrics(self) -> QueueMetrics:
+        return self._send(Call("GET", "/ains/queue/metrics", QueueMetrics, idempotent=True))
+
+    # agents and trust
+    def list_agents(self, limit: int = 50, offset: int = 0, **filters: Any) -> AgentList:
+        params = {"limit": limit, "offset": offset, **filters}
+        return self._send(Call("GET", "/ains/agents", AgentList, params=params, idempotent=True))
+
+    def get_agent(self, agent_id: str) -> AgentOut:
+        return self._send(Call("GET", f"/ains/agents/{agent_id}", AgentOut, idempotent=True))
+
+    def agent_trust(self, agent_id: str) -> TrustSummary:
+        return self._send(Call("GET", f"/ains/agents/{agent_id}/trust", TrustSummary, idempotent=True))
+
+    def leaderboard(self, limit: int = 10, min_tasks: int = 0) -> Leaderboard:
+        params = {"limit": limit, "min_tasks": min_tasks}
+        return self._send(Call("GET", "/ains/agents/leaderboard", Leaderboard, params=params, idempotent=True))
+
+    # keys (admin)
+    def create_key(self, client_id: str, name: str, scopes: list[str] | None = None) -> ApiKeyCreated:
+        body = _drop_none({"client_id": client_id, "name": name, "scopes": scopes})
+        return self._send(Call("POST", "/ains/api-keys", ApiKeyCreated, json=body))
+
+    def list_keys(self, client_id: str | None = None, include_revoked: bool = False) -> ApiKeyList:
+        params = {"client_id": client_id, "include_revoked": include_revoked}
+        return self._send(Call("GET", "/ains/api-keys", ApiKeyList, params=params, idempotent=True))
+
+    def revoke_key(self, key_id: str) -> None:
+        return self._send(Call("DELETE", f"/ains/api-keys/{key_id}", idempotent=True))
+
+    # webhooks
+    def create_webhook(
+        self, owner_id: str, url: str, events: list[str], secret: str | None = None, *, owner_kind: str = "client"
+    ) -> WebhookWithSecret:
+        body = _drop_none({"url": url, "events": events, "secret": secret})
+        return self._send(Call("POST", f"/ains/{owner_kind}s/{owner_id}/webhooks", WebhookWithSecret, json=body))
+
+    def list_webhooks(self, owner_id: str, *, owner_kind: str = "client") -> WebhookList:
+        return self._send(Call("GET", f"/ains/{owner_kind}s/{owner_id}/webhooks", WebhookList, idempotent=True))
+
+    def update_webhook(self, webhook_id: str, **changes: Any) -> WebhookWithSecret:
+        return self._send(Call("PATCH", f"/ains/webhooks/{webhook_id}", WebhookWithSecret, json=changes))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        return self._send(Call("DELETE", f"/ains/webhooks/{webhook_id}", idempotent=True))
+
+    def webhook_deliveries(self, webhook_id: str, cursor: str | None = None, limit: int = 50) -> DeliveryPage:
+        params = {"cursor": cursor, "limit": limit}
+        return self._send(
+            Call("GET", f"/ains/webhooks/{webhook_id}/deliveries", DeliveryPage, params=params, idempotent=True)
+        )
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class AINSClient(_Endpoints):
+    """Synchronous client."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
+        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout)
+
+    def _send(self, call: Call) -> Any:
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._http.request(call.method, call.path, **call.kwargs())
+            except httpx.TransportError:
+                if not call.idempotent or attempt == RETRIES:
+                    raise
+                time.sleep(RETRY_BASE_SECONDS * 2**attempt)
+                continue
+            return call.parse(response)
+        raise AssertionError("unreachable")
+
+    def list_tasks(self, limit: int = 100, **filters: Any) -> Iterator[TaskOut]:
+        """Every task matching the filters, following the cursor across pages."""
+        cursor = None
+        while True:
+            page = self.list_tasks_page(cursor=cursor, limit=limit, **filters)
+            yield from page.tasks
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def wait_for_task(self, task_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> TaskOut:
+        """Poll until the task is final; TimeoutError if it isn't within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get_task(task_id)
+            if task.status in FINAL_STATUSES:
+                return task
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} is still {task.status} after {timeout} s")
+            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AINSClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncAINSClient(_Endpoints):
+    """Asynchronous client: the same methods, awaited."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout)
+
+    async def _send(self, call: Call) -> Any:
+        for attempt in range(RETRIES + 1):
+            try:
+                response = await self._http.request(call.method, call.path, **call.kwargs())
+            except httpx.TransportError:
+                if not call.idempotent or attempt == RETRIES:
+                    raise
+                await asyncio.sleep(RETRY_BASE_SECONDS * 2**attempt)
+                continue
+            return call.parse(response)
+        raise AssertionError("unreachable")
+
+    async def list_tasks(self, limit: int = 100, **filters: Any) -> AsyncIterator[TaskOut]:
+        cursor = None
+        while True:
+            page = await self.list_tasks_page(cursor=cursor, limit=limit, **filters)
+            for task in page.tasks:
+                yield task
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def wait_for_task(self, task_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> TaskOut:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = await self.get_task(task_id)
+            if task.status in FINAL_STATUSES:
+                return task
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} is still {task.status} after {timeout} s")
+            await asyncio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncAINSClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
