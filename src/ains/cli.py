@@ -137,6 +137,7 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @keys_app.command("create")
+@_errors
 def keys_create(
     client_id: Annotated[str, typer.Option("--client-id", help="The client the key acts as")],
     name: Annotated[str, typer.Option("--name", help="A label for the key")],
@@ -183,6 +184,7 @@ def keys_create(
 
 
 @keys_app.command("list")
+@_errors
 def keys_list(url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
     """List API keys (admin key needed)."""
     with _client(_need_url(url), api_key) as ains:
@@ -192,6 +194,7 @@ def keys_list(url: Url = None, api_key: ApiKey = None, as_json: Json = False) ->
 
 
 @keys_app.command("revoke")
+@_errors
 def keys_revoke(key_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
     """Revoke an API key (admin key needed)."""
     with _client(_need_url(url), api_key) as ains:

@@ -167,8 +167,15 @@ def _headers(api_key: str | None) -> dict[str, str]:
 class AINSClient(_Endpoints):
     """Synchronous client."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
-        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     def _send(self, call: Call) -> Any:
         for attempt in range(RETRIES + 1):
@@ -216,8 +223,17 @@ class AINSClient(_Endpoints):
 class AsyncAINSClient(_Endpoints):
     """Asynchronous client: the same methods, awaited."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
 
     async def _send(self, call: Call) -> Any:
         for attempt in range(RETRIES + 1):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AliasChoices, Field, StringConstraints
 
 from ains.auth.principal import CLIENT_SCOPES
 from ains.core.schemas import ApiModel, ClientId, RequestModel, UTCTime
@@ -23,7 +23,10 @@ class ApiKeyCreate(RequestModel):
 class ApiKeyOut(ApiModel):
     key_id: str
     kind: str = Field(description="client or agent")
-    client_id: str = Field(validation_alias="principal_id", description="The client id, or the agent id for agent keys")
+    client_id: str = Field(
+        validation_alias=AliasChoices("principal_id", "client_id"),
+        description="The client id, or the agent id for agent keys",
+    )
     name: str
     scopes: list[str]
     created_at: UTCTime
