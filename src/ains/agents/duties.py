@@ -31,8 +31,6 @@ AGENT_LOST = "agent lost"
 async def _oldest_heartbeat(ctx: AppContext) -> datetime | None:
     async with ctx.db.read() as session:
         value = await session.scalar(select(func.min(Agent.last_heartbeat_at)).where(Agent.status.in_(LIVE_STATUSES)))
-    if isinstance(value, str):  # SQLite answers MIN() over a datetime column as text
-        value = datetime.fromisoformat(value).replace(tzinfo=utcnow().tzinfo)
     return value
 
 

@@ -10,7 +10,7 @@ from ains.audit import service
 from ains.audit.schemas import AuditEntry, AuditLogPage
 from ains.auth.dependencies import Admin
 from ains.core.context import AppContext, get_context
-from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.core.pagination import decode_position, encode_cursor
 
 router = APIRouter(prefix="/ains/audit-logs", tags=["audit"])
 
@@ -25,11 +25,7 @@ async def list_audit_logs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AuditLogPage:
-    before_id = None
-    if cursor:
-        (before_id,) = decode_cursor(cursor, 1)
-        if not isinstance(before_id, int):
-            raise InvalidCursor()
+    before_id = decode_position(cursor)
     async with ctx.db.read() as session:
         rows = await service.list_entries(
             session, action=action, actor=actor, target_id=target_id, limit=limit + 1, before_id=before_id

@@ -30,3 +30,13 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != arity:
         raise InvalidCursor()
     return values
+
+
+def decode_position(cursor: str | None) -> int | None:
+    """A cursor holding one integer position (a row id or sequence number), or None for the first page."""
+    if not cursor:
+        return None
+    (position,) = decode_cursor(cursor, 1)
+    if not isinstance(position, int):
+        raise InvalidCursor()
+    return position

@@ -26,8 +26,6 @@ async def _earliest(ctx: AppContext, column, status: str, after: datetime | None
         query = query.where(column > after)
     async with ctx.db.read() as session:
         value = await session.scalar(query)
-    if isinstance(value, str):  # SQLite answers MIN() over a datetime column as text
-        value = datetime.fromisoformat(value).replace(tzinfo=utcnow().tzinfo)
     return value
 
 

@@ -25,10 +25,16 @@ from ains.tasks.schemas import (
     CancelResponse,
     ClaimRequest,
     ClaimResponse,
+    CompleteBatch,
+    CompleteItem,
     CompleteRequest,
+    FailBatch,
+    FailItem,
     FailRequest,
     PriorityRequest,
     QueueMetrics,
+    ReportResult,
+    ReportResults,
     StartRequest,
     TaskList,
     TaskOut,
@@ -79,6 +85,56 @@ async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx)
         ],
         failed=[BatchFailed(index=i, error=e) for i, e in failed],
     )
+
+
+@router.post("/ains/tasks/complete-batch", response_model=ReportResults, response_model_exclude_none=True)
+async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
+    """The calling agent completes up to 100 tasks; each item is answered on its own."""
+    if principal.kind != "agent":
+        raise Forbidden("Only agents report on tasks")
+    now = utcnow()
+    async with ctx.db.transaction() as session:
+
+        async def report(item: CompleteItem) -> Task:
+            return await service.complete(
+                session,
+                principal,
+                item.task_id,
+                item.attempt,
+                item.result_data,
+                now=now,
+                settings=ctx.settings,
+                signals=ctx.signals,
+            )
+
+        results = await service.report_each(session, body.items, report)
+    return ReportResults(results=[ReportResult(**r) for r in results])
+
+
+@router.post("/ains/tasks/fail-batch", response_model=ReportResults, response_model_exclude_none=True)
+async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
+    """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
+    if principal.kind != "agent":
+        raise Forbidden("Only agents report on tasks")
+    now = utcnow()
+    async with ctx.db.transaction() as session:
+
+        async def report(item: FailItem) -> Task:
+            return await service.fail(
+                session,
+                principal,
+                item.task_id,
+                item.attempt,
+                item.error_message,
+                retryable=item.retryable,
+                retry_after_seconds=item.retry_after_seconds,
+                now=now,
+                settings=ctx.settings,
+                signals=ctx.signals,
+            )
+
+        results = await service.report_each(session, body.items, report)
+    return ReportResults(results=[ReportResult(**r) for r in results])
 
 
 @router.get("/ains/tasks", response_model=TaskList)

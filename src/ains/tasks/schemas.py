@@ -171,3 +171,36 @@ class BatchFailed(ApiModel):
 class BatchResult(ApiModel):
     submitted: list[BatchSubmitted]
     failed: list[BatchFailed]
+
+
+class CompleteItem(RequestModel):
+    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    attempt: Attempt | None = None
+    result_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FailItem(RequestModel):
+    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    attempt: Attempt | None = None
+    error_message: Annotated[str, Field(min_length=1, max_length=10000)]
+    retryable: StrictBool = True
+    retry_after_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=31_536_000)] | None = None
+
+
+class CompleteBatch(RequestModel):
+    items: Annotated[list[CompleteItem], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class FailBatch(RequestModel):
+    items: Annotated[list[FailItem], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ReportResult(ApiModel):
+    task_id: str
+    status: TaskStatus | None = Field(None, description="The task's status after this item; absent on error")
+    error: str | None = Field(None, description="Why this item was refused; absent on success")
+    status_code: int | None = Field(None, description="The HTTP status the single-task call would have answered")
+
+
+class ReportResults(ApiModel):
+    results: list[ReportResult]

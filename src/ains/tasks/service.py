@@ -483,8 +483,6 @@ async def queue_metrics(
         mean_available = float(mean_position) + priority * settings.aging_interval_seconds
         depth[str(priority)] = count
         waits[str(priority)] = round(max(0.0, now.timestamp() - mean_available), 3)
-    if isinstance(oldest, str):  # SQLite returns MIN() over a datetime column as text
-        oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
     return {
         "tasks_by_priority": {str(p): c for p, c in sorted(open_rows, reverse=True)},
         "queue_depth_by_priority": dict(sorted(depth.items(), key=lambda kv: -int(kv[0]))),
@@ -492,3 +490,17 @@ async def queue_metrics(
         "scheduled_retries": scheduled or 0,
         "oldest_pending_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
     }
+
+
+async def report_each(session: AsyncSession, items: list[Any], report: Any) -> list[dict[str, Any]]:
+    """Apply `report(item)` to each item in its own savepoint: one item's refusal never undoes another's."""
+    results: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            async with session.begin_nested():
+                task = await report(item)
+            results.append({"task_id": item.task_id, "status": task.status})
+        except AinsError as exc:
+            detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            results.append({"task_id": item.task_id, "error": detail, "status_code": exc.status_code})
+    return results

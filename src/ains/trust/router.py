@@ -10,7 +10,7 @@ from ains.agents import service as agents
 from ains.auth.dependencies import Admin, CurrentPrincipal
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
-from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.core.pagination import decode_position, encode_cursor
 from ains.trust import service
 from ains.trust.levels import trust_level
 from ains.trust.schemas import (
@@ -74,11 +74,7 @@ async def trust_history(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TrustHistory:
     """Public. Trust records, newest first."""
-    before_seq = None
-    if cursor:
-        (before_seq,) = decode_cursor(cursor, 1)
-        if not isinstance(before_seq, int):
-            raise InvalidCursor()
+    before_seq = decode_position(cursor)
     async with ctx.db.read() as session:
         await agents.get(session, agent_id)
         rows = await service.history(session, agent_id, limit=limit + 1, before_seq=before_seq)

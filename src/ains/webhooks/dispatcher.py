@@ -118,8 +118,6 @@ class WebhookDispatcher:
                 .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
                 .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at > now, Webhook.active)
             )
-        if isinstance(value, str):  # SQLite answers MIN() over a datetime column as text
-            value = datetime.fromisoformat(value).replace(tzinfo=now.tzinfo)
         return value
 
     async def _deliver(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from ains.auth.dependencies import CurrentPrincipal
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
-from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.core.pagination import decode_position, encode_cursor
 from ains.webhooks import service
 from ains.webhooks.schemas import (
     DeliveryOut,
@@ -101,11 +101,7 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DeliveryPage:
     """Newest first, each with its attempts."""
-    before_id = None
-    if cursor:
-        (before_id,) = decode_cursor(cursor, 1)
-        if not isinstance(before_id, int):
-            raise InvalidCursor()
+    before_id = decode_position(cursor)
     async with ctx.db.read() as session:
         rows = await service.deliveries(session, principal, webhook_id, limit=limit + 1, before_id=before_id)
     next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
