@@ -156,3 +156,25 @@ async def postgres_only_url(postgres_url: str | None) -> str:
         unavailable(_postgres_error[0] if _postgres_error else f"PostgreSQL unavailable at {POSTGRES_URL}")
     await _clean(postgres_url)
     return postgres_url
+
+
+REDIS_URL = os.environ.get("AINS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def redis_settings_overrides() -> AsyncIterator[dict]:
+    """Settings for the real Redis, under a key prefix of this test's own (removed afterwards)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await redis.ping()
+    except Exception as exc:
+        await redis.aclose()
+        unavailable(f"Redis unavailable at {REDIS_URL}: {type(exc).__name__}: {exc}")
+    prefix = f"ains_test_{uuid.uuid4().hex[:12]}:"
+    yield {"redis_url": REDIS_URL, "redis_prefix": prefix}
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()

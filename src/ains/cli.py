@@ -120,6 +120,7 @@ def worker() -> None:
             await runner.wait()
         finally:
             await runner.stop()
+            await ctx.cache.close()
             await ctx.db.dispose()
 
     asyncio.run(run())

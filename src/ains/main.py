@@ -16,6 +16,7 @@ from ains.auth.admin_key import resolve_admin_key
 from ains.auth.keys import hash_key
 from ains.auth.router import router as keys_router
 from ains.background.runner import DutyRunner
+from ains.core.cache import make_cache
 from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import Database
@@ -36,11 +37,14 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate:
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    db.cache = make_cache(settings)
     return AppContext(
         settings=settings,
-        db=Database(settings.resolved_database_url),
+        db=db,
         admin_key_hash=hash_key(resolve_admin_key(settings)) if with_admin_key else "",
         signals=TaskAvailability(),
+        cache=db.cache,
     )
 
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner:
                 await runner.stop()
+            await ctx.cache.close()
             await ctx.db.dispose()
 
     app = FastAPI(

@@ -15,6 +15,8 @@ AGENT_STATUSES = ("AVAILABLE", "BUSY", "INACTIVE", "DEREGISTERED")
 
 class Agent(Base):
     __tablename__ = "agents"
+    __cache_kind__ = "agent"
+    __cache_key__ = "agent_id"
 
     agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)

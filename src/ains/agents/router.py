@@ -56,8 +56,7 @@ async def list_agents(
 @router.get("/{agent_id}", response_model=AgentOut)
 async def get_agent(agent_id: str, ctx: Ctx) -> AgentOut:
     """Public. One agent, never its keys."""
-    async with ctx.db.read() as session:
-        return AgentOut.model_validate(await service.get(session, agent_id))
+    return await service.read_record(ctx.db, ctx.cache, agent_id)
 
 
 @router.post("/{agent_id}/token", status_code=status.HTTP_201_CREATED, response_model=AgentToken)

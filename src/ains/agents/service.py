@@ -9,12 +9,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
-from ains.agents.schemas import AgentPatch, AgentRegister
+from ains.agents.schemas import AgentOut, AgentPatch, AgentRegister
 from ains.audit import service as audit
 from ains.auth import service as keys
 from ains.auth.models import ApiKey
 from ains.auth.principal import Principal
 from ains.auth.signatures import registration_message, token_message, verify_signed
+from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.config import Settings
 from ains.core.database import json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -176,3 +177,14 @@ async def deregister(
     agent.updated_at = now
     await keys.revoke_agent_keys(session, agent_id, now)
     audit.record(session, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})
+
+
+async def read_record(db: Any, cache: Any, agent_id: str) -> AgentOut:
+    """The public agent record, from the cache when it can (SPEC 10)."""
+    record = await cache.get(AGENT_CACHE, agent_id)
+    if record is not None:
+        return AgentOut.model_validate(record)
+    async with db.read() as session:
+        out = AgentOut.model_validate(await get(session, agent_id))
+    await cache.set(AGENT_CACHE, agent_id, out.model_dump(mode="json"))
+    return out

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     admin_key: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = "ains:"
+    cache_max_agents: int = Field(10_000, ge=1)
+    cache_max_tasks: int = Field(100_000, ge=1)
     auto_migrate: bool = True
 
     max_input_bytes: int = Field(262144, gt=0)

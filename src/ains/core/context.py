@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -17,6 +18,7 @@ class AppContext:
     db: Database
     admin_key_hash: str
     signals: TaskAvailability
+    cache: Any
 
 
 def get_context(request: Request) -> AppContext:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -44,6 +44,16 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     pass
+
+
+@event.listens_for(Session, "before_flush")
+def _note_cached_rows(session: Session, _context: Any, _instances: Any) -> None:
+    """Remember which cached rows (models with `__cache_kind__`) this transaction changes."""
+    changed = session.info.setdefault("cache_changed", {})
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        kind = getattr(type(obj), "__cache_kind__", None)
+        if kind is not None:
+            changed.setdefault(kind, set()).add(getattr(obj, type(obj).__cache_key__))
 
 
 AfterCommit = Callable[[], Any]
@@ -91,6 +101,8 @@ class Database:
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
         # One writer at a time inside this process on SQLite; BEGIN IMMEDIATE does it across processes.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Told, after each commit, which cached rows changed (see ains.core.cache).
+        self.cache: Any = None
 
     @property
     def dialect(self) -> str:
@@ -105,8 +117,12 @@ class Database:
                 async with session.begin():
                     yield session
                 hooks = session.info.pop("after_commit", [])
+                changed = session.info.pop("cache_changed", {})
             finally:
                 await session.close()
+        if self.cache is not None:
+            for kind, keys in changed.items():
+                await self.cache.invalidate(kind, keys)
         for hook in hooks:
             result = hook()
             if asyncio.iscoroutine(result):

@@ -31,3 +31,6 @@ WEBHOOK_EVENT_TO_DELIVERY = Histogram(
     "Time from a task event to its successful delivery",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+CACHE_HITS = Counter("ains_cache_hits_total", "Cache hits", ["kind"])
+CACHE_MISSES = Counter("ains_cache_misses_total", "Cache misses", ["kind"])
+CACHE_ERRORS = Counter("ains_cache_errors_total", "Cache calls that failed and fell back to the database")

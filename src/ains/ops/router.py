@@ -31,14 +31,16 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"description": "A dependency is unreachable"}})
 async def ready(ctx: Ctx) -> JSONResponse:
-    """Public. The database answers (within 2 s)."""
+    """Public. The database (and Redis, if configured) answers within 2 s."""
     try:
         async with asyncio.timeout(2):
             async with ctx.db.read() as session:
                 await session.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database means not ready
         return JSONResponse({"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok"})
+    if ctx.settings.redis_url and not await ctx.cache.ping():
+        return JSONResponse({"status": "unavailable", "database": "ok", "redis": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok"} | ({"redis": "ok"} if ctx.settings.redis_url else {}))
 
 
 @router.get("/metrics", response_class=Response)

@@ -20,6 +20,8 @@ from ains.core.database import Base, JSONType, UTCDateTime
 
 class Task(Base):
     __tablename__ = "tasks"
+    __cache_kind__ = "task"
+    __cache_key__ = "task_id"
 
     task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))

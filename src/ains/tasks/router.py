@@ -47,9 +47,9 @@ CLAIM_LIMIT_HEADER = "X-AINS-Claim-Limit"
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
-def present(task: Task, settings: Settings) -> TaskOut:
-    out = TaskOut.model_validate(task)
-    out.effective_priority = service.effective_priority(task, utcnow(), settings)
+def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
+    out = task if isinstance(task, TaskOut) else TaskOut.model_validate(task)
+    out.effective_priority = service.effective_priority(out, utcnow(), settings)
     return out
 
 
@@ -167,8 +167,7 @@ async def list_tasks(
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut)
 async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
     require_scope(principal, "tasks:read")
-    async with ctx.db.read() as session:
-        return present(await service.get_visible(session, principal, task_id), ctx.settings)
+    return present(await service.read_task(ctx.db, ctx.cache, principal, task_id), ctx.settings)
 
 
 @router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory)

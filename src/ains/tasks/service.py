@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
 from ains.auth.principal import Principal
+from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.database import after_commit
@@ -24,7 +25,7 @@ from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
 from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
-from ains.tasks.schemas import TaskSubmit
+from ains.tasks.schemas import TaskOut, TaskSubmit
 from ains.trust import service as trust
 from ains.webhooks import outbox
 
@@ -157,7 +158,7 @@ def visible_to(principal: Principal) -> Any:
     return Task.client_id == principal.id
 
 
-def can_see(principal: Principal, task: Task) -> bool:
+def can_see(principal: Principal, task: Any) -> bool:
     if principal.is_admin or task.client_id == principal.id:
         return True
     return principal.kind == "agent" and task.assigned_agent_id == principal.id
@@ -448,12 +449,29 @@ async def take_cancelled_for_agent(session: AsyncSession, agent_id: str, now: da
     return [task.task_id for task in rows]
 
 
-def effective_priority(task: Task, now: datetime, settings: Settings) -> float:
+def effective_priority(task: Any, now: datetime, settings: Settings) -> float:
     """SPEC 6: base priority plus one step per aging interval waited while claimable; shown rounded, at most 10."""
     if task.status != lifecycle.PENDING:
         return float(task.priority)
     waited = max(0.0, (now - task.available_at).total_seconds())
     return round(min(10.0, task.priority + waited / settings.aging_interval_seconds), 1)
+
+
+async def read_task(db: Any, cache: Any, principal: Principal, task_id: str) -> TaskOut:
+    """A task as its owner, holder or the admin sees it, from the cache when it can (SPEC 10)."""
+    record = await cache.get(TASK_CACHE, task_id)
+    if record is None:
+        async with db.read() as session:
+            task = await session.get(Task, task_id)
+            if task is None:
+                raise NotFound(f"Task {task_id} not found")
+            out = TaskOut.model_validate(task)
+        await cache.set(TASK_CACHE, task_id, out.model_dump(mode="json"))
+    else:
+        out = TaskOut.model_validate(record)
+    if not can_see(principal, out):
+        raise NotFound(f"Task {task_id} not found")
+    return out
 
 
 async def queue_metrics(

@@ -1,0 +1,137 @@
+"""Cache-aside for agent records and task status (SPEC 10).
+
+Readers fill the cache after a database read; every transaction that changed an
+agent or a task deletes their entries after it commits (never before: a reader
+could refill the old row). Entries also expire (`agent_cache_ttl_seconds`,
+`task_cache_ttl_seconds`) and the in-process cache is LRU-bounded. With
+`AINS_REDIS_URL` the cache is Redis, shared by every process, under
+`redis_prefix`; without it, it lives in this process only. A cache that fails
+degrades to the database: the error is counted, logged once, and the request
+goes on as a miss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from cachetools import TTLCache
+
+from ains.core.config import Settings
+from ains.core.metrics import CACHE_ERRORS, CACHE_HITS, CACHE_MISSES
+
+log = logging.getLogger("ains.cache")
+
+AGENT = "agent"
+TASK = "task"
+
+
+class MemoryCache:
+    def __init__(self, settings: Settings) -> None:
+        self._stores: dict[str, TTLCache | None] = {
+            AGENT: _ttl_cache(settings.cache_max_agents, settings.agent_cache_ttl_seconds),
+            TASK: _ttl_cache(settings.cache_max_tasks, settings.task_cache_ttl_seconds),
+        }
+
+    async def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        store = self._stores[kind]
+        value = store.get(key) if store is not None else None
+        (CACHE_HITS if value is not None else CACHE_MISSES).labels(kind).inc()
+        return value
+
+    async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        store = self._stores[kind]
+        if store is not None:
+            store[key] = value
+
+    async def invalidate(self, kind: str, keys: set[str]) -> None:
+        store = self._stores[kind]
+        if store is not None:
+            for key in keys:
+                store.pop(key, None)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+def _ttl_cache(maxsize: int, ttl: float) -> TTLCache | None:
+    return TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else None
+
+
+class RedisCache:
+    # Short timeouts: a slow Redis must cost a request little more than a miss.
+    TIMEOUT_SECONDS = 0.25
+
+    def __init__(self, settings: Settings) -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=self.TIMEOUT_SECONDS,
+            socket_connect_timeout=self.TIMEOUT_SECONDS,
+            retry_on_timeout=False,
+        )
+        self._prefix = settings.redis_prefix
+        self._ttls = {AGENT: settings.agent_cache_ttl_seconds, TASK: settings.task_cache_ttl_seconds}
+        self._failing = False
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self._prefix}{kind}:{key}"
+
+    def _failed(self, exc: Exception) -> None:
+        CACHE_ERRORS.inc()
+        if not self._failing:
+            self._failing = True
+            log.warning("cache unavailable; reading from the database", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    def _succeeded(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("cache available again")
+
+    async def get(self, kind: str, key: str) -> dict[str, Any] | None:
+        if self._ttls[kind] <= 0:
+            return None
+        try:
+            raw = await self._redis.get(self._key(kind, key))
+        except Exception as exc:  # any Redis failure is a miss, never an error
+            self._failed(exc)
+            CACHE_MISSES.labels(kind).inc()
+            return None
+        self._succeeded()
+        (CACHE_HITS if raw is not None else CACHE_MISSES).labels(kind).inc()
+        return json.loads(raw) if raw is not None else None
+
+    async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        ttl = self._ttls[kind]
+        if ttl <= 0:
+            return
+        try:
+            await self._redis.set(self._key(kind, key), json.dumps(value, default=str), px=int(ttl * 1000))
+        except Exception as exc:
+            self._failed(exc)
+
+    async def invalidate(self, kind: str, keys: set[str]) -> None:
+        if not keys:
+            return
+        try:
+            await self._redis.delete(*(self._key(kind, key) for key in keys))
+        except Exception as exc:  # the entries still expire with their TTL
+            self._failed(exc)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_cache(settings: Settings) -> MemoryCache | RedisCache:
+    return RedisCache(settings) if settings.redis_url else MemoryCache(settings)

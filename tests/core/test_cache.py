@@ -1,0 +1,132 @@
+"""SPEC 10 cache: hits, invalidation after every change, TTL and LRU bounds, Redis shared or in-process,
+and a dead Redis that degrades to the database instead of failing requests."""
+
+import asyncio
+import logging
+import subprocess
+import time
+
+import httpx
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from ains.core.cache import AGENT, MemoryCache
+from ains.core.config import Settings
+from ains.main import create_app
+from tests.helpers import ADMIN, claim, create_client, free_port, register_agent, submit
+
+
+def counter(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_memory_cache_expires_and_is_bounded():
+    cache = MemoryCache(Settings(agent_cache_ttl_seconds=0.2, cache_max_agents=2))
+    await cache.set(AGENT, "a", {"n": 1})
+    assert await cache.get(AGENT, "a") == {"n": 1}
+    await asyncio.sleep(0.3)
+    assert await cache.get(AGENT, "a") is None
+    for key in ("a", "b", "c"):
+        await cache.set(AGENT, key, {"k": key})
+    assert await cache.get(AGENT, "a") is None and await cache.get(AGENT, "c") == {"k": "c"}
+
+
+async def exercise_invalidation(client):
+    """The flow both cache kinds must get right: hit, then a change shows at once."""
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1")
+    hits = counter("ains_cache_hits_total", kind="agent")
+    assert (await client.get("/ains/agents/agent_1")).json()["display_name"] is None
+    assert (await client.get("/ains/agents/agent_1")).json()["display_name"] is None
+    assert counter("ains_cache_hits_total", kind="agent") == hits + 1
+    await client.patch("/ains/agents/agent_1", json={"display_name": "Renamed"}, headers=agent.headers)
+    assert (await client.get("/ains/agents/agent_1")).json()["display_name"] == "Renamed"
+
+    task = await submit(client, owner)
+    path = f"/ains/tasks/{task['task_id']}"
+    assert (await client.get(path, headers=owner)).json()["status"] == "PENDING"
+    task_hits = counter("ains_cache_hits_total", kind="task")
+    assert (await client.get(path, headers=owner)).json()["status"] == "PENDING"
+    assert counter("ains_cache_hits_total", kind="task") == task_hits + 1
+    await claim(client, agent, start=True)
+    assert (await client.get(path, headers=owner)).json()["status"] == "ACTIVE"
+    # A cached record is still checked against the caller.
+    stranger = await create_client(client, "client_2")
+    assert (await client.get(path, headers=stranger)).status_code == 404
+    await client.post(f"{path}/complete", headers=agent.headers)
+    assert (await client.get(path, headers=owner)).json()["status"] == "COMPLETED"
+    # Trust moved with the completion: the agent record was invalidated too.
+    assert (await client.get("/ains/agents/agent_1")).json()["trust_score"] == 0.52
+
+
+async def test_in_process_cache_hits_and_invalidates(client):
+    await exercise_invalidation(client)
+
+
+class TestRedis:
+    @pytest.fixture
+    def settings_overrides(self, redis_settings_overrides):
+        return redis_settings_overrides
+
+    async def test_redis_cache_hits_and_invalidates(self, client, settings):
+        from redis.asyncio import Redis
+
+        await exercise_invalidation(client)
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            assert await redis.exists(f"{settings.redis_prefix}agent:agent_1")
+            ttl = await redis.pttl(f"{settings.redis_prefix}agent:agent_1")
+            assert 0 < ttl <= settings.agent_cache_ttl_seconds * 1000
+        finally:
+            await redis.aclose()
+        ready = (await client.get("/ready")).json()
+        assert ready["redis"] == "ok"
+
+
+@pytest.fixture
+def doomed_redis():
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(50):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.1)
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+async def test_a_dead_redis_degrades_to_the_database(settings, doomed_redis, caplog):
+    process, url = doomed_redis
+    app = create_app(settings.model_copy(update={"redis_url": url, "redis_prefix": "doomed:"}))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        agent = await register_agent(http, "agent_1")
+        assert (await http.get("/ains/agents/agent_1")).status_code == 200  # fills Redis
+        assert (await http.get("/ready")).status_code == 200
+        process.kill()
+        process.wait()
+        errors = counter("ains_cache_errors_total")
+        with caplog.at_level(logging.WARNING, logger="ains.cache"):
+            for _ in range(3):
+                assert (await http.get("/ains/agents/agent_1")).status_code == 200
+            patched = await http.patch(
+                "/ains/agents/agent_1", json={"display_name": "Still here"}, headers=agent.headers
+            )
+            assert patched.status_code == 200
+            assert (await http.get("/ains/agents/agent_1")).json()["display_name"] == "Still here"
+        assert counter("ains_cache_errors_total") > errors
+        assert [r.getMessage() for r in caplog.records].count("cache unavailable; reading from the database") == 1
+        ready = await http.get("/ready")
+        assert ready.status_code == 503 and ready.json()["redis"] == "unreachable"
+        metrics = (await http.get("/metrics", headers=ADMIN)).text
+        assert "ains_cache_errors_total" in metrics and "ains_cache_hits_total" in metrics
