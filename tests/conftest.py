@@ -93,8 +93,6 @@ def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Backend:
         if url is None:
             unavailable(_postgres_error[0] if _postgres_error else f"PostgreSQL unavailable at {POSTGRES_URL}")
         return Backend("postgres", url)
-    if request.node.get_closest_marker("postgres_only"):
-        pytest.skip("PostgreSQL-only test (row locks across processes)")
     return Backend("sqlite", sqlite_url)
 
 
