@@ -22,6 +22,7 @@ async def test_metrics_report_requests_tasks_and_claims(client):
     assert "ains_tasks_claimed_total" in text
     assert 'ains_http_requests_total{method="POST",route="/ains/tasks",status="201"}' in text
     assert "ains_http_request_duration_seconds_bucket" in text
+    assert 'ains_db_statements_total{kind="read"}' in text and 'ains_db_statements_total{kind="write"}' in text
 
 
 async def test_metrics_need_the_admin(client):

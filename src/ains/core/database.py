@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
+from ains.core.metrics import DB_STATEMENTS
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
@@ -87,6 +89,13 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
+def _count_statements(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        verb = statement.lstrip()[:6].upper()
+        DB_STATEMENTS.labels("read" if verb == "SELECT" else "write").inc()
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -97,6 +106,8 @@ class Database:
         else:
             self.engine = create_async_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
             self.read_engine = self.engine
+        for engine in {self.engine, self.read_engine}:
+            _count_statements(engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
         # One writer at a time inside this process on SQLite; BEGIN IMMEDIATE does it across processes.

@@ -34,3 +34,4 @@ WEBHOOK_EVENT_TO_DELIVERY = Histogram(
 CACHE_HITS = Counter("ains_cache_hits_total", "Cache hits", ["kind"])
 CACHE_MISSES = Counter("ains_cache_misses_total", "Cache misses", ["kind"])
 CACHE_ERRORS = Counter("ains_cache_errors_total", "Cache calls that failed and fell back to the database")
+DB_STATEMENTS = Counter("ains_db_statements_total", "SQL statements sent to the database", ["kind"])

@@ -75,6 +75,15 @@ def event_data(event: str, task: Task, reason: str | None = None) -> dict[str, A
 
 
 async def _subscribers(session: AsyncSession, event: str, task: Task, agent_id: str | None) -> list[Webhook]:
+    # Asked once per audience and transaction: a batch of tasks for one client and capability costs one query.
+    audience = (event, task.client_id, agent_id, task.capability_required if event == TASK_CREATED else None)
+    memo = session.info.setdefault("webhook_subscribers", {})
+    if audience not in memo:
+        memo[audience] = await _query_subscribers(session, event, task, agent_id)
+    return memo[audience]
+
+
+async def _query_subscribers(session: AsyncSession, event: str, task: Task, agent_id: str | None) -> list[Webhook]:
     audiences = [
         and_(Webhook.owner_kind == "client", Webhook.owner_id == task.client_id),
         and_(Webhook.owner_kind == "agent", Webhook.owner_id == task.client_id),
