@@ -18,8 +18,7 @@ from ains.core.context import AppContext
 from ains.core.database import after_commit
 from ains.core.metrics import AGENTS_LOST
 from ains.tasks import lifecycle
-from ains.tasks.models import Task
-from ains.tasks.service import fail_attempt
+from ains.tasks.service import fail_attempt, held_tasks
 
 log = logging.getLogger("ains.agents")
 
@@ -54,12 +53,7 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
         for agent in agents:
             agent.status = "INACTIVE"
             agent.updated_at = now
-            held = await session.scalars(
-                select(Task)
-                .where(Task.assigned_agent_id == agent.agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
-                .with_for_update()
-            )
-            for task in held:
+            for task in await held_tasks(session, agent.agent_id):
                 if task.status == lifecycle.ASSIGNED:
                     await lifecycle.move(
                         session,

@@ -239,6 +239,26 @@ async def held_by_agent(session: AsyncSession, principal: Principal, task_id: st
     return task
 
 
+async def held_for_move(
+    session: AsyncSession, principal: Principal, task_id: str, to: str, attempt: int | None
+) -> Task:
+    """The calling agent's task, locked, once the move and the attempt number (fencing) check out."""
+    task = await held_by_agent(session, principal, task_id)
+    lifecycle.check_move(task, to)
+    lifecycle.check_attempt(task, attempt)
+    return task
+
+
+async def held_tasks(session: AsyncSession, agent_id: str) -> list[Task]:
+    """Every task an agent holds (ASSIGNED or ACTIVE), locked."""
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.assigned_agent_id == agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
+        .with_for_update()
+    )
+    return list(rows)
+
+
 async def start(
     session: AsyncSession,
     principal: Principal,
@@ -249,9 +269,7 @@ async def start(
     settings: Settings,
     signals: Any,
 ) -> Task:
-    task = await held_by_agent(session, principal, task_id)
-    lifecycle.check_move(task, lifecycle.ACTIVE)
-    lifecycle.check_attempt(task, attempt)
+    task = await held_for_move(session, principal, task_id, lifecycle.ACTIVE, attempt)
     await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
     return task
 
@@ -269,9 +287,7 @@ async def complete(
 ) -> Task:
     if json_size(result_data) > settings.max_input_bytes:
         raise PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
-    task = await held_by_agent(session, principal, task_id)
-    lifecycle.check_move(task, lifecycle.COMPLETED)
-    lifecycle.check_attempt(task, attempt)
+    task = await held_for_move(session, principal, task_id, lifecycle.COMPLETED, attempt)
     await lifecycle.move(
         session, task, lifecycle.COMPLETED, now=now, settings=settings, signals=signals, result_data=result_data
     )
@@ -291,9 +307,7 @@ async def fail(
     settings: Settings,
     signals: Any,
 ) -> Task:
-    task = await held_by_agent(session, principal, task_id)
-    lifecycle.check_move(task, lifecycle.FAILED)
-    lifecycle.check_attempt(task, attempt)
+    task = await held_for_move(session, principal, task_id, lifecycle.FAILED, attempt)
     await fail_attempt(
         session,
         task,
@@ -355,12 +369,7 @@ async def release_agent_tasks(
     session: AsyncSession, agent_id: str, *, now: datetime, settings: Settings, signals: Any
 ) -> int:
     """Put every task an agent holds back in the queue without using a retry (deregistration)."""
-    held = await session.scalars(
-        select(Task)
-        .where(Task.assigned_agent_id == agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
-        .with_for_update()
-    )
-    count = 0
+    held = await held_tasks(session, agent_id)
     for task in held:
         await lifecycle.move(
             session,
@@ -371,8 +380,7 @@ async def release_agent_tasks(
             signals=signals,
             outcome=lifecycle.OUTCOME_RELEASED,
         )
-        count += 1
-    return count
+    return len(held)
 
 
 def require_owner(principal: Principal, task: Task, action: str) -> None:
