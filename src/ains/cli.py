@@ -410,8 +410,3 @@ def agent_run(target: Annotated[str, typer.Argument(help="module:attribute of an
         raise typer.BadParameter(f"{target} is not an ains.agent.Agent", param_hint="TARGET")
     configure_logging(Settings().log_level)
     agent.run()
-
-
-def main() -> None:  # pragma: no cover
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()

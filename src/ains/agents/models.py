@@ -10,8 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ains.core.database import Base, JSONType, UTCDateTime
 from ains.trust.levels import trust_level
 
-AGENT_STATUSES = ("AVAILABLE", "BUSY", "INACTIVE", "DEREGISTERED")
-
 
 class Agent(Base):
     __tablename__ = "agents"

@@ -10,7 +10,7 @@ from ains.audit import service
 from ains.audit.schemas import AuditEntry, AuditLogPage
 from ains.auth.dependencies import Admin
 from ains.core.context import AppContext, get_context
-from ains.core.pagination import decode_position, encode_cursor
+from ains.core.pagination import decode_position, split_page
 
 router = APIRouter(prefix="/ains/audit-logs", tags=["audit"])
 
@@ -30,5 +30,5 @@ async def list_audit_logs(
         rows = await service.list_entries(
             session, action=action, actor=actor, target_id=target_id, limit=limit + 1, before_id=before_id
         )
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return AuditLogPage(entries=[AuditEntry.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor)
+    page, next_cursor = split_page(rows, limit, lambda entry: (entry.id,))
+    return AuditLogPage(entries=[AuditEntry.model_validate(r) for r in page], next_cursor=next_cursor)

@@ -56,11 +56,7 @@ async def create_client_key(
 async def issue_agent_key(session: AsyncSession, agent_id: str, now: datetime, *, replace: bool) -> tuple[ApiKey, str]:
     """A new key for an agent; with `replace`, its earlier keys stop working (the lost-key path)."""
     if replace:
-        await session.execute(
-            update(ApiKey)
-            .where(ApiKey.kind == "agent", ApiKey.principal_id == agent_id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        await revoke_agent_keys(session, agent_id, now)
     row, secret = _new_key("agent", agent_id, f"agent {agent_id}", list(CLIENT_SCOPES), now)
     session.add(row)
     audit.record(

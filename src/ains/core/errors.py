@@ -52,10 +52,6 @@ class Unprocessable(AinsError):
         super().__init__([{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}])
 
 
-class ServiceUnavailable(AinsError):
-    status_code = 503
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AinsError)
     async def _ains_error(_request: Request, exc: AinsError) -> JSONResponse:

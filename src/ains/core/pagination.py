@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ains.core.errors import AinsError
@@ -30,6 +31,13 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != arity:
         raise InvalidCursor()
     return values
+
+
+def split_page(rows: list[Any], limit: int, sort_key: Callable[[Any], tuple[Any, ...]]) -> tuple[list[Any], str | None]:
+    """Rows fetched with `limit + 1`: the page, and the cursor after its last row (None on the last page)."""
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], encode_cursor(*sort_key(rows[limit - 1]))
 
 
 def decode_position(cursor: str | None) -> int | None:

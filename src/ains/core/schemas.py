@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, StringConstraints
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{3,64}$"
 CAPABILITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}$"
@@ -35,6 +35,3 @@ class RequestModel(BaseModel):
     """Request bodies: unknown fields are ignored, known ones are checked strictly."""
 
     model_config = ConfigDict(extra="ignore")
-
-
-NonNegativeLimit = Annotated[int, Field(ge=1, le=500)]

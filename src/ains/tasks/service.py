@@ -22,7 +22,7 @@ from ains.core.config import Settings
 from ains.core.database import after_commit
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
-from ains.core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from ains.core.pagination import InvalidCursor, decode_cursor, split_page
 from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskOut, TaskSubmit
@@ -205,12 +205,7 @@ async def list_tasks(
         )
     query = query.order_by(Task.created_at.desc(), Task.task_id.desc()).limit(limit + 1)
     rows = list(await session.scalars(query))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last.created_at.isoformat(), last.task_id)
-    return rows, next_cursor
+    return split_page(rows, limit, lambda task: (task.created_at.isoformat(), task.task_id))
 
 
 async def attempts(session: AsyncSession, task: Task) -> list[TaskAttempt]:

@@ -10,7 +10,7 @@ from ains.agents import service as agents
 from ains.auth.dependencies import Admin, CurrentPrincipal
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
-from ains.core.pagination import decode_position, encode_cursor
+from ains.core.pagination import decode_position, split_page
 from ains.trust import service
 from ains.trust.levels import trust_level
 from ains.trust.schemas import (
@@ -78,9 +78,9 @@ async def trust_history(
     async with ctx.db.read() as session:
         await agents.get(session, agent_id)
         rows = await service.history(session, agent_id, limit=limit + 1, before_seq=before_seq)
-    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda record: (record.seq,))
     return TrustHistory(
-        agent_id=agent_id, records=[TrustRecordOut.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor
+        agent_id=agent_id, records=[TrustRecordOut.model_validate(r) for r in page], next_cursor=next_cursor
     )
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from ains.auth.dependencies import CurrentPrincipal
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
-from ains.core.pagination import decode_position, encode_cursor
+from ains.core.pagination import decode_position, split_page
 from ains.webhooks import service
 from ains.webhooks.schemas import (
     DeliveryOut,
@@ -104,7 +104,7 @@ async def list_deliveries(
     before_id = decode_position(cursor)
     async with ctx.db.read() as session:
         rows = await service.deliveries(session, principal, webhook_id, limit=limit + 1, before_id=before_id)
-    next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, lambda row: (row[0].id,))
     return DeliveryPage(
         deliveries=[
             DeliveryOut(
@@ -123,7 +123,7 @@ async def list_deliveries(
                 finished_at=d.finished_at,
                 history=d.history,
             )
-            for d, e in rows[:limit]
+            for d, e in page
         ],
         next_cursor=next_cursor,
     )
