@@ -22,9 +22,19 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from ains.agents.schemas import AgentList, AgentOut
+from ains.agents.schemas import AgentList, AgentOut, AgentRegistered, HeartbeatResponse
 from ains.auth.schemas import ApiKeyCreated, ApiKeyList
-from ains.tasks.schemas import AttemptHistory, BatchResult, CancelResponse, QueueMetrics, TaskList, TaskOut
+from ains.identity import Identity
+from ains.tasks.schemas import (
+    AttemptHistory,
+    BatchResult,
+    CancelResponse,
+    ClaimResponse,
+    QueueMetrics,
+    ReportResults,
+    TaskList,
+    TaskOut,
+)
 from ains.trust.schemas import Leaderboard, TrustSummary
 from ains.webhooks.schemas import DeliveryPage, WebhookList, WebhookWithSecret
 
@@ -124,6 +134,44 @@ class _Endpoints:
     def leaderboard(self, limit: int = 10, min_tasks: int = 0) -> Leaderboard:
         params = {"limit": limit, "min_tasks": min_tasks}
         return self._send(Call("GET", "/ains/agents/leaderboard", Leaderboard, params=params, idempotent=True))
+
+    # the agent's side: registration, claims and reports (`ains.agent.Agent` runs these in a loop)
+    def register_agent(
+        self, agent_id: str, identity: Identity, capabilities: list[str], **profile: Any
+    ) -> AgentRegistered:
+        """Register with a signed proof of `identity`; the answer carries the agent's API key."""
+        body = identity.registration(agent_id) | {"capabilities": capabilities, **profile}
+        return self._send(Call("POST", "/ains/agents", AgentRegistered, json=body))
+
+    def heartbeat(self, agent_id: str) -> HeartbeatResponse:
+        return self._send(Call("POST", f"/ains/agents/{agent_id}/heartbeat", HeartbeatResponse, json={}))
+
+    def claim_tasks(
+        self, agent_id: str, max_tasks: int = 1, wait_seconds: float = 0, start: bool = False
+    ) -> ClaimResponse:
+        body = {"max_tasks": max_tasks, "wait_seconds": wait_seconds, "start": start}
+        return self._send(Call("POST", f"/ains/agents/{agent_id}/tasks/claim", ClaimResponse, json=body))
+
+    def start_task(self, task_id: str, attempt: int | None = None) -> TaskOut:
+        return self._send(Call("POST", f"/ains/tasks/{task_id}/start", TaskOut, json=_drop_none({"attempt": attempt})))
+
+    def complete_task(
+        self, task_id: str, result_data: dict[str, Any] | None = None, attempt: int | None = None
+    ) -> TaskOut:
+        body = _drop_none({"result_data": result_data, "attempt": attempt})
+        return self._send(Call("POST", f"/ains/tasks/{task_id}/complete", TaskOut, json=body))
+
+    def fail_task(self, task_id: str, error_message: str, attempt: int | None = None, **options: Any) -> TaskOut:
+        body = _drop_none({"error_message": error_message, "attempt": attempt, **options})
+        return self._send(Call("POST", f"/ains/tasks/{task_id}/fail", TaskOut, json=body))
+
+    def complete_tasks(self, items: list[dict[str, Any]]) -> ReportResults:
+        """Complete up to 100 tasks in one call; items are `{"task_id", "attempt", "result_data"}`."""
+        return self._send(Call("POST", "/ains/tasks/complete-batch", ReportResults, json={"items": items}))
+
+    def fail_tasks(self, items: list[dict[str, Any]]) -> ReportResults:
+        """Fail up to 100 tasks in one call; items are `{"task_id", "attempt", "error_message", ...}`."""
+        return self._send(Call("POST", "/ains/tasks/fail-batch", ReportResults, json={"items": items}))
 
     # keys (admin)
     def create_key(self, client_id: str, name: str, scopes: list[str] | None = None) -> ApiKeyCreated:

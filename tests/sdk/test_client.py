@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from ains.client import AINSClient, AINSError, AsyncAINSClient
+from ains.identity import Identity
 from tests.webhooks.receiver import Receiver
 
 
@@ -144,3 +145,30 @@ async def test_async_client(server, client_key):
         assert missing.value.status_code == 404
         assert (await ains.cancel_task(task.task_id)).status == "CANCELLED"
         assert (await ains.wait_for_task(task.task_id, timeout=5)).status == "CANCELLED"
+
+
+def test_agent_side_calls(server, client_key, unique):
+    _, key = client_key
+    capability = unique("cap") + ":v1"
+    with AINSClient(server.url) as anonymous:
+        registered = anonymous.register_agent(unique("agent"), Identity.generate(), [capability], max_concurrency=10)
+    agent_id = registered.agent_id
+    with AINSClient(server.url, key) as ains, AINSClient(server.url, registered.api_key) as agent:
+        first, second, third, fourth = (ains.submit_task(**body(capability)) for _ in range(4))
+        assert agent.heartbeat(agent_id).cancelled_task_ids == []
+        (claimed,) = agent.claim_tasks(agent_id).tasks
+        assert claimed.task_id == first.task_id and claimed.status == "ASSIGNED"
+        assert agent.start_task(first.task_id, attempt=claimed.attempt).status == "ACTIVE"
+        assert agent.complete_task(first.task_id, {"ok": 1}, attempt=claimed.attempt).result_data == {"ok": 1}
+        started = agent.claim_tasks(agent_id, max_tasks=3, start=True).tasks
+        assert [t.task_id for t in started] == [second.task_id, third.task_id, fourth.task_id]
+        assert {t.status for t in started} == {"ACTIVE"}
+        failed = agent.fail_task(second.task_id, "no", attempt=started[0].attempt, retryable=False)
+        assert failed.status == "FAILED" and failed.error_message == "no"
+        done = agent.complete_tasks([{"task_id": third.task_id, "attempt": started[1].attempt}, {"task_id": "task_x"}])
+        assert [(r.status, r.status_code) for r in done.results] == [("COMPLETED", None), (None, 404)]
+        gone = agent.fail_tasks([{"task_id": fourth.task_id, "error_message": "e", "retryable": False}])
+        assert gone.results[0].status == "FAILED"
+        with pytest.raises(AINSError) as stale:
+            agent.complete_task(first.task_id, attempt=claimed.attempt)
+        assert stale.value.status_code == 409
