@@ -2,12 +2,13 @@
 
 import pytest
 
+from ains.core.metrics import DB_STATEMENTS
 from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 
 
 @pytest.fixture
 def settings_overrides():
-    return {"retry_exponential_base_seconds": 0}
+    return {"retry_exponential_base_seconds": 0, "webhook_allow_private": True}
 
 
 async def test_complete_batch_answers_each_item(client):
@@ -66,3 +67,38 @@ async def test_batch_reports_are_for_agents_and_bounded(client):
     assert (await client.post("/ains/tasks/complete-batch", json=too_many, headers=agent.headers)).status_code == 422
     no_error = {"items": [{"task_id": "task_x"}]}
     assert (await client.post("/ains/tasks/fail-batch", json=no_error, headers=agent.headers)).status_code == 422
+
+
+def _statements() -> float:
+    return sum(DB_STATEMENTS.labels(kind)._value.get() for kind in ("read", "write"))
+
+
+async def _complete_all(client, agent, tasks) -> tuple[float, list[dict]]:
+    items = [{"task_id": t["task_id"], "attempt": t["attempt"], "result_data": {"n": i}} for i, t in enumerate(tasks)]
+    before = _statements()
+    response = await client.post("/ains/tasks/complete-batch", json={"items": items}, headers=agent.headers)
+    return _statements() - before, response.json()["results"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"webhook_allow_private": True, "run_background": False}])
+async def test_a_batch_costs_the_same_statements_whatever_its_size(client):
+    """Agent and tasks are locked and attempts read once per batch, and the writes go out in one flush.
+
+    No background duties (the webhook dispatcher among them) run, so every statement counted is the batch's.
+    """
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1", max_concurrency=100)
+    hook = {"url": "http://127.0.0.1:9/h", "events": ["task.completed"]}
+    assert (await client.post("/ains/clients/client_1/webhooks", json=hook, headers=owner)).status_code == 201
+    for _ in range(42):
+        await submit(client, owner)
+    small_cost, small = await _complete_all(client, agent, await claim(client, agent, max_tasks=2, start=True))
+    large_cost, large = await _complete_all(client, agent, await claim(client, agent, max_tasks=40, start=True))
+    assert [r["status"] for r in small + large] == ["COMPLETED"] * 42
+    assert large_cost == small_cost, (small_cost, large_cost)
+    trust = (await client.get("/ains/agents/agent_1/trust")).json()
+    assert trust["metrics"]["total_tasks_completed"] == 42 and trust["trust_score"] == 1.0
+    chain = (await client.get("/ains/agents/agent_1/trust/verify", headers=ADMIN)).json()
+    assert chain["valid"] and chain["records_checked"] == 42
+    events = (await client.get("/ains/tasks", params={"status": "COMPLETED", "limit": 100}, headers=owner)).json()
+    assert sorted(t["result_data"]["n"] for t in events["tasks"]) == sorted([0, 1, *range(40)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
@@ -81,13 +81,33 @@ def queue_position(available_at: datetime, priority: int, settings: Settings) ->
     return available_at.timestamp() - priority * settings.aging_interval_seconds
 
 
+def _attempts(session: AsyncSession) -> dict[tuple[str, int], TaskAttempt]:
+    """Attempt rows this transaction created or loaded, by (task_id, attempt)."""
+    return session.info.setdefault("task_attempts", {})
+
+
+async def load_current_attempts(session: AsyncSession, tasks: list[Task]) -> None:
+    """Read the current attempt row of each task in one statement, so moving them changes the rows in one flush."""
+    held = [task.task_id for task in tasks if task.attempt > 0]
+    if not held:
+        return
+    rows = await session.scalars(
+        select(TaskAttempt)
+        .join(Task, (Task.task_id == TaskAttempt.task_id) & (Task.attempt == TaskAttempt.attempt))
+        .where(Task.task_id.in_(held))
+    )
+    known = _attempts(session)
+    for row in rows:
+        known[(row.task_id, row.attempt)] = row
+
+
 async def _update_attempt(session: AsyncSession, task: Task, **values: Any) -> None:
-    """Change the task's current attempt row, which may still be unflushed when claim and start share a transaction."""
-    for pending in session.new:
-        if isinstance(pending, TaskAttempt) and pending.task_id == task.task_id and pending.attempt == task.attempt:
-            for name, value in values.items():
-                setattr(pending, name, value)
-            return
+    """Change the task's current attempt row: in memory when this transaction holds it, else by one UPDATE."""
+    row = _attempts(session).get((task.task_id, task.attempt))
+    if row is not None:
+        for name, value in values.items():
+            setattr(row, name, value)
+        return
     await session.execute(
         update(TaskAttempt)
         .where(TaskAttempt.task_id == task.task_id, TaskAttempt.attempt == task.attempt)
@@ -158,7 +178,9 @@ async def move(
         task.next_retry_at = None
         if signals is not None:
             after_commit(session, lambda: signals.deadline(DEADLINE_LEASE, lease))
-        session.add(TaskAttempt(task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, assigned_at=now))
+        attempt_row = TaskAttempt(task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, assigned_at=now)
+        session.add(attempt_row)
+        _attempts(session)[(task.task_id, task.attempt)] = attempt_row
         await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=agent_id, signals=signals)
     elif to == ACTIVE:
         task.started_at = now

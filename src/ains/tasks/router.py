@@ -26,10 +26,8 @@ from ains.tasks.schemas import (
     ClaimRequest,
     ClaimResponse,
     CompleteBatch,
-    CompleteItem,
     CompleteRequest,
     FailBatch,
-    FailItem,
     FailRequest,
     PriorityRequest,
     QueueMetrics,
@@ -92,22 +90,10 @@ async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: 
     """The calling agent completes up to 100 tasks; each item is answered on its own."""
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
-    now = utcnow()
     async with ctx.db.transaction() as session:
-
-        async def report(item: CompleteItem) -> Task:
-            return await service.complete(
-                session,
-                principal,
-                item.task_id,
-                item.attempt,
-                item.result_data,
-                now=now,
-                settings=ctx.settings,
-                signals=ctx.signals,
-            )
-
-        results = await service.report_each(session, body.items, report)
+        results = await service.complete_many(
+            session, principal, body.items, now=utcnow(), settings=ctx.settings, signals=ctx.signals
+        )
     return ReportResults(results=[ReportResult(**r) for r in results])
 
 
@@ -116,24 +102,10 @@ async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> 
     """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
-    now = utcnow()
     async with ctx.db.transaction() as session:
-
-        async def report(item: FailItem) -> Task:
-            return await service.fail(
-                session,
-                principal,
-                item.task_id,
-                item.attempt,
-                item.error_message,
-                retryable=item.retryable,
-                retry_after_seconds=item.retry_after_seconds,
-                now=now,
-                settings=ctx.settings,
-                signals=ctx.signals,
-            )
-
-        results = await service.report_each(session, body.items, report)
+        results = await service.fail_many(
+            session, principal, body.items, now=utcnow(), settings=ctx.settings, signals=ctx.signals
+        )
     return ReportResults(results=[ReportResult(**r) for r in results])
 
 

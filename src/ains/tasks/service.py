@@ -6,6 +6,7 @@ Functions here work inside the caller's transaction and never commit.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -219,7 +220,9 @@ async def held_by_agent(session: AsyncSession, principal: Principal, task_id: st
         raise Forbidden("Only the assigned agent may report on a task")
     # Lock order everywhere: the agent row before its task rows (the trust change needs both).
     await trust.lock_agent(session, principal.id)
-    task = await session.scalar(select(Task).where(Task.task_id == task_id).with_for_update())
+    task = session.info.get("locked_tasks", {}).get(task_id)
+    if task is None:
+        task = await session.scalar(select(Task).where(Task.task_id == task_id).with_for_update())
     if task is None:
         raise NotFound(f"Task {task_id} not found")
     if task.assigned_agent_id != principal.id:
@@ -269,6 +272,20 @@ async def start(
     return task
 
 
+async def check_complete(
+    session: AsyncSession,
+    principal: Principal,
+    task_id: str,
+    attempt: int | None,
+    result_data: dict[str, Any],
+    settings: Settings,
+) -> Task:
+    """The task the calling agent may complete now, locked; raises before anything is written."""
+    if json_size(result_data) > settings.max_input_bytes:
+        raise PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
+    return await held_for_move(session, principal, task_id, lifecycle.COMPLETED, attempt)
+
+
 async def complete(
     session: AsyncSession,
     principal: Principal,
@@ -280,9 +297,7 @@ async def complete(
     settings: Settings,
     signals: Any,
 ) -> Task:
-    if json_size(result_data) > settings.max_input_bytes:
-        raise PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
-    task = await held_for_move(session, principal, task_id, lifecycle.COMPLETED, attempt)
+    task = await check_complete(session, principal, task_id, attempt, result_data, settings)
     await lifecycle.move(
         session, task, lifecycle.COMPLETED, now=now, settings=settings, signals=signals, result_data=result_data
     )
@@ -314,6 +329,51 @@ async def fail(
         retry_after_seconds=retry_after_seconds,
     )
     return task
+
+
+async def complete_many(
+    session: AsyncSession, principal: Principal, items: list[Any], *, now: datetime, settings: Settings, signals: Any
+) -> list[dict[str, Any]]:
+    """`POST /ains/tasks/complete-batch`: items with task_id, attempt and result_data."""
+
+    async def check(item: Any) -> Task:
+        return await check_complete(session, principal, item.task_id, item.attempt, item.result_data, settings)
+
+    async def apply(task: Task, item: Any) -> None:
+        await lifecycle.move(
+            session,
+            task,
+            lifecycle.COMPLETED,
+            now=now,
+            settings=settings,
+            signals=signals,
+            result_data=item.result_data,
+        )
+
+    return await report_each(session, principal, items, check, apply)
+
+
+async def fail_many(
+    session: AsyncSession, principal: Principal, items: list[Any], *, now: datetime, settings: Settings, signals: Any
+) -> list[dict[str, Any]]:
+    """`POST /ains/tasks/fail-batch`: items as the body of `/fail`, each with its task_id; retry rules as `/fail`."""
+
+    async def check(item: Any) -> Task:
+        return await held_for_move(session, principal, item.task_id, lifecycle.FAILED, item.attempt)
+
+    async def apply(task: Task, item: Any) -> None:
+        await fail_attempt(
+            session,
+            task,
+            item.error_message,
+            retryable=item.retryable,
+            now=now,
+            settings=settings,
+            signals=signals,
+            retry_after_seconds=item.retry_after_seconds,
+        )
+
+    return await report_each(session, principal, items, check, apply)
 
 
 async def fail_attempt(
@@ -513,15 +573,41 @@ async def queue_metrics(
     }
 
 
-async def report_each(session: AsyncSession, items: list[Any], report: Any) -> list[dict[str, Any]]:
-    """Apply `report(item)` to each item in its own savepoint: one item's refusal never undoes another's."""
+async def lock_tasks(session: AsyncSession, task_ids: list[str]) -> list[Task]:
+    """Lock many tasks in one statement (in task_id order, so two batches never wait on each other in a circle)."""
+    tasks = list(
+        await session.scalars(
+            select(Task).where(Task.task_id.in_(sorted(set(task_ids)))).order_by(Task.task_id).with_for_update()
+        )
+    )
+    session.info.setdefault("locked_tasks", {}).update((task.task_id, task) for task in tasks)
+    return tasks
+
+
+async def report_each(
+    session: AsyncSession,
+    principal: Principal,
+    items: list[Any],
+    check: Callable[[Any], Awaitable[Task]],
+    apply: Callable[[Task, Any], Awaitable[None]],
+) -> list[dict[str, Any]]:
+    """A batch of reports from one agent, each item answered on its own.
+
+    `check(item)` raises before anything is written for the item, so a refused
+    item changes nothing without needing a savepoint; `apply` then moves the task.
+    The agent and all the tasks are locked and the current attempts read up
+    front, so fifty items cost a few statements, not fifty times a few.
+    """
+    await trust.lock_agent(session, principal.id)  # lock order: the agent before its tasks
+    await lifecycle.load_current_attempts(session, await lock_tasks(session, [item.task_id for item in items]))
     results: list[dict[str, Any]] = []
     for item in items:
         try:
-            async with session.begin_nested():
-                task = await report(item)
-            results.append({"task_id": item.task_id, "status": task.status})
+            task = await check(item)
         except AinsError as exc:
             detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
             results.append({"task_id": item.task_id, "error": detail, "status_code": exc.status_code})
+            continue
+        await apply(task, item)
+        results.append({"task_id": item.task_id, "status": task.status})
     return results

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
@@ -49,9 +49,20 @@ def record_digest(previous_hash: str, record: TrustRecord) -> str:
 
 
 async def lock_agent(session: AsyncSession, agent_id: str) -> Agent:
+    """The agent row, locked for the rest of the transaction.
+
+    A lock lasts until the transaction ends, so a batch that changes one agent's
+    score fifty times asks the database once; the row is read again only if the
+    session expired it (a savepoint rolled back).
+    """
+    locked: dict[str, Agent] = session.info.setdefault("locked_agents", {})
+    agent = locked.get(agent_id)
+    if agent is not None and not inspect(agent).expired_attributes:
+        return agent
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None:
         raise NotFound(f"Agent {agent_id} not found")
+    locked[agent_id] = agent
     return agent
 
 

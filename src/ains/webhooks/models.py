@@ -49,7 +49,9 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # also the delivery order
-    delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # A sentinel (unique, set before insert) lets SQLite insert many deliveries in one statement and still
+    # match the generated ids to their rows; without one SQLAlchemy falls back to a statement per row.
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True, insert_sentinel=True)
     webhook_id: Mapped[str] = mapped_column(String(64), ForeignKey("webhooks.webhook_id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(64), ForeignKey("task_events.event_id"))
     status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
