@@ -16,15 +16,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utcnow
+from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import after_commit
 from ains.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_EVENT_TO_DELIVERY
@@ -58,6 +61,18 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class Leased:
+    """A delivery this dispatcher holds the lease of, with what sending it needs."""
+
+    delivery_id: str
+    attempt: int
+    event_id: str
+    url: str
+    secret: str
+    body: str
+
+
 class WebhookDispatcher:
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
@@ -78,10 +93,17 @@ class WebhookDispatcher:
         now = utcnow()
         taken: list[tuple[WebhookDelivery, str, str, str]] = []
         if free > 0:
+            # Each active webhook's oldest pending delivery: one index probe per webhook, not a scan of the backlog.
             older = aliased(WebhookDelivery)
-            oldest_of_its_webhook = ~exists().where(
-                older.webhook_id == WebhookDelivery.webhook_id, older.status == "pending", older.id < WebhookDelivery.id
+            hook = aliased(Webhook)
+            oldest_pending = (
+                select(older.id)
+                .where(older.webhook_id == hook.webhook_id, older.status == "pending")
+                .order_by(older.id)
+                .limit(1)
+                .scalar_subquery()
             )
+            oldest_of_its_webhook = WebhookDelivery.id.in_(select(oldest_pending).where(hook.active.is_(True)))
             async with ctx.db.transaction() as session:
                 rows = await session.execute(
                     select(WebhookDelivery, Webhook.url, Webhook.secret, TaskEvent.body)
@@ -104,9 +126,8 @@ class WebhookDispatcher:
                     delivery.updated_at = now
                     taken.append((delivery, url, secret, body))
         for delivery, url, secret, body in taken:
-            task = asyncio.create_task(
-                self._deliver(ctx, delivery.delivery_id, delivery.attempts, delivery.event_id, url, secret, body)
-            )
+            leased = Leased(delivery.delivery_id, delivery.attempts, delivery.event_id, url, secret, body)
+            task = asyncio.create_task(self._deliver(ctx, leased))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         return PassResult(len(taken), await self._next_due(ctx, now))
@@ -120,19 +141,27 @@ class WebhookDispatcher:
             )
         return value
 
-    async def _deliver(
-        self, ctx: AppContext, delivery_id: str, attempt: int, event_id: str, url: str, secret: str, body: str
-    ) -> None:
+    async def _deliver(self, ctx: AppContext, leased: Leased | None) -> None:
+        """Send a leased delivery; while its webhook has more due, send those next (the lease passes along)."""
+        while leased is not None:
+            code, error, wait, duration_ms = await self._send(ctx, leased)
+            try:
+                leased = await self._record(ctx, leased, code, error, duration_ms, wait)
+            except Exception:  # the lease runs out and another pass retries the delivery
+                log.exception("could not record a webhook delivery", extra={"delivery_id": leased.delivery_id})
+                return
+
+    async def _send(self, ctx: AppContext, leased: Leased) -> tuple[int | None, str | None, float | None, float]:
         settings = ctx.settings
-        content = body.encode()
+        content = leased.body.encode()
         started = time.perf_counter()
         code: int | None = None
         error: str | None = None
         wait: float | None = None
         try:
-            await check_target(url, allow_private=settings.webhook_allow_private)
-            headers = signature_headers(secret, event_id, int(time.time()), content)
-            response = await self._http(ctx).post(url, content=content, headers=headers)
+            await check_target(leased.url, allow_private=settings.webhook_allow_private)
+            headers = signature_headers(leased.secret, leased.event_id, int(time.time()), content)
+            response = await self._http(ctx).post(leased.url, content=content, headers=headers)
             code = response.status_code
             if not 200 <= code < 300:
                 error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
@@ -143,37 +172,34 @@ class WebhookDispatcher:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-        duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        try:
-            await self._record(ctx, delivery_id, attempt, code, error, duration_ms, wait)
-        except Exception:  # the lease runs out and another pass retries the delivery
-            log.exception("could not record a webhook delivery", extra={"delivery_id": delivery_id})
+        return code, error, wait, round((time.perf_counter() - started) * 1000, 1)
 
     async def _record(
         self,
         ctx: AppContext,
-        delivery_id: str,
-        attempt: int,
+        leased: Leased,
         code: int | None,
         error: str | None,
         duration_ms: float,
         wait: float | None,
-    ) -> None:
+    ) -> Leased | None:
+        """Write an attempt's outcome; when the delivery is done, lease its webhook's next one if it is due."""
         settings = ctx.settings
         now = utcnow()
+        following: Leased | None = None
         async with ctx.db.transaction() as session:
             delivery = await session.scalar(
-                select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id).with_for_update()
+                select(WebhookDelivery).where(WebhookDelivery.delivery_id == leased.delivery_id).with_for_update()
             )
-            if delivery is None or delivery.status != "pending" or delivery.attempts != attempt:
-                return  # deleted, or our lease ran out and another dispatcher took over
+            if delivery is None or delivery.status != "pending" or delivery.attempts != leased.attempt:
+                return None  # deleted, or our lease ran out and another dispatcher took over
             hook = await session.scalar(
                 select(Webhook).where(Webhook.webhook_id == delivery.webhook_id).with_for_update()
             )
             delivery.history = [
                 *delivery.history,
                 {
-                    "attempt": attempt,
+                    "attempt": leased.attempt,
                     "at": now.isoformat().replace("+00:00", "Z"),
                     "response_code": code,
                     "error": error,
@@ -198,8 +224,8 @@ class WebhookDispatcher:
                     hook.active = False
                     hook.disabled_reason = "the receiver answered 410 Gone"
                     outcome = "gone"
-                elif attempt < settings.webhook_max_attempts:
-                    delay = backoff_delay(attempt, settings.webhook_backoff_base_seconds)
+                elif leased.attempt < settings.webhook_max_attempts:
+                    delay = backoff_delay(leased.attempt, settings.webhook_backoff_base_seconds)
                     if wait is not None:
                         delay = min(max(delay, wait), settings.retry_max_delay_seconds)
                     delivery.next_attempt_at = now + timedelta(seconds=delay)
@@ -211,11 +237,40 @@ class WebhookDispatcher:
                         hook.disabled_reason = f"{hook.consecutive_failures} deliveries failed in a row"
                     outcome = "failed"
             hook.updated_at = now
+            if delivery.status != "pending" and hook.active:
+                following = await self._lease_next(session, hook, now, settings)
             after_commit(session, lambda: WEBHOOK_ATTEMPTS.labels(outcome).inc())
-            # This webhook's next delivery may go now, or at its retry time.
-            after_commit(session, lambda: ctx.signals.deadline(DEADLINE_DELIVERY, now))
+            if following is None:
+                # This webhook's next delivery may go now, or at its retry time: a pass should look.
+                after_commit(session, lambda: ctx.signals.deadline(DEADLINE_DELIVERY, now))
         if outcome in ("gone", "failed"):
-            log.warning("webhook delivery failed", extra={"delivery_id": delivery_id, "error": error})
+            log.warning("webhook delivery failed", extra={"delivery_id": leased.delivery_id, "error": error})
+        return following
+
+    @staticmethod
+    async def _lease_next(session: AsyncSession, hook: Webhook, now: datetime, settings: Settings) -> Leased | None:
+        """The webhook's oldest pending delivery, leased, if it is due: a backlog drains without a pass per item.
+
+        No SKIP LOCKED here: skipping the oldest because a pass holds it would send a newer one first.
+        """
+        await session.flush()  # the delivery just finished must no longer count as pending
+        row = (
+            await session.execute(
+                select(WebhookDelivery, TaskEvent.body)
+                .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
+                .where(WebhookDelivery.webhook_id == hook.webhook_id, WebhookDelivery.status == "pending")
+                .order_by(WebhookDelivery.id)
+                .limit(1)
+                .with_for_update(of=WebhookDelivery)
+            )
+        ).first()
+        if row is None or row[0].next_attempt_at > now:
+            return None
+        delivery, body = row
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+        delivery.updated_at = now
+        return Leased(delivery.delivery_id, delivery.attempts, delivery.event_id, hook.url, hook.secret, body)
 
     @staticmethod
     def _fail(delivery: WebhookDelivery, hook: Webhook, now: datetime) -> None:

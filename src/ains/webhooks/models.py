@@ -72,4 +72,11 @@ class WebhookDelivery(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+        Index(
+            "ix_webhook_deliveries_pending_order",
+            "webhook_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
