@@ -3,6 +3,11 @@
 import asyncio
 import time
 
+import pytest
+from sqlalchemy import event, select
+
+from ains.core.metrics import DB_STATEMENTS
+from ains.tasks.models import Task
 from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 
 
@@ -99,3 +104,59 @@ async def test_long_poll_ignores_other_capabilities_and_returns_empty(client):
     await submit(client, owner, capability_required="image:v1")
     assert await waiting == []
     assert time.monotonic() - started >= 1
+
+
+def _statements() -> float:
+    return sum(DB_STATEMENTS.labels(kind)._value.get() for kind in ("read", "write"))
+
+
+@pytest.mark.parametrize("settings_overrides", [{"webhook_allow_private": True, "run_background": False}])
+async def test_a_claim_picks_and_assigns_in_one_statement_on_postgres(client, backend, db):
+    """On PostgreSQL one UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED) RETURNING assigns the whole claim, so a
+    claim of 40 costs what a claim of 1 does; the rows it returns carry every field a claim sets."""
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1", max_concurrency=100)
+    hook = {"url": "http://127.0.0.1:9/h", "events": ["task.assigned", "task.started"]}
+    assert (await client.post("/ains/clients/client_1/webhooks", json=hook, headers=owner)).status_code == 201
+    submitted = [await submit(client, owner, priority=1 + n % 10) for n in range(41)]
+    costs = []
+    claimed = []
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for size in (1, 40):
+            before = _statements()
+            claimed += await claim(client, agent, max_tasks=size, start=True)
+            costs.append(_statements() - before)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    if backend.name == "postgres":
+        # (SQLite inserts attempt rows one statement each: it cannot match generated ids to a multi-row insert.)
+        assert costs[0] == costs[1], costs
+        touching = [sql for sql in seen if "FOR UPDATE SKIP LOCKED" in sql or sql.startswith("UPDATE tasks")]
+        assert len(touching) == 2, touching  # one per claim
+        for sql in touching:
+            assert sql.startswith("WITH picked AS (SELECT tasks.task_id") and "UPDATE tasks SET" in sql
+            assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
+    assert sorted(t["task_id"] for t in claimed) == sorted(t["task_id"] for t in submitted)
+    for task in claimed:
+        assert task["status"] == "ACTIVE" and task["attempt"] == 1 and task["assigned_agent_id"] == "agent_1"
+        assert task["started_at"] is not None and task["assigned_at"] == task["started_at"]
+    async with db.read() as session:
+        rows = list(await session.scalars(select(Task)))
+    for row in rows:
+        assert row.lease_expires_at is None and row.next_retry_at is None
+        assert (row.deadline_at - row.started_at).total_seconds() == row.timeout_seconds
+    # Queue order holds inside one claim too: highest effective priority first.
+    priorities = [t["priority"] for t in claimed[1:]]
+    assert priorities == sorted(priorities, reverse=True)
+    history = (await client.get(f"/ains/tasks/{claimed[5]['task_id']}/attempts", headers=owner)).json()
+    assert [(a["attempt"], a["agent_id"], a["started_at"] is not None) for a in history["attempts"]] == [
+        (1, "agent_1", True)
+    ]
+    fresh = (await client.get(f"/ains/tasks/{claimed[5]['task_id']}", headers=owner)).json()
+    assert fresh["status"] == "ACTIVE", "the task cache was told of the claim"

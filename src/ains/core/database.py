@@ -51,8 +51,13 @@ class Base(DeclarativeBase):
 @event.listens_for(Session, "before_flush")
 def _note_cached_rows(session: Session, _context: Any, _instances: Any) -> None:
     """Remember which cached rows (models with `__cache_kind__`) this transaction changes."""
+    note_changed(session, *session.new, *session.dirty, *session.deleted)
+
+
+def note_changed(session: Session | AsyncSession, *objects: Any) -> None:
+    """Remember these rows as changed, for the cache; a statement that bypasses the flush calls this itself."""
     changed = session.info.setdefault("cache_changed", {})
-    for obj in (*session.new, *session.dirty, *session.deleted):
+    for obj in objects:
         kind = getattr(type(obj), "__cache_kind__", None)
         if kind is not None:
             changed.setdefault(kind, set()).add(getattr(obj, type(obj).__cache_key__))

@@ -2,9 +2,10 @@
 
 One transaction per try. The agent row is locked first (FOR UPDATE on
 PostgreSQL; SQLite serialises all writers), which serialises one agent's claims
-so its free concurrency cannot be raced. Candidate tasks are then picked in
-queue order with `FOR UPDATE SKIP LOCKED`, so concurrent claimers on
-PostgreSQL never wait on, or take, the same row.
+so its free concurrency cannot be raced. On PostgreSQL one statement then picks
+the tasks in queue order with `FOR UPDATE SKIP LOCKED` (concurrent claimers
+never wait on, or take, the same row) and assigns them, returning the rows; the
+attempt rows and events follow in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import Database
+from ains.core.database import Database, note_changed
 from ains.core.errors import NotFound
 from ains.core.metrics import CLAIMED_TASKS
 from ains.tasks import lifecycle
@@ -80,13 +81,12 @@ async def claim_once(
     ]
     if limits.max_priority is not None:
         conditions.append(Task.priority <= limits.max_priority)
-    candidates = (
-        select(Task)
-        .where(*conditions)
-        .order_by(Task.queue_position, Task.task_id)
-        .limit(wanted)
-        .with_for_update(skip_locked=True)
-    )
+    if session.bind.dialect.name == "postgresql":
+        result.tasks = await _pick_and_assign(session, conditions, wanted, agent_id, now, start, settings)
+        await lifecycle.after_claim(session, result.tasks, now, signals, start=start)
+        return result
+    # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
+    candidates = select(Task).where(*conditions).order_by(Task.queue_position, Task.task_id).limit(wanted)
     result.tasks = list(await session.scalars(candidates))
     for task in result.tasks:
         await lifecycle.move(
@@ -95,6 +95,34 @@ async def claim_once(
         if start:
             await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
     return result
+
+
+async def _pick_and_assign(
+    session: AsyncSession, conditions: list[Any], wanted: int, agent_id: str, now: Any, start: bool, settings: Settings
+) -> list[Task]:
+    """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement.
+
+    WITH picked AS (SELECT task_id … ORDER BY queue_position, task_id LIMIT n FOR UPDATE SKIP LOCKED)
+    UPDATE tasks SET status = 'ASSIGNED', attempt = attempt + 1, … FROM picked … RETURNING tasks.*
+    """
+    picked = (
+        select(Task.task_id)
+        .where(*conditions)
+        .order_by(Task.queue_position, Task.task_id)
+        .limit(wanted)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    statement = (
+        update(Task)
+        .where(Task.task_id == picked.c.task_id)
+        .values(**lifecycle.claim_columns(agent_id, now, settings, start=start))
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    )
+    tasks = list(await session.scalars(statement))
+    note_changed(session, *tasks)
+    return sorted(tasks, key=lambda task: (task.queue_position, task.task_id))
 
 
 async def claim(

@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
-from ains.core.database import after_commit
+from ains.core.database import UTCDateTime, after_commit
 from ains.core.errors import Conflict
 from ains.tasks.models import Task, TaskAttempt
 from ains.trust import service as trust
@@ -136,6 +136,62 @@ def _make_claimable(
         after_commit(session, lambda: signals.notify(capability))
 
 
+async def _after_assignment(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
+    """What follows a task's assignment, however its columns were set: the attempt row, the event, the lease watch."""
+    lease = task.lease_expires_at
+    if signals is not None and lease is not None:
+        after_commit(session, lambda: signals.deadline(DEADLINE_LEASE, lease))
+    attempt_row = TaskAttempt(
+        task_id=task.task_id, attempt=task.attempt, agent_id=task.assigned_agent_id, assigned_at=now
+    )
+    session.add(attempt_row)
+    _attempts(session)[(task.task_id, task.attempt)] = attempt_row
+    await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
+
+
+async def _after_start(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
+    deadline = task.deadline_at
+    if signals is not None and deadline is not None:
+        after_commit(session, lambda: signals.deadline(DEADLINE_TIMEOUT, deadline))
+    await _update_attempt(session, task, started_at=now)
+    await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
+
+
+def claim_columns(agent_id: str, now: datetime, settings: Settings, *, start: bool) -> dict[str, Any]:
+    """The columns of `move` to ASSIGNED (and on to ACTIVE with `start`), as SQL values for a claim that picks
+    and assigns in one statement (PostgreSQL). Keep in step with the ASSIGNED and ACTIVE branches of `move`."""
+    check_claim_moves(start)
+    values: dict[str, Any] = {
+        "status": ASSIGNED,
+        "attempt": Task.attempt + 1,
+        "assigned_agent_id": agent_id,
+        "assigned_at": now,
+        "lease_expires_at": now + timedelta(seconds=settings.assign_lease_seconds),
+        "next_retry_at": None,
+        "updated_at": now,
+    }
+    if start:
+        deadline = bindparam("claim_now", now, type_=UTCDateTime) + func.make_interval(
+            0, 0, 0, 0, 0, 0, Task.timeout_seconds
+        )
+        values |= {"status": ACTIVE, "started_at": now, "lease_expires_at": None, "deadline_at": deadline}
+    return values
+
+
+def check_claim_moves(start: bool) -> None:
+    """A claim moves PENDING tasks to ASSIGNED, and with `start` on to ACTIVE: both must be allowed moves."""
+    if ASSIGNED not in ALLOWED_MOVES[PENDING] or (start and ACTIVE not in ALLOWED_MOVES[ASSIGNED]):
+        raise Conflict("A claim cannot move PENDING tasks there")
+
+
+async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, signals: Any, *, start: bool) -> None:
+    """The consequences of a claim whose columns one statement already set (see `claim_columns`)."""
+    for task in tasks:
+        await _after_assignment(session, task, now, signals)
+        if start:
+            await _after_start(session, task, now, signals)
+
+
 async def move(
     session: AsyncSession,
     task: Task,
@@ -174,22 +230,14 @@ async def move(
         task.attempt += 1
         task.assigned_agent_id = agent_id
         task.assigned_at = now
-        task.lease_expires_at = lease = now + timedelta(seconds=settings.assign_lease_seconds)
+        task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
         task.next_retry_at = None
-        if signals is not None:
-            after_commit(session, lambda: signals.deadline(DEADLINE_LEASE, lease))
-        attempt_row = TaskAttempt(task_id=task.task_id, attempt=task.attempt, agent_id=agent_id, assigned_at=now)
-        session.add(attempt_row)
-        _attempts(session)[(task.task_id, task.attempt)] = attempt_row
-        await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=agent_id, signals=signals)
+        await _after_assignment(session, task, now, signals)
     elif to == ACTIVE:
         task.started_at = now
         task.lease_expires_at = None
-        task.deadline_at = deadline = now + timedelta(seconds=task.timeout_seconds)
-        if signals is not None:
-            after_commit(session, lambda: signals.deadline(DEADLINE_TIMEOUT, deadline))
-        await _update_attempt(session, task, started_at=now)
-        await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=holder, signals=signals)
+        task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
+        await _after_start(session, task, now, signals)
     elif to == COMPLETED:
         task.completed_at = now
         task.result_data = result_data if result_data is not None else {}
