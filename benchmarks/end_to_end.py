@@ -6,7 +6,8 @@ outbox event in the completing transaction; trust records are always on. Eight
 agents (SDK clients, one asyncio loop each) claim up to 50 tasks at a time,
 started at once (`"start": true`, long poll 1 s), and report them with one
 `complete-batch` call per claim. A ninth loop submits the tasks, 4 batches in
-flight. tasks/s = TASKS / (first submission → last completion). Afterwards the
+flight. tasks/s = TASKS / (first submission → last completion); each run also
+prints when the last submission was answered. Afterwards the
 rate at which the outbox then delivers the backlog is watched for 30 s.
 
     .venv/bin/python benchmarks/end_to_end.py [--backend postgres] [--runs 3] [--tasks 20000]
@@ -81,13 +82,15 @@ async def run_once(
                     assert not result.failed, result.failed
 
             await asyncio.gather(*(submit_batch() for _ in range(tasks // 100)))
+            submitted_after = time.perf_counter() - started
             await asyncio.gather(*agents)
             elapsed = time.perf_counter() - started
             delivered_by_then = len(receiver.items)
             await asyncio.sleep(drain_watch_seconds)
             drain_rate = (len(receiver.items) - delivered_by_then) / drain_watch_seconds if drain_watch_seconds else 0.0
             print(
-                f"run: {tasks / elapsed:,.0f} tasks/s; {delivered_by_then:,} of {tasks:,} task.completed deliveries "
+                f"run: {tasks / elapsed:,.0f} tasks/s (all submitted after {submitted_after:.1f} s, all done after "
+                f"{elapsed:.1f} s); {delivered_by_then:,} of {tasks:,} task.completed deliveries "
                 f"made by the last completion, then {drain_rate:,.0f}/s",
                 flush=True,
             )
