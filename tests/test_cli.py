@@ -60,3 +60,19 @@ def test_keys_created_by_the_cli_work_against_the_server(tmp_path):
         assert response.status_code == 201 and response.json()["client_id"] == "client_1"
     finally:
         server.stop()
+
+
+def test_a_first_start_on_a_new_data_dir_logs_no_errors(tmp_path):
+    """The duties open their connections at once on a brand-new SQLite file; none may fail to set it up."""
+    import time
+
+    from tests.helpers import ServerProcess
+
+    server = ServerProcess({"AINS_DATA_DIR": str(tmp_path / "data"), "AINS_LOG_LEVEL": "INFO"})
+    try:
+        time.sleep(1.5)  # every duty has made its first pass
+        output = server.output()
+    finally:
+        server.stop()
+    assert "background duties started" in output
+    assert '"level": "error"' not in output, output[-3000:]

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from ains.core.metrics import DUTY_RUNS
 from ains.webhooks.signing import verify
 from tests.helpers import claim, create_client, register_agent, submit, wait_for
 from tests.webhooks.receiver import Answer
@@ -240,3 +241,27 @@ async def test_deliveries_page(client, receivers):
     ids = [d["delivery_id"] for d in first["deliveries"] + second["deliveries"]]
     assert len(set(ids)) == 3 and second["next_cursor"] is None
     assert all(d["event"] == "task.created" and d["status"] == "succeeded" for d in first["deliveries"])
+
+
+class TestBacklog:
+    @pytest.fixture
+    def settings_overrides(self):
+        # No periodic passes: every pass counted below was woken by an event or a finished delivery.
+        return {"webhook_allow_private": True, "webhook_dispatch_interval_seconds": 30}
+
+    async def test_a_backlog_drains_in_order_without_a_pass_per_delivery(self, client, receivers):
+        """A finished delivery leases its webhook's next due one in the same transaction."""
+        owner = await create_client(client, "client_1")
+        receiver = receivers()
+        await hook(client, owner, "/ains/clients/client_1", receiver.url, events=["task.created"])
+        passes_before = DUTY_RUNS.labels("webhooks")._value.get()
+        body = {"task_type": "t", "capability_required": "data:v1", "input_data": {"n": 1}}
+        batch = await client.post("/ains/tasks/batch", json={"tasks": [body] * 20}, headers=owner)
+        created = [t["task_id"] for t in batch.json()["submitted"]]
+
+        async def all_arrived():
+            return receiver.finished >= 20
+
+        assert await wait_for(all_arrived)
+        assert [r.payload["task_id"] for r in receiver.requests] == created
+        assert DUTY_RUNS.labels("webhooks")._value.get() - passes_before <= 3

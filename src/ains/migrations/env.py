@@ -34,6 +34,10 @@ async def _run_async(url: str) -> None:
         if connection.dialect.name == "postgresql":
             await connection.execute(text(f"SELECT pg_advisory_lock({MIGRATION_LOCK})"))
             await connection.commit()
+        else:
+            # Before the server opens its pool: see _sqlite_engine in ains/core/database.py.
+            await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            await connection.commit()
         try:
             await connection.run_sync(_run)
         finally:
