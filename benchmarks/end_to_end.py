@@ -30,7 +30,7 @@ BODY = {"task_type": "bench", "capability_required": CAPABILITY, "input_data": {
 DRAIN_WATCH_SECONDS = 30
 
 
-async def agent_loop(url: str, number: int, done: list[int], total: int) -> None:
+async def agent_loop(url: str, number: int, done: list[int], total: int, ready: Ready) -> None:
     agent_id = f"bench_agent_{number}"
     async with AsyncAINSClient(url) as anonymous:
         key = (await anonymous.register_agent(agent_id, Identity.generate(), [CAPABILITY], max_concurrency=100)).api_key
@@ -56,13 +56,9 @@ class Ready:
             self.event.set()
 
 
-ready = Ready(AGENTS)
-
-
 async def run_once(
     database_url: str, tasks: int, drain_watch_seconds: float = DRAIN_WATCH_SECONDS
 ) -> tuple[float, float]:
-    global ready
     ready = Ready(AGENTS)
     receiver = Arrivals()
     with common.server(database_url, {"AINS_WEBHOOK_ALLOW_PRIVATE": "true"}) as server:
@@ -71,7 +67,7 @@ async def run_once(
         async with AsyncAINSClient(server.url, key, timeout=60) as client:
             await client.create_webhook("bench_client", receiver.url, ["task.completed"])
             done = [0]
-            agents = [asyncio.create_task(agent_loop(server.url, n, done, tasks)) for n in range(AGENTS)]
+            agents = [asyncio.create_task(agent_loop(server.url, n, done, tasks, ready)) for n in range(AGENTS)]
             await ready.event.wait()
             started = time.perf_counter()
             semaphore = asyncio.Semaphore(4)

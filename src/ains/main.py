@@ -44,7 +44,6 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
         db=db,
         admin_key_hash=hash_key(resolve_admin_key(settings)) if with_admin_key else "",
         signals=TaskAvailability(),
-        cache=db.cache,
     )
 
 

@@ -16,6 +16,7 @@ from ains.auth.models import ApiKey
 from ains.auth.principal import Principal
 from ains.auth.signatures import registration_message, token_message, verify_signed
 from ains.core.cache import AGENT as AGENT_CACHE
+from ains.core.cache import read_through
 from ains.core.config import Settings
 from ains.core.database import json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -181,10 +182,9 @@ async def deregister(
 
 async def read_record(db: Any, cache: Any, agent_id: str) -> AgentOut:
     """The public agent record, from the cache when it can (SPEC 10)."""
-    record = await cache.get(AGENT_CACHE, agent_id)
-    if record is not None:
-        return AgentOut.model_validate(record)
-    async with db.read() as session:
-        out = AgentOut.model_validate(await get(session, agent_id))
-    await cache.set(AGENT_CACHE, agent_id, out.model_dump(mode="json"))
-    return out
+
+    async def load() -> AgentOut:
+        async with db.read() as session:
+            return AgentOut.model_validate(await get(session, agent_id))
+
+    return await read_through(cache, AGENT_CACHE, agent_id, AgentOut, load)

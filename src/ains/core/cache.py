@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cachetools import TTLCache
+from pydantic import BaseModel
 
 from ains.core.config import Settings
 from ains.core.metrics import CACHE_ERRORS, CACHE_HITS, CACHE_MISSES
@@ -25,6 +27,8 @@ log = logging.getLogger("ains.cache")
 
 AGENT = "agent"
 TASK = "task"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class MemoryCache:
@@ -131,6 +135,18 @@ class RedisCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+async def read_through(
+    cache: MemoryCache | RedisCache, kind: str, key: str, model: type[M], load: Callable[[], Awaitable[M]]
+) -> M:
+    """The cached record as `model`, or `load()`'s answer, which is then cached (cache-aside)."""
+    record = await cache.get(kind, key)
+    if record is not None:
+        return model.model_validate(record)
+    value = await load()
+    await cache.set(kind, key, value.model_dump(mode="json"))
+    return value
 
 
 def make_cache(settings: Settings) -> MemoryCache | RedisCache:

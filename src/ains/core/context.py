@@ -18,7 +18,11 @@ class AppContext:
     db: Database
     admin_key_hash: str
     signals: TaskAvailability
-    cache: Any
+
+    @property
+    def cache(self) -> Any:
+        """The cache the database invalidates after each commit (ains.core.cache)."""
+        return self.db.cache
 
 
 def get_context(request: Request) -> AppContext:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from ains.auth.dependencies import CurrentPrincipal, require_scope
+from ains.auth.principal import Principal
 from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.core.context import AppContext, get_context
@@ -88,24 +89,20 @@ async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx)
 @router.post("/ains/tasks/complete-batch", response_model=ReportResults, response_model_exclude_none=True)
 async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
     """The calling agent completes up to 100 tasks; each item is answered on its own."""
-    if principal.kind != "agent":
-        raise Forbidden("Only agents report on tasks")
-    async with ctx.db.transaction() as session:
-        results = await service.complete_many(
-            session, principal, body.items, now=utcnow(), settings=ctx.settings, signals=ctx.signals
-        )
-    return ReportResults(results=[ReportResult(**r) for r in results])
+    return await _report_batch(service.complete_many, body.items, principal, ctx)
 
 
 @router.post("/ains/tasks/fail-batch", response_model=ReportResults, response_model_exclude_none=True)
 async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
     """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
+    return await _report_batch(service.fail_many, body.items, principal, ctx)
+
+
+async def _report_batch(report_many: Any, items: list[Any], principal: Principal, ctx: AppContext) -> ReportResults:
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
     async with ctx.db.transaction() as session:
-        results = await service.fail_many(
-            session, principal, body.items, now=utcnow(), settings=ctx.settings, signals=ctx.signals
-        )
+        results = await report_many(session, principal, items, now=utcnow(), settings=ctx.settings, signals=ctx.signals)
     return ReportResults(results=[ReportResult(**r) for r in results])
 
 

@@ -173,18 +173,19 @@ class BatchResult(ApiModel):
     failed: list[BatchFailed]
 
 
-class CompleteItem(RequestModel):
-    task_id: Annotated[str, Field(min_length=1, max_length=64)]
-    attempt: Attempt | None = None
-    result_data: dict[str, Any] = Field(default_factory=dict)
+ReportedTaskId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class FailItem(RequestModel):
-    task_id: Annotated[str, Field(min_length=1, max_length=64)]
-    attempt: Attempt | None = None
-    error_message: Annotated[str, Field(min_length=1, max_length=10000)]
-    retryable: StrictBool = True
-    retry_after_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=31_536_000)] | None = None
+class CompleteItem(CompleteRequest):
+    """The body of `/complete`, for the task named."""
+
+    task_id: ReportedTaskId
+
+
+class FailItem(FailRequest):
+    """The body of `/fail`, for the task named."""
+
+    task_id: ReportedTaskId
 
 
 class CompleteBatch(RequestModel):

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ains.audit import service as audit
 from ains.auth.principal import Principal
 from ains.core.cache import TASK as TASK_CACHE
+from ains.core.cache import read_through
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.database import after_commit
@@ -522,16 +523,15 @@ def effective_priority(task: Any, now: datetime, settings: Settings) -> float:
 
 async def read_task(db: Any, cache: Any, principal: Principal, task_id: str) -> TaskOut:
     """A task as its owner, holder or the admin sees it, from the cache when it can (SPEC 10)."""
-    record = await cache.get(TASK_CACHE, task_id)
-    if record is None:
+
+    async def load() -> TaskOut:
         async with db.read() as session:
             task = await session.get(Task, task_id)
             if task is None:
                 raise NotFound(f"Task {task_id} not found")
-            out = TaskOut.model_validate(task)
-        await cache.set(TASK_CACHE, task_id, out.model_dump(mode="json"))
-    else:
-        out = TaskOut.model_validate(record)
+            return TaskOut.model_validate(task)
+
+    out = await read_through(cache, TASK_CACHE, task_id, TaskOut, load)
     if not can_see(principal, out):
         raise NotFound(f"Task {task_id} not found")
     return out
