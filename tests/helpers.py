@@ -87,8 +87,8 @@ async def wait_for(predicate, timeout: float = 20, interval: float = 0.1):
 
 
 class ServerProcess(testing.ServerProcess):
-    def __init__(self, env: dict[str, str]) -> None:
-        super().__init__({"AINS_ADMIN_KEY": ADMIN_KEY} | env)
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+        super().__init__({"AINS_ADMIN_KEY": ADMIN_KEY} | env, args)
 
 
 class WorkerProcess(testing.WorkerProcess):

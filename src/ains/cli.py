@@ -82,16 +82,40 @@ def _errors(function):
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the port (PostgreSQL only)")
+    ] = 1,
 ) -> None:
     """Run the API server (migrations are applied on start)."""
     import uvicorn
 
     from ains.core.logging import configure_logging
-    from ains.main import create_app
+    from ains.main import create_app, prepare_workers
 
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        return
+    if settings.is_sqlite:
+        typer.echo(
+            "error: --workers needs PostgreSQL. SQLite allows one writer at a time, so several server "
+            "processes would only queue behind each other's locks; set AINS_DATABASE_URL="
+            "postgresql+asyncpg://user@host/db, or run one process.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    # Migrations and the admin key once, here, rather than raced by every worker.
+    prepare_workers(settings)
+    uvicorn.run(
+        "ains.main:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -120,8 +144,7 @@ def worker() -> None:
             await runner.wait()
         finally:
             await runner.stop()
-            await ctx.cache.close()
-            await ctx.db.dispose()
+            await ctx.close()
 
     asyncio.run(run())
 

@@ -13,6 +13,7 @@ from ains import __version__
 from ains.agents.router import router as agents_router
 from ains.audit.router import router as audit_router
 from ains.auth.admin_key import resolve_admin_key
+from ains.auth.key_cache import KeyCache
 from ains.auth.keys import hash_key
 from ains.auth.router import router as keys_router
 from ains.background.runner import DutyRunner
@@ -21,8 +22,9 @@ from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import Database
 from ains.core.errors import install_error_handlers
+from ains.core.listener import WakeupListener
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
-from ains.core.signals import TaskAvailability
+from ains.core.signals import CACHE, KEY, Wakeups
 from ains.migrate import upgrade
 from ains.ops.router import router as ops_router
 from ains.tasks.router import router as tasks_router
@@ -38,12 +40,28 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
     if settings.auto_migrate:
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
-    db.cache = make_cache(settings)
+    db.cache = cache = make_cache(settings)
+    db.wakeups = wakeups = Wakeups()
+    keys = KeyCache()
+    wakeups.watch(KEY, keys.forget)
+    if not cache.shared:
+        wakeups.watch(CACHE, cache.drop)
+    listener = None
+    if not db.is_sqlite:
+        # Other processes may share this database: hear their changes, and stop trusting the in-process
+        # caches whenever that link is down.
+        listener = WakeupListener(db.url, wakeups, check_seconds=settings.wakeup_fallback_seconds)
+        db.origin = listener.origin
+        if not cache.shared:
+            cache.usable = lambda: wakeups.connected
+        listener.start()
     return AppContext(
         settings=settings,
         db=db,
         admin_key_hash=hash_key(resolve_admin_key(settings)) if with_admin_key else "",
-        signals=TaskAvailability(),
+        signals=wakeups,
+        keys=keys,
+        listener=listener,
     )
 
 
@@ -66,8 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner:
                 await runner.stop()
-            await ctx.cache.close()
-            await ctx.db.dispose()
+            await ctx.close()
 
     app = FastAPI(
         title="AINS",
@@ -83,3 +100,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, limit=settings.max_input_bytes * 101 + 1024 * 1024)
     app.add_middleware(RequestTelemetry)
     return app
+
+
+def prepare_workers(settings: Settings) -> None:
+    """Before `ains serve --workers N` starts its processes: migrate and settle the admin key once."""
+    import os
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.auto_migrate:
+        upgrade(settings.resolved_database_url)
+    resolve_admin_key(settings)
+    # The workers inherit the environment: the database is migrated, so they need not each try.
+    os.environ["AINS_AUTO_MIGRATE"] = "false"
+
+
+def worker_app() -> FastAPI:
+    """The app of one `ains serve --workers N` process (uvicorn imports this in each one)."""
+    from ains.core.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

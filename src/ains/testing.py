@@ -27,16 +27,16 @@ class ServerProcess:
     command = "serve"
     log_level = "WARNING"
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = os.environ | {"AINS_LOG_LEVEL": self.log_level} | env
         # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the server.
         # Kept open for the process's lifetime, hence no context manager.
         self.log = tempfile.NamedTemporaryFile(prefix=f"ains-{self.command}-", suffix=".log", delete=False)  # noqa: SIM115
-        args = ["serve", "--port", str(self.port)] if self.command == "serve" else [self.command]
+        command = ["serve", "--port", str(self.port)] if self.command == "serve" else [self.command]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ains", *args],
+            [sys.executable, "-m", "ains", *command, *args],
             env=full_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

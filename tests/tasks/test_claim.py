@@ -119,6 +119,8 @@ async def test_a_claim_picks_and_assigns_in_one_statement_on_postgres(client, ba
     hook = {"url": "http://127.0.0.1:9/h", "events": ["task.assigned", "task.started"]}
     assert (await client.post("/ains/clients/client_1/webhooks", json=hook, headers=owner)).status_code == 201
     submitted = [await submit(client, owner, priority=1 + n % 10) for n in range(41)]
+    # The agent's key is then known to the process (its first use reads it from the database).
+    assert (await client.get("/ains/tasks", headers=agent.headers)).status_code == 200
     costs = []
     claimed = []
     seen: list[str] = []

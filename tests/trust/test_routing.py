@@ -11,7 +11,7 @@ from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 @pytest.fixture
 def settings_overrides():
     # Waiting claims look again on their own only every 30 s, so only wake-ups decide who gets a task.
-    return {"long_poll_recheck_seconds": 30}
+    return {"wakeup_fallback_seconds": 30}
 
 
 async def set_score(client, agent_id, score):

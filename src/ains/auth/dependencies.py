@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ains.auth import service
+from ains.auth.keys import hash_key
 from ains.auth.principal import Principal
 from ains.core.context import get_context
 from ains.core.errors import Forbidden, Unauthorized
@@ -21,10 +22,22 @@ async def authenticate(
     if credentials is None or not credentials.credentials:
         raise Unauthorized()
     ctx = get_context(request)
-    async with ctx.db.read() as session:
-        principal = await service.resolve(session, credentials.credentials, ctx.admin_key_hash)
+    digest = hash_key(credentials.credentials)
+    principal = service.resolve_admin(digest, ctx.admin_key_hash)
+    # The key cache is used only while revocations made in other processes can reach it: on PostgreSQL with
+    # the wake-up link up. SQLite has no such link (another process on the file would go unheard), so there
+    # every request reads its key; that is a local file read.
+    trusted = ctx.listener is not None and ctx.signals.connected
+    if principal is None and trusted:
+        principal = ctx.keys.get(digest)
     if principal is None:
-        raise Unauthorized()
+        generation = ctx.keys.generation
+        async with ctx.db.read() as session:
+            principal = await service.resolve(session, digest)
+        if principal is None:
+            raise Unauthorized()
+        if trusted:
+            ctx.keys.put(digest, principal, generation)
     request.state.principal = principal
     return principal
 

@@ -15,16 +15,25 @@ from ains.auth.models import ApiKey
 from ains.auth.principal import ADMIN_ID, CLIENT_SCOPES, Principal
 from ains.core.clock import new_id
 from ains.core.errors import Conflict, NotFound
+from ains.core.signals import announce_key
 
 
-async def resolve(session: AsyncSession, presented: str, admin_key_hash: str) -> Principal | None:
-    digest = hash_key(presented)
-    if hmac.compare_digest(digest, admin_key_hash):
-        return Principal("admin", ADMIN_ID)
-    key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
-    if key is None:
+def resolve_admin(digest: str, admin_key_hash: str) -> Principal | None:
+    return Principal("admin", ADMIN_ID) if hmac.compare_digest(digest, admin_key_hash) else None
+
+
+async def resolve(session: AsyncSession, digest: str) -> Principal | None:
+    """The principal of an unrevoked key, by the key's hash."""
+    row = (
+        await session.execute(
+            select(ApiKey.kind, ApiKey.principal_id, ApiKey.scopes).where(
+                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    if row is None:
         return None
-    return Principal(key.kind, key.principal_id, frozenset(key.scopes))  # type: ignore[arg-type]
+    return Principal(row.kind, row.principal_id, frozenset(row.scopes))  # type: ignore[arg-type]
 
 
 def _new_key(kind: str, principal_id: str, name: str, scopes: list[str], now: datetime) -> tuple[ApiKey, str]:
@@ -66,6 +75,7 @@ async def issue_agent_key(session: AsyncSession, agent_id: str, now: datetime, *
 
 
 async def revoke_agent_keys(session: AsyncSession, agent_id: str, now: datetime) -> None:
+    announce_key(session, agent_id)
     await session.execute(
         update(ApiKey)
         .where(ApiKey.kind == "agent", ApiKey.principal_id == agent_id, ApiKey.revoked_at.is_(None))
@@ -89,5 +99,6 @@ async def revoke_key(session: AsyncSession, actor: Principal, key_id: str, now: 
     if key is None or key.revoked_at is not None:
         raise NotFound(f"API key {key_id} not found")
     key.revoked_at = now
+    announce_key(session, key.principal_id)
     audit.record(session, actor, "api_key.revoke", "api_key", key_id, {"principal_id": key.principal_id})
     return key

@@ -32,15 +32,33 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class MemoryCache:
+    """This process's own cache. With several processes on PostgreSQL, the others' changes reach it as
+    wake-ups (`drop`); while that link is down, `usable()` is false and every read goes to the database."""
+
+    shared = False
+
     def __init__(self, settings: Settings) -> None:
         self._stores: dict[str, TTLCache | None] = {
             AGENT: _ttl_cache(settings.cache_max_agents, settings.agent_cache_ttl_seconds),
             TASK: _ttl_cache(settings.cache_max_tasks, settings.task_cache_ttl_seconds),
         }
+        self.usable: Callable[[], bool] = lambda: True
+
+    def drop(self, kind: str, keys: str) -> None:
+        """Another process changed these rows of `kind` (`keys` comma-separated); kind `*`: anything may have."""
+        if kind == "*":
+            for store in self._stores.values():
+                if store is not None:
+                    store.clear()
+            return
+        store = self._stores.get(kind)
+        if store is not None:
+            for key in keys.split(","):
+                store.pop(key, None)
 
     async def get(self, kind: str, key: str) -> dict[str, Any] | None:
         store = self._stores[kind]
-        value = store.get(key) if store is not None else None
+        value = store.get(key) if store is not None and self.usable() else None
         (CACHE_HITS if value is not None else CACHE_MISSES).labels(kind).inc()
         return value
 
@@ -67,6 +85,7 @@ def _ttl_cache(maxsize: int, ttl: float) -> TTLCache | None:
 
 
 class RedisCache:
+    shared = True
     # Short timeouts: a slow Redis must cost a request little more than a miss.
     TIMEOUT_SECONDS = 0.25
 

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     run_background: bool = True
 
     log_level: str = "INFO"
-    long_poll_recheck_seconds: float = Field(1.0, gt=0)
+    # The longest a lost wake-up can cost: a waiting claim looks again this often, and the link between
+    # processes (PostgreSQL LISTEN) is checked this often.
+    wakeup_fallback_seconds: float = Field(1.0, gt=0)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import Request
 
+from ains.auth.key_cache import KeyCache
 from ains.core.config import Settings
 from ains.core.database import Database
-from ains.core.signals import TaskAvailability
+from ains.core.listener import WakeupListener
+from ains.core.signals import Wakeups
 
 
 @dataclass
@@ -17,12 +19,20 @@ class AppContext:
     settings: Settings
     db: Database
     admin_key_hash: str
-    signals: TaskAvailability
+    signals: Wakeups
+    keys: KeyCache
+    listener: WakeupListener | None = None  # the link to the other processes (PostgreSQL only)
 
     @property
     def cache(self) -> Any:
         """The cache the database invalidates after each commit (ains.core.cache)."""
         return self.db.cache
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.cache.close()
+        await self.db.dispose()
 
 
 def get_context(request: Request) -> AppContext:

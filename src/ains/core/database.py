@@ -2,7 +2,9 @@
 
 Services never commit. A request or a background duty opens one
 `Database.transaction()`, and everything it changes commits together; hooks
-registered with `after_commit` run only once the commit has succeeded.
+registered with `after_commit` run only once the commit has succeeded, and so
+do the cache invalidations and the wake-ups the transaction announced
+(`ains.core.signals`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from ains.core.metrics import DB_STATEMENTS
+from ains.core.signals import CACHE, KEY, Wakeups, take_announcements
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -123,6 +126,10 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         # Told, after each commit, which cached rows changed (see ains.core.cache).
         self.cache: Any = None
+        # Told, after each commit, what the transaction announced (see ains.core.signals).
+        self.wakeups: Wakeups | None = None
+        # This process's name on the wake-up channel, when it listens (PostgreSQL; see ains.core.listener).
+        self.origin: str | None = None
 
     @property
     def dialect(self) -> str:
@@ -136,6 +143,13 @@ class Database:
             try:
                 async with session.begin():
                     yield session
+                    await session.flush()  # the last changes, so the cache and wake-ups below are complete
+                    announcements = take_announcements(session)
+                    keys_changed = [a for a in announcements if a[0] == KEY]
+                    if keys_changed and self.origin is not None:
+                        from ains.core.listener import notify_in_transaction
+
+                        await notify_in_transaction(session, self.origin, keys_changed)
                 hooks = session.info.pop("after_commit", [])
                 changed = session.info.pop("cache_changed", {})
             finally:
@@ -143,6 +157,11 @@ class Database:
         if self.cache is not None:
             for kind, keys in changed.items():
                 await self.cache.invalidate(kind, keys)
+        if self.wakeups is not None:
+            # An in-process cache in another process hears of the change only through the wake-up link.
+            unshared = changed and self.cache is not None and not self.cache.shared
+            remote = [(CACHE, kind, ",".join(sorted(keys))) for kind, keys in changed.items()] if unshared else []
+            self.wakeups.committed(announcements, remote_only=remote)
         for hook in hooks:
             result = hook()
             if asyncio.iscoroutine(result):

@@ -1,13 +1,17 @@
-"""In-process wake-ups: for long-polling claims, and for background duties when a nearer deadline appears.
+"""Wake-ups: what one transaction's commit tells waiting claims, sleeping duties and caches, in any process.
 
-A claim that finds nothing parks on an event for each capability it serves;
-whatever makes a task claimable calls `notify(capability)` after its commit.
-One waiter is woken per notification, the highest trust score first; a woken
-claimer that finds nothing it may take passes the wake-up on. Waiters also look
-again now and then on their own, so a lost wake-up only costs time.
+A transaction announces what others must hear of (`announce_task`,
+`announce_deadline`, `announce_cancel`, `announce_key`); once it has committed,
+the database hands the announcements to this process's `Wakeups`, which wakes
+its own waiters at once and publishes them to the other processes (see
+`ains.core.listener`). What arrives from another process is delivered the same
+way, so waiters never care where a change happened.
 
-Likewise a duty sleeping until its next known deadline is told, through
-`deadline(kind, at)`, of a deadline set in this process after it went to sleep.
+A claim that finds nothing parks on an event for each capability it serves.
+One waiter is woken per task, the highest trust score first; a woken claimer that
+finds nothing it may take passes the wake-up on to the next one down. Waiters
+also look again every `wakeup_fallback_seconds`, so a lost wake-up costs only time.
+A duty sleeping until its next known deadline is woken early by a nearer one.
 """
 
 from __future__ import annotations
@@ -18,7 +22,56 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
+
+# Kinds of wake-up, as they travel between processes.
+TASK = "task"  # subject: a capability whose task became claimable
+DEADLINE = "deadline"  # subject: a deadline kind; value: the epoch seconds of the deadline
+CANCEL = "cancel"  # subject: the agent whose held task was cancelled
+KEY = "key"  # subject: the principal whose keys changed
+CACHE = "cache"  # subject: a cache kind; value: the changed keys, comma-separated
+
+Announcement = tuple[str, str, str]  # (kind, subject, value)
+
+# The subject that means "anything of this kind may have changed" (after a gap in the link).
+EVERYTHING = "*"
+
+
+def _pending(session: Any) -> dict[tuple[str, str], str]:
+    return session.info.setdefault("wakeups", {})
+
+
+def announce_task(session: Any, capability: str) -> None:
+    """A task needing `capability` becomes claimable when this transaction commits."""
+    _pending(session)[(TASK, capability)] = ""
+
+
+def announce_deadline(session: Any, kind: str, at: datetime) -> None:
+    """A deadline of `kind` at `at` is set when this transaction commits (only the nearest per kind travels)."""
+    pending = _pending(session)
+    value = f"{at.timestamp():.6f}"
+    earlier = pending.get((DEADLINE, kind))
+    if earlier is None or float(value) < float(earlier):
+        pending[(DEADLINE, kind)] = value
+
+
+def announce_cancel(session: Any, agent_id: str) -> None:
+    """A task `agent_id` holds is cancelled when this transaction commits."""
+    _pending(session)[(CANCEL, agent_id)] = ""
+
+
+def announce_key(session: Any, principal_id: str) -> None:
+    """A key of `principal_id` is revoked (or otherwise changed) when this transaction commits.
+
+    Unlike the others this one must never be lost (a revoked key would keep working in another process), so
+    the database sends it inside the transaction itself (see `Database.transaction`).
+    """
+    _pending(session)[(KEY, principal_id)] = ""
+
+
+def take_announcements(session: Any) -> list[Announcement]:
+    return [(kind, subject, value) for (kind, subject), value in session.info.pop("wakeups", {}).items()]
 
 
 @dataclass(eq=False)
@@ -27,30 +80,99 @@ class _Waiter:
     rank: float
     order: int
 
+    @property
+    def key(self) -> tuple[float, int]:
+        return (self.rank, -self.order)
 
-class TaskAvailability:
+
+class Wakeups:
+    """This process's waiters and watchers, and its link to the other processes (when there are any)."""
+
     def __init__(self) -> None:
         self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
-        self._deadline_watchers: dict[str, list[Callable[[datetime], None]]] = defaultdict(list)
+        self._watchers: dict[str, list[Callable[[str, str], None]]] = defaultdict(list)
         self._order = itertools.count()
+        self._deadline_kinds: set[str] = set()
+        # Set by the listener: sends announcements to the other processes. None: this process is alone.
+        self.publish: Callable[[list[Announcement]], None] | None = None
+        # False while the link to the other processes is down, so what they announce may be missed.
+        self.connected = True
+
+    # -- delivery -------------------------------------------------------------------------------------------
+
+    def committed(self, announcements: list[Announcement], *, remote_only: list[Announcement] = ()) -> None:
+        """A transaction of this process committed: wake here at once, and tell the other processes.
+
+        Key announcements already went to the others inside the transaction; `remote_only` is what this
+        process has already dealt with itself (its own cache invalidations).
+        """
+        self.deliver(announcements)
+        if self.publish is not None:
+            outgoing = [a for a in announcements if a[0] != KEY] + list(remote_only)
+            if outgoing:
+                self.publish(outgoing)
+
+    def deliver(self, announcements: Iterable[Announcement]) -> None:
+        for kind, subject, value in announcements:
+            if kind == TASK:
+                self.notify(subject)
+            for watcher in self._watchers.get(kind, ()):
+                watcher(subject, value)
+
+    def watch(self, kind: str, callback: Callable[[str, str], None]) -> None:
+        """Call `callback(subject, value)` for every announcement of `kind`, from this process or another."""
+        self._watchers[kind].append(callback)
 
     def watch_deadlines(self, kind: str, callback: Callable[[datetime], None]) -> None:
-        self._deadline_watchers[kind].append(callback)
+        self._deadline_kinds.add(kind)
+
+        def on_deadline(subject: str, value: str) -> None:
+            if subject == kind:
+                callback(datetime.fromtimestamp(float(value), UTC))
+
+        self.watch(DEADLINE, on_deadline)
 
     def deadline(self, kind: str, at: datetime) -> None:
-        for callback in self._deadline_watchers.get(kind, ()):
-            callback(at)
+        """A deadline set in this process outside a transaction (or to be seen only here)."""
+        self.deliver([(DEADLINE, kind, f"{at.timestamp():.6f}")])
+
+    def missed_some(self) -> None:
+        """The link to the other processes was down: anything may have happened, so everyone looks again."""
+        for waiters in list(self._waiters.values()):
+            for waiter in waiters:
+                waiter.event.set()
+        now = f"{datetime.now(UTC).timestamp():.6f}"
+        self.deliver([(DEADLINE, kind, now) for kind in self._deadline_kinds])
+        self.deliver([(kind, EVERYTHING, "") for kind in (KEY, CACHE, CANCEL)])
+
+    # -- long-polling claims --------------------------------------------------------------------------------
 
     def notify(self, capability: str) -> None:
         """A task for `capability` became claimable: wake the best-ranked waiter not already woken."""
-        idle = [w for w in self._waiters.get(capability, ()) if not w.event.is_set()]
-        if idle:
-            max(idle, key=lambda w: (w.rank, -w.order)).event.set()
+        self._wake_best(capability, below=None)
 
-    def pass_on(self, capabilities: Iterable[str]) -> None:
-        """A woken waiter found nothing it may take: hand the wake-up to the next one."""
+    def pass_on(self, capabilities: Iterable[str], passer: asyncio.Event | None = None) -> None:
+        """A woken waiter found nothing it may take: hand the wake-up to the next one down the ranking.
+
+        Only waiters ranked below the passer are candidates, so a wake-up walks down the ranking once
+        instead of returning to a waiter that already declined it.
+        """
+        below = None
+        if passer is not None:
+            below = next(
+                (w.key for waiters in self._waiters.values() for w in waiters if w.event is passer), None
+            )
         for capability in capabilities:
-            self.notify(capability)
+            self._wake_best(capability, below=below)
+
+    def _wake_best(self, capability: str, below: tuple[float, int] | None) -> None:
+        idle = [
+            w
+            for w in self._waiters.get(capability, ())
+            if not w.event.is_set() and (below is None or w.key < below)
+        ]
+        if idle:
+            max(idle, key=lambda w: w.key).event.set()
 
     def has_waiters(self) -> bool:
         return bool(self._waiters)

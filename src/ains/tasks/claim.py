@@ -159,11 +159,11 @@ async def claim(
                 if result.tasks or remaining <= 0:
                     break
                 if was_woken:
-                    signals.pass_on(result.capabilities)
+                    signals.pass_on(result.capabilities, passer=woken)
                 # Another process, or a retry delay ending, wakes nobody here: look again now and then.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.long_poll_recheck_seconds))
+                    await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.wakeup_fallback_seconds))
             if woken.is_set():
-                signals.pass_on(result.capabilities)
+                signals.pass_on(result.capabilities, passer=woken)
     CLAIMED_TASKS.inc(len(result.tasks))
     return result

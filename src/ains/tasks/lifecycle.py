@@ -15,8 +15,9 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
-from ains.core.database import UTCDateTime, after_commit
+from ains.core.database import UTCDateTime
 from ains.core.errors import Conflict
+from ains.core.signals import announce_cancel, announce_deadline, announce_task
 from ains.tasks.models import Task, TaskAttempt
 from ains.trust import service as trust
 from ains.webhooks import outbox
@@ -131,16 +132,13 @@ def _make_claimable(
     task.started_at = None
     task.lease_expires_at = None
     task.deadline_at = None
-    if signals is not None:
-        capability = task.capability_required
-        after_commit(session, lambda: signals.notify(capability))
+    announce_task(session, task.capability_required)
 
 
 async def _after_assignment(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
     """What follows a task's assignment, however its columns were set: the attempt row, the event, the lease watch."""
-    lease = task.lease_expires_at
-    if signals is not None and lease is not None:
-        after_commit(session, lambda: signals.deadline(DEADLINE_LEASE, lease))
+    if task.lease_expires_at is not None:
+        announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
     attempt_row = TaskAttempt(
         task_id=task.task_id, attempt=task.attempt, agent_id=task.assigned_agent_id, assigned_at=now
     )
@@ -150,9 +148,8 @@ async def _after_assignment(session: AsyncSession, task: Task, now: datetime, si
 
 
 async def _after_start(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
-    deadline = task.deadline_at
-    if signals is not None and deadline is not None:
-        after_commit(session, lambda: signals.deadline(DEADLINE_TIMEOUT, deadline))
+    if task.deadline_at is not None:
+        announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
     await _update_attempt(session, task, started_at=now)
     await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
 
@@ -275,4 +272,5 @@ async def move(
         task.cancellation_reason = cancellation_reason
         if previous in HELD_STATUSES:
             await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
+            announce_cancel(session, holder)
         await outbox.emit(session, outbox.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)

@@ -25,6 +25,7 @@ from ains.core.database import after_commit
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
+from ains.core.signals import announce_task
 from ains.tasks import lifecycle, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskOut, TaskSubmit
@@ -102,8 +103,7 @@ async def submit(
     if principal.is_admin:
         audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": client_id})
     await outbox.emit(session, outbox.TASK_CREATED, task, now=now, agent_id=None, signals=signals)
-    capability = task.capability_required
-    after_commit(session, lambda: signals.notify(capability))
+    announce_task(session, task.capability_required)
     return task, True
 
 
