@@ -19,6 +19,7 @@ def settings_overrides():
     return {
         "webhook_allow_private": True,
         "webhook_backoff_base_seconds": 0.05,
+        "webhook_max_attempts": 3,
         "webhook_timeout_seconds": TIMEOUT,
         "retry_exponential_base_seconds": 0,
         "timeout_check_seconds": 0.2,
@@ -246,11 +247,12 @@ async def test_deliveries_page(client, receivers):
 class TestBacklog:
     @pytest.fixture
     def settings_overrides(self):
-        # No periodic passes: every pass counted below was woken by an event or a finished delivery.
-        return {"webhook_allow_private": True, "webhook_dispatch_interval_seconds": 30}
+        # No periodic passes: every pass counted below was woken by an event or a finished delivery. Two in
+        # flight at once, so most of the backlog is leased by the recordings of the ones before.
+        return {"webhook_allow_private": True, "webhook_dispatch_interval_seconds": 30, "webhook_max_in_flight": 2}
 
-    async def test_a_backlog_drains_in_order_without_a_pass_per_delivery(self, client, receivers):
-        """A finished delivery leases its webhook's next due one in the same transaction."""
+    async def test_a_backlog_drains_without_a_pass_per_delivery(self, client, receivers):
+        """The transaction that records finished deliveries leases the webhook's next due ones."""
         owner = await create_client(client, "client_1")
         receiver = receivers()
         await hook(client, owner, "/ains/clients/client_1", receiver.url, events=["task.created"])
@@ -263,5 +265,5 @@ class TestBacklog:
             return receiver.finished >= 20
 
         assert await wait_for(all_arrived)
-        assert [r.payload["task_id"] for r in receiver.requests] == created
+        assert sorted(r.payload["task_id"] for r in receiver.requests) == sorted(created)
         assert DUTY_RUNS.labels("webhooks")._value.get() - passes_before <= 3

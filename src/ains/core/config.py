@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -34,12 +35,19 @@ class Settings(BaseSettings):
     retry_max_delay_seconds: float = Field(3600, ge=0)
 
     webhook_timeout_seconds: float = Field(5, gt=0)
-    webhook_max_attempts: int = Field(3, ge=1)
-    webhook_backoff_base_seconds: float = Field(1, ge=0)
+    # Seconds before each retry of a delivery (SPEC 15): 8 attempts over about 27 hours, so a receiver
+    # down for hours loses nothing. Past the list's end its last value repeats.
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+    )
+    webhook_max_attempts: int = Field(8, ge=1)
+    # When set, retry delays are base, 2×base, 4×base… instead of the list (tests and demos).
+    webhook_backoff_base_seconds: float | None = Field(None, ge=0)
+    webhook_max_in_flight: int = Field(16, ge=1)  # deliveries to one webhook at once, across all dispatchers
     webhook_disable_after: int = Field(20, ge=1)
     webhook_allow_private: bool = False
     webhook_dispatch_interval_seconds: float = Field(1.0, gt=0)
-    webhook_concurrency: int = Field(64, ge=1)
+    webhook_concurrency: int = Field(64, ge=1)  # deliveries in flight per dispatcher process, all webhooks
 
     agent_cache_ttl_seconds: float = Field(300, ge=0)
     task_cache_ttl_seconds: float = Field(30, ge=0)
@@ -49,6 +57,22 @@ class Settings(BaseSettings):
     # The longest a lost wake-up can cost: a waiting claim looks again this often, and the link between
     # processes (PostgreSQL LISTEN) is checked this often.
     wakeup_fallback_seconds: float = Field(1.0, gt=0)
+
+    @field_validator("webhook_retry_delays", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # AINS_WEBHOOK_RETRY_DELAYS=5,300,1800 (a JSON list is accepted too).
+        if isinstance(value, str):
+            text = value.strip().removeprefix("[").removesuffix("]")
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _not_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays are seconds, 0 or more")
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,13 +1,22 @@
-"""The dispatcher: sends due deliveries in the background, never inside an API request.
+"""The dispatcher: sends due webhook deliveries in the background, never inside an API request.
 
-A pass takes due deliveries with `FOR UPDATE SKIP LOCKED`, only the oldest
-pending one of each active webhook (so a receiver sees a task's events in order
-and at most one delivery per webhook is in flight), and leases them: their
-`next_attempt_at` moves past the attempt's timeout before the transaction
-commits. Several dispatchers on one PostgreSQL therefore never send one
-delivery at the same time, and a crashed dispatcher's lease simply runs out.
-Sending happens outside any transaction; the outcome, the next attempt time or
-the final status, and the webhook's health are then written in one transaction.
+Order is kept per task, not per webhook (SPEC 15): a delivery may go only when
+no earlier delivery of the same task to the same webhook is still pending, and
+up to `webhook_max_in_flight` deliveries of other tasks go to one webhook at
+once. A slow or failing event therefore holds back only its own task's later
+events.
+
+Claiming locks the webhook rows (`FOR UPDATE SKIP LOCKED`), counts what is in
+flight to each, and leases due, eligible deliveries within that budget
+(`FOR UPDATE SKIP LOCKED` again): their `next_attempt_at` and `leased_until`
+move past the attempt's timeout before the transaction commits. Several
+dispatchers on one PostgreSQL therefore never send one delivery at the same time
+nor exceed the limit together, and a crashed dispatcher's lease simply runs out.
+Sending happens outside any transaction, over one pooled, kept-alive client.
+Finished attempts are recorded in batches: one transaction writes their
+outcomes, next attempt times or final statuses, and their webhooks' health, and
+leases what those webhooks may send next, so a backlog drains without waiting
+for a pass.
 """
 
 from __future__ import annotations
@@ -15,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -40,11 +51,20 @@ log = logging.getLogger("ains.webhooks")
 
 # A leased delivery is retaken only after its attempt's timeout plus this margin.
 LEASE_MARGIN_SECONDS = 10
+# The most finished attempts one recording transaction writes.
+RECORD_BATCH = 500
 
 
-def backoff_delay(attempts_made: int, base: float) -> float:
-    """Seconds before the next attempt: base, 2×base, 4×base…"""
-    return base * 2 ** max(0, attempts_made - 1)
+def retry_delay(attempts_made: int, settings: Settings) -> float:
+    """Seconds before the next attempt, after `attempts_made` (≥ 1) have failed.
+
+    The list `webhook_retry_delays` (its last value repeats past its end), or base·2ⁿ when
+    `webhook_backoff_base_seconds` is set.
+    """
+    if settings.webhook_backoff_base_seconds is not None:
+        return settings.webhook_backoff_base_seconds * 2 ** max(0, attempts_made - 1)
+    delays = settings.webhook_retry_delays
+    return delays[min(max(attempts_made, 1), len(delays)) - 1]
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -65,7 +85,9 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 class Leased:
     """A delivery this dispatcher holds the lease of, with what sending it needs."""
 
+    id: int
     delivery_id: str
+    webhook_id: str
     attempt: int
     event_id: str
     url: str
@@ -73,64 +95,148 @@ class Leased:
     body: str
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One finished attempt, waiting to be recorded."""
+
+    leased: Leased
+    code: int | None
+    error: str | None
+    retry_after: float | None
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class _Target:
+    webhook_id: str
+    url: str
+    secret: str
+
+
 class WebhookDispatcher:
     def __init__(self) -> None:
         self._client: httpx.AsyncClient | None = None
-        self._in_flight: set[asyncio.Task] = set()
+        self._sending: set[asyncio.Task] = set()
+        self._outcomes: list[Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._recorder: asyncio.Task | None = None
+        # A pass left due deliveries behind for want of free slots in this process: when a recording frees
+        # some, it asks for a pass rather than waiting for the interval.
+        self._short_of_slots = False
 
     def _http(self, ctx: AppContext) -> httpx.AsyncClient:
         if self._client is None:
+            slots = ctx.settings.webhook_concurrency
             self._client = httpx.AsyncClient(
                 timeout=ctx.settings.webhook_timeout_seconds,
                 follow_redirects=False,
-                limits=httpx.Limits(max_connections=ctx.settings.webhook_concurrency),
+                # Connections are kept alive and reused per host: a busy webhook costs no handshake per event.
+                limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots, keepalive_expiry=30),
             )
         return self._client
 
+    def _free_slots(self, settings: Settings) -> int:
+        return settings.webhook_concurrency - len(self._sending)
+
     async def run_pass(self, ctx: AppContext) -> PassResult:
-        settings = ctx.settings
-        free = settings.webhook_concurrency - len(self._in_flight)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_loop(ctx), name="webhooks:record")
         now = utcnow()
-        taken: list[tuple[WebhookDelivery, str, str, str]] = []
+        taken: list[Leased] = []
+        free = self._free_slots(ctx.settings)
         if free > 0:
-            # Each active webhook's oldest pending delivery: one index probe per webhook, not a scan of the backlog.
-            older = aliased(WebhookDelivery)
-            hook = aliased(Webhook)
-            oldest_pending = (
-                select(older.id)
-                .where(older.webhook_id == hook.webhook_id, older.status == "pending")
-                .order_by(older.id)
-                .limit(1)
-                .scalar_subquery()
-            )
-            oldest_of_its_webhook = WebhookDelivery.id.in_(select(oldest_pending).where(hook.active.is_(True)))
             async with ctx.db.transaction() as session:
-                rows = await session.execute(
-                    select(WebhookDelivery, Webhook.url, Webhook.secret, TaskEvent.body)
-                    .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
-                    .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
-                    .where(
-                        WebhookDelivery.status == "pending",
-                        WebhookDelivery.next_attempt_at <= now,
-                        Webhook.active.is_(True),
-                        oldest_of_its_webhook,
-                    )
-                    .order_by(WebhookDelivery.id)
-                    .limit(free)
-                    .with_for_update(of=WebhookDelivery, skip_locked=True)
-                )
-                lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
-                for delivery, url, secret, body in rows:
-                    delivery.attempts += 1
-                    delivery.next_attempt_at = lease
-                    delivery.updated_at = now
-                    taken.append((delivery, url, secret, body))
-        for delivery, url, secret, body in taken:
-            leased = Leased(delivery.delivery_id, delivery.attempts, delivery.event_id, url, secret, body)
-            task = asyncio.create_task(self._deliver(ctx, leased))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+                targets = await self._lock_targets(session, now)
+                taken = await self._lease(session, ctx.settings, targets, now, free)
+        else:
+            self._short_of_slots = True
+        self._start(ctx, taken)
         return PassResult(len(taken), await self._next_due(ctx, now))
+
+    @staticmethod
+    async def _lock_targets(session: AsyncSession, now: datetime) -> list[_Target]:
+        """Active webhooks with due deliveries, locked; one another dispatcher holds is left to it."""
+        due = select(WebhookDelivery.webhook_id).where(
+            WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
+        )
+        rows = await session.execute(
+            select(Webhook.webhook_id, Webhook.url, Webhook.secret)
+            .where(Webhook.active.is_(True), Webhook.webhook_id.in_(due))
+            .order_by(Webhook.webhook_id)
+            .with_for_update(skip_locked=True)
+        )
+        return [_Target(*row) for row in rows]
+
+    async def _lease(
+        self, session: AsyncSession, settings: Settings, targets: list[_Target], now: datetime, free: int
+    ) -> list[Leased]:
+        """Lease due deliveries of these (locked) webhooks: within each one's in-flight budget, oldest first,
+        none while an earlier delivery of its task to that webhook is still pending."""
+        if not targets or free <= 0:
+            return []
+        in_flight = dict(
+            (
+                await session.execute(
+                    select(WebhookDelivery.webhook_id, func.count())
+                    .where(
+                        WebhookDelivery.webhook_id.in_([t.webhook_id for t in targets]),
+                        WebhookDelivery.leased_until > now,
+                    )
+                    .group_by(WebhookDelivery.webhook_id)
+                )
+            ).all()
+        )
+        earlier = aliased(WebhookDelivery)
+        earlier_of_its_task_pending = exists().where(
+            earlier.webhook_id == WebhookDelivery.webhook_id,
+            earlier.task_id == WebhookDelivery.task_id,
+            earlier.status == "pending",
+            earlier.id < WebhookDelivery.id,
+        )
+        targets = list(targets)
+        random.shuffle(targets)  # when slots are short, no webhook always comes first
+        taken: list[Leased] = []
+        for target in targets:
+            budget = min(settings.webhook_max_in_flight - in_flight.get(target.webhook_id, 0), free - len(taken))
+            if budget <= 0:
+                continue
+            rows = await session.execute(
+                select(
+                    WebhookDelivery.id,
+                    WebhookDelivery.delivery_id,
+                    WebhookDelivery.attempts,
+                    WebhookDelivery.event_id,
+                    TaskEvent.body,
+                )
+                .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
+                .where(
+                    WebhookDelivery.webhook_id == target.webhook_id,
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.next_attempt_at <= now,
+                    ~earlier_of_its_task_pending,
+                )
+                .order_by(WebhookDelivery.id)
+                .limit(budget)
+                .with_for_update(of=WebhookDelivery, skip_locked=True)
+            )
+            taken.extend(
+                Leased(row_id, delivery_id, target.webhook_id, attempts + 1, event_id, target.url, target.secret, body)
+                for row_id, delivery_id, attempts, event_id, body in rows
+            )
+            if len(taken) >= free:
+                self._short_of_slots = True
+                break
+        if taken:
+            lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_([leased.id for leased in taken]))
+                .values(
+                    attempts=WebhookDelivery.attempts + 1, next_attempt_at=lease, leased_until=lease, updated_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return taken
 
     async def _next_due(self, ctx: AppContext, now: datetime) -> datetime | None:
         async with ctx.db.read() as session:
@@ -141,17 +247,19 @@ class WebhookDispatcher:
             )
         return value
 
-    async def _deliver(self, ctx: AppContext, leased: Leased | None) -> None:
-        """Send a leased delivery; while its webhook has more due, send those next (the lease passes along)."""
-        while leased is not None:
-            code, error, wait, duration_ms = await self._send(ctx, leased)
-            try:
-                leased = await self._record(ctx, leased, code, error, duration_ms, wait)
-            except Exception:  # the lease runs out and another pass retries the delivery
-                log.exception("could not record a webhook delivery", extra={"delivery_id": leased.delivery_id})
-                return
+    def _start(self, ctx: AppContext, taken: list[Leased]) -> None:
+        for leased in taken:
+            task = asyncio.create_task(self._send_and_queue(ctx, leased))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
-    async def _send(self, ctx: AppContext, leased: Leased) -> tuple[int | None, str | None, float | None, float]:
+    async def _send_and_queue(self, ctx: AppContext, leased: Leased) -> None:
+        outcome = await self._send(ctx, leased)
+        # Only now look the list up: the recorder replaces it while sends are in flight.
+        self._outcomes.append(outcome)
+        self._outcomes_ready.set()
+
+    async def _send(self, ctx: AppContext, leased: Leased) -> Outcome:
         settings = ctx.settings
         content = leased.body.encode()
         started = time.perf_counter()
@@ -172,118 +280,152 @@ class WebhookDispatcher:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-        return code, error, wait, round((time.perf_counter() - started) * 1000, 1)
+        return Outcome(leased, code, error, wait, round((time.perf_counter() - started) * 1000, 1))
 
-    async def _record(
-        self,
-        ctx: AppContext,
-        leased: Leased,
-        code: int | None,
-        error: str | None,
-        duration_ms: float,
-        wait: float | None,
-    ) -> Leased | None:
-        """Write an attempt's outcome; when the delivery is done, lease its webhook's next one if it is due."""
+    async def _record_loop(self, ctx: AppContext) -> None:
+        """Write finished attempts, as many as have gathered, one transaction at a time; send what it leased."""
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
+            if self._outcomes:
+                self._outcomes_ready.set()
+            if not batch:
+                continue
+            try:
+                taken = await self._record(ctx, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the leases run out and a later pass sends these deliveries again
+                log.exception("could not record webhook deliveries", extra={"count": len(batch)})
+                continue
+            self._start(ctx, taken)
+
+    async def _record(self, ctx: AppContext, batch: list[Outcome]) -> list[Leased]:
+        """Write a batch of outcomes and the webhooks' health; lease what those webhooks may send next."""
         settings = ctx.settings
         now = utcnow()
-        following: Leased | None = None
+        outcomes: Counter[str] = Counter()
+        latencies: list[float] = []
+        failed: list[tuple[str, str | None]] = []
+        retry_at: datetime | None = None
         async with ctx.db.transaction() as session:
-            delivery = await session.scalar(
-                select(WebhookDelivery).where(WebhookDelivery.delivery_id == leased.delivery_id).with_for_update()
-            )
-            if delivery is None or delivery.status != "pending" or delivery.attempts != leased.attempt:
-                return None  # deleted, or our lease ran out and another dispatcher took over
-            hook = await session.scalar(
-                select(Webhook).where(Webhook.webhook_id == delivery.webhook_id).with_for_update()
-            )
-            delivery.history = [
-                *delivery.history,
-                {
+            # Deliveries, then webhooks, each in id order: two recorders never wait on each other in a circle.
+            rows = {
+                row.id: row
+                for row in await session.execute(
+                    select(
+                        WebhookDelivery.id,
+                        WebhookDelivery.status,
+                        WebhookDelivery.attempts,
+                        WebhookDelivery.history,
+                        WebhookDelivery.created_at,
+                    )
+                    .where(WebhookDelivery.id.in_(sorted(o.leased.id for o in batch)))
+                    .order_by(WebhookDelivery.id)
+                    .with_for_update()
+                )
+            }
+
+            def still_ours(outcome: Outcome) -> bool:
+                row = rows.get(outcome.leased.id)  # gone with its webhook, or our lease ran out and another took over
+                return row is not None and row.status == "pending" and row.attempts == outcome.leased.attempt
+
+            current = [o for o in batch if still_ours(o)]
+            if not current:
+                return []
+            hooks = {
+                hook.webhook_id: hook
+                for hook in await session.scalars(
+                    select(Webhook)
+                    .where(Webhook.webhook_id.in_(sorted({o.leased.webhook_id for o in current})))
+                    .order_by(Webhook.webhook_id)
+                    .with_for_update()
+                )
+            }
+            changes = []
+            for outcome in current:  # in the order the attempts finished
+                row, hook, leased = rows[outcome.leased.id], hooks[outcome.leased.webhook_id], outcome.leased
+                entry = {
                     "attempt": leased.attempt,
                     "at": now.isoformat().replace("+00:00", "Z"),
-                    "response_code": code,
-                    "error": error,
-                    "duration_ms": duration_ms,
-                },
-            ]
-            delivery.response_code = code
-            delivery.last_error = error
-            delivery.updated_at = now
-            if error is None:
-                delivery.status = "succeeded"
-                delivery.finished_at = now
-                hook.consecutive_failures = 0
-                hook.last_success_at = now
-                outcome = "succeeded"
-                latency = (now - delivery.created_at).total_seconds()
-                after_commit(session, lambda: WEBHOOK_EVENT_TO_DELIVERY.observe(latency))
-            else:
-                hook.last_failure_at = now
-                if code == 410:
-                    self._fail(delivery, hook, now)
-                    hook.active = False
-                    hook.disabled_reason = "the receiver answered 410 Gone"
-                    outcome = "gone"
-                elif leased.attempt < settings.webhook_max_attempts:
-                    delay = backoff_delay(leased.attempt, settings.webhook_backoff_base_seconds)
-                    if wait is not None:
-                        delay = min(max(delay, wait), settings.retry_max_delay_seconds)
-                    delivery.next_attempt_at = now + timedelta(seconds=delay)
-                    outcome = "retrying"
+                    "response_code": outcome.code,
+                    "error": outcome.error,
+                    "duration_ms": outcome.duration_ms,
+                }
+                change = {
+                    "id": row.id,
+                    "history": [*row.history, entry],
+                    "response_code": outcome.code,
+                    "last_error": outcome.error,
+                    "updated_at": now,
+                    "leased_until": None,
+                    "status": "failed",
+                    "finished_at": now,
+                    "next_attempt_at": now,
+                }
+                hook.updated_at = now
+                if outcome.error is None:
+                    change["status"] = "succeeded"
+                    hook.consecutive_failures = 0
+                    hook.last_success_at = now
+                    result = "succeeded"
+                    latencies.append((now - row.created_at).total_seconds())
                 else:
-                    self._fail(delivery, hook, now)
-                    if hook.active and hook.consecutive_failures >= settings.webhook_disable_after:
+                    hook.last_failure_at = now
+                    if outcome.code == 410:
+                        hook.consecutive_failures += 1
                         hook.active = False
-                        hook.disabled_reason = f"{hook.consecutive_failures} deliveries failed in a row"
-                    outcome = "failed"
-            hook.updated_at = now
-            if delivery.status != "pending" and hook.active:
-                following = await self._lease_next(session, hook, now, settings)
-            after_commit(session, lambda: WEBHOOK_ATTEMPTS.labels(outcome).inc())
-            if following is None:
-                # This webhook's next delivery may go now, or at its retry time: a pass should look.
+                        hook.disabled_reason = "the receiver answered 410 Gone"
+                        result = "gone"
+                    elif leased.attempt < settings.webhook_max_attempts:
+                        delay = retry_delay(leased.attempt, settings)
+                        if outcome.retry_after is not None:  # the receiver's wish, within the cap
+                            delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
+                        change |= {"status": "pending", "finished_at": None}
+                        change["next_attempt_at"] = at = now + timedelta(seconds=delay)
+                        retry_at = at if retry_at is None else min(retry_at, at)
+                        result = "retrying"
+                    else:
+                        hook.consecutive_failures += 1
+                        if hook.active and hook.consecutive_failures >= settings.webhook_disable_after:
+                            hook.active = False
+                            hook.disabled_reason = f"{hook.consecutive_failures} deliveries failed in a row"
+                        result = "failed"
+                    if result != "retrying":
+                        failed.append((leased.delivery_id, outcome.error))
+                outcomes[result] += 1
+                changes.append(change)
+            await session.execute(update(WebhookDelivery), changes)
+            await session.flush()
+            targets = [_Target(h.webhook_id, h.url, h.secret) for h in hooks.values() if h.active]
+            taken = await self._lease(session, settings, targets, now, self._free_slots(settings))
+
+            def count() -> None:
+                for result, n in outcomes.items():
+                    WEBHOOK_ATTEMPTS.labels(result).inc(n)
+                for latency in latencies:
+                    WEBHOOK_EVENT_TO_DELIVERY.observe(latency)
+
+            after_commit(session, count)
+            if retry_at is not None:  # the sleeping pass must learn of the nearer deadline
+                after_commit(session, lambda: ctx.signals.deadline(DEADLINE_DELIVERY, retry_at))
+            if self._short_of_slots and self._free_slots(settings) > len(taken):
+                self._short_of_slots = False
                 after_commit(session, lambda: ctx.signals.deadline(DEADLINE_DELIVERY, now))
-        if outcome in ("gone", "failed"):
-            log.warning("webhook delivery failed", extra={"delivery_id": leased.delivery_id, "error": error})
-        return following
-
-    @staticmethod
-    async def _lease_next(session: AsyncSession, hook: Webhook, now: datetime, settings: Settings) -> Leased | None:
-        """The webhook's oldest pending delivery, leased, if it is due: a backlog drains without a pass per item.
-
-        No SKIP LOCKED here: skipping the oldest because a pass holds it would send a newer one first.
-        """
-        await session.flush()  # the delivery just finished must no longer count as pending
-        row = (
-            await session.execute(
-                select(WebhookDelivery, TaskEvent.body)
-                .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
-                .where(WebhookDelivery.webhook_id == hook.webhook_id, WebhookDelivery.status == "pending")
-                .order_by(WebhookDelivery.id)
-                .limit(1)
-                .with_for_update(of=WebhookDelivery)
-            )
-        ).first()
-        if row is None or row[0].next_attempt_at > now:
-            return None
-        delivery, body = row
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
-        delivery.updated_at = now
-        return Leased(delivery.delivery_id, delivery.attempts, delivery.event_id, hook.url, hook.secret, body)
-
-    @staticmethod
-    def _fail(delivery: WebhookDelivery, hook: Webhook, now: datetime) -> None:
-        delivery.status = "failed"
-        delivery.finished_at = now
-        hook.consecutive_failures += 1
+        for delivery_id, error in failed:
+            log.warning("webhook delivery failed", extra={"delivery_id": delivery_id, "error": error})
+        return taken
 
     async def close(self) -> None:
-        for task in list(self._in_flight):
+        tasks = [*self._sending, *([self._recorder] if self._recorder else [])]
+        for task in tasks:
             task.cancel()
-        for task in list(self._in_flight):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._recorder = None
+        self._outcomes.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -54,9 +54,14 @@ class WebhookDelivery(Base):
     delivery_id: Mapped[str] = mapped_column(String(64), unique=True, insert_sentinel=True)
     webhook_id: Mapped[str] = mapped_column(String(64), ForeignKey("webhooks.webhook_id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(64), ForeignKey("task_events.event_id"))
+    # The event's task, copied here: a delivery waits while an earlier one of its task to its webhook is pending.
+    task_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set while a dispatcher sends an attempt (and equal to next_attempt_at then): counts toward the webhook's
+    # in-flight limit until recorded, or until it runs out because that dispatcher died.
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     response_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -78,5 +83,20 @@ class WebhookDelivery(Base):
             "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_pending_task",
+            "webhook_id",
+            "task_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_leased",
+            "webhook_id",
+            "leased_until",
+            postgresql_where=text("leased_until IS NOT NULL"),
+            sqlite_where=text("leased_until IS NOT NULL"),
         ),
     )

@@ -136,6 +136,7 @@ async def emit(
                 delivery_id=new_id("dlv"),
                 webhook_id=hook.webhook_id,
                 event_id=event_id,
+                task_id=task.task_id,
                 status="pending",
                 attempts=0,
                 next_attempt_at=now,
