@@ -274,3 +274,39 @@ def test_a_wakeup_walks_down_the_ranking_once():
         wakeups.pass_on(["a:v1"], passer=last)
         # Declined by everyone: nobody is woken again.
         assert not any(event.is_set() for event in (best, middle, last))
+
+
+@pytest.mark.slow
+async def test_a_worker_delivers_a_webhook_as_soon_as_a_server_records_its_event(postgres_only_url, tmp_path):
+    """The event's delivery deadline reaches the worker's sleeping dispatcher through the wake-up link."""
+    from tests.helpers import WorkerProcess
+    from tests.webhooks.receiver import Receiver
+
+    env = {
+        "AINS_DATABASE_URL": postgres_only_url,
+        "AINS_DATA_DIR": str(tmp_path / "data"),
+        "AINS_WEBHOOK_ALLOW_PRIVATE": "true",
+        "AINS_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "60",
+    } | SLOW_FALLBACK
+    server = ServerProcess(env | {"AINS_RUN_BACKGROUND": "false"})
+    worker = WorkerProcess(env)
+    receiver = Receiver()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            _, owner = await _client_key(http)
+            hook = {"url": receiver.url, "events": ["task.created"]}
+            assert (await http.post("/ains/clients/client_1/webhooks", json=hook, headers=owner)).status_code == 201
+            await asyncio.sleep(1)  # the worker's dispatcher has looked once and sleeps for a minute
+            for _ in range(3):
+                submitted_at = time.time()
+                task = (await http.post("/ains/tasks", json=task_body(), headers=owner)).json()
+                deadline = time.monotonic() + 20
+                while not any(r.payload["task_id"] == task["task_id"] for r in receiver.requests):
+                    assert time.monotonic() < deadline, "the worker's dispatcher was not woken"
+                    await asyncio.sleep(0.02)
+                arrived = next(r.at for r in receiver.requests if r.payload["task_id"] == task["task_id"])
+                print(f"event to delivery through a worker: {(arrived - submitted_at) * 1000:.0f} ms")
+    finally:
+        receiver.close()
+        worker.stop()
+        server.stop()

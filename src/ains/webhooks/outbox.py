@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.core.clock import new_id
-from ains.core.database import after_commit, json_array_contains
+from ains.core.database import json_array_contains
+from ains.core.signals import announce_deadline
 from ains.tasks.models import Task
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 
@@ -145,5 +146,5 @@ async def emit(
                 history=[],
             )
         )
-    if signals is not None:
-        after_commit(session, lambda: signals.deadline(DEADLINE_DELIVERY, now))
+    # Due at once: wakes the dispatchers of this process and, through the wake-up link, of the others.
+    announce_deadline(session, DEADLINE_DELIVERY, now)
