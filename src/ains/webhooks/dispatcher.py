@@ -51,8 +51,9 @@ log = logging.getLogger("ains.webhooks")
 
 # A leased delivery is retaken only after its attempt's timeout plus this margin.
 LEASE_MARGIN_SECONDS = 10
-# The most finished attempts one recording transaction writes.
+# The most finished attempts one recording transaction writes, and how long it waits for more to finish.
 RECORD_BATCH = 500
+RECORD_LINGER_SECONDS = 0.002
 
 
 def retry_delay(attempts_made: int, settings: Settings) -> float:
@@ -286,6 +287,10 @@ class WebhookDispatcher:
         """Write finished attempts, as many as have gathered, one transaction at a time; send what it leased."""
         while True:
             await self._outcomes_ready.wait()
+            # While other attempts are about to finish, wait a moment for them: one transaction records them all.
+            linger_until = time.monotonic() + RECORD_LINGER_SECONDS
+            while len(self._outcomes) < min(len(self._sending), RECORD_BATCH) and time.monotonic() < linger_until:
+                await asyncio.sleep(RECORD_LINGER_SECONDS / 4)
             self._outcomes_ready.clear()
             batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
             if self._outcomes:
