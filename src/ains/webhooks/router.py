@@ -11,9 +11,12 @@ from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.pagination import decode_position, split_page
 from ains.webhooks import service
+from ains.webhooks.models import TaskEvent, WebhookDelivery
 from ains.webhooks.schemas import (
     DeliveryOut,
     DeliveryPage,
+    RecoverOut,
+    RecoverRequest,
     WebhookCreate,
     WebhookList,
     WebhookOut,
@@ -105,25 +108,44 @@ async def list_deliveries(
     async with ctx.db.read() as session:
         rows = await service.deliveries(session, principal, webhook_id, limit=limit + 1, before_id=before_id)
     page, next_cursor = split_page(rows, limit, lambda row: (row[0].id,))
-    return DeliveryPage(
-        deliveries=[
-            DeliveryOut(
-                delivery_id=d.delivery_id,
-                webhook_id=d.webhook_id,
-                event_id=d.event_id,
-                event=e.event,
-                task_id=e.task_id,
-                status=d.status,
-                attempts=d.attempts,
-                response_code=d.response_code,
-                last_error=d.last_error,
-                next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
-                created_at=d.created_at,
-                updated_at=d.updated_at,
-                finished_at=d.finished_at,
-                history=d.history,
-            )
-            for d, e in page
-        ],
-        next_cursor=next_cursor,
+    return DeliveryPage(deliveries=[_delivery_out(d, e) for d, e in page], next_cursor=next_cursor)
+
+
+def _delivery_out(d: WebhookDelivery, e: TaskEvent) -> DeliveryOut:
+    return DeliveryOut(
+        delivery_id=d.delivery_id,
+        webhook_id=d.webhook_id,
+        event_id=d.event_id,
+        event=e.event,
+        task_id=e.task_id,
+        status=d.status,
+        attempts=d.attempts,
+        response_code=d.response_code,
+        last_error=d.last_error,
+        next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+        created_at=d.created_at,
+        updated_at=d.updated_at,
+        finished_at=d.finished_at,
+        history=d.history,
     )
+
+
+@router.post(
+    "/ains/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryOut,
+)
+async def redeliver(webhook_id: str, delivery_id: str, principal: CurrentPrincipal, ctx: Ctx) -> DeliveryOut:
+    """Send a finished delivery again: a new series of attempts, the same event_id and body. 409 while pending."""
+    async with ctx.db.transaction() as session:
+        delivery, event = await service.redeliver(session, principal, webhook_id, delivery_id, now=utcnow())
+        out = _delivery_out(delivery, event)
+    return out
+
+
+@router.post("/ains/webhooks/{webhook_id}/recover", status_code=status.HTTP_202_ACCEPTED, response_model=RecoverOut)
+async def recover(webhook_id: str, body: RecoverRequest, principal: CurrentPrincipal, ctx: Ctx) -> RecoverOut:
+    """Re-queue every delivery of this webhook that ended failed at or after `since`."""
+    async with ctx.db.transaction() as session:
+        count = await service.recover(session, principal, webhook_id, since=body.since, now=utcnow())
+    return RecoverOut(redelivering=count)

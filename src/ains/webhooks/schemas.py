@@ -69,6 +69,14 @@ class DeliveryOut(ApiModel):
     history: list[dict[str, Any]] = Field(description="One entry per attempt: at, response_code, error, duration_ms")
 
 
+class RecoverRequest(RequestModel):
+    since: UTCTime = Field(description="Re-queue the deliveries that ended failed at or after this time")
+
+
+class RecoverOut(ApiModel):
+    redelivering: int
+
+
 class DeliveryPage(ApiModel):
     deliveries: list[DeliveryOut]
     next_cursor: str | None

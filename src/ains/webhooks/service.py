@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit import service as audit
 from ains.auth.principal import Principal
 from ains.core.clock import new_id
-from ains.core.errors import Forbidden, NotFound, Unprocessable
+from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ains.core.signals import announce_deadline
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
+from ains.webhooks.outbox import DEADLINE_DELIVERY
 from ains.webhooks.schemas import WebhookCreate, WebhookPatch
 from ains.webhooks.signing import generate_secret
 from ains.webhooks.url_guard import ForbiddenTarget, check_target
@@ -152,3 +155,79 @@ async def deliveries(
     if before_id is not None:
         query = query.where(WebhookDelivery.id < before_id)
     return [(delivery, event) for delivery, event in (await session.execute(query)).all()]
+
+
+# What sending a delivery again resets: a new series of attempts, due now, not leased. `history` is kept, so the
+# earlier series stay visible; the event (its id and body bytes) is the same.
+def _requeued(now: datetime) -> dict:
+    return {
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "leased_until": None,
+        "finished_at": None,
+        "response_code": None,
+        "last_error": None,
+        "updated_at": now,
+    }
+
+
+def _require_active(hook: Webhook) -> None:
+    if not hook.active:
+        raise Conflict(f"Webhook {hook.webhook_id} is inactive; PATCH it active first")
+
+
+async def redeliver(
+    session: AsyncSession, principal: Principal, webhook_id: str, delivery_id: str, *, now: datetime
+) -> tuple[WebhookDelivery, TaskEvent]:
+    """Send a finished delivery again. A pending one is already being sent: 409."""
+    hook = await get_owned(session, principal, webhook_id, for_update=True)
+    delivery = await session.scalar(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.delivery_id == delivery_id)
+        .with_for_update()
+    )
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} not found")
+    if delivery.status == "pending":
+        raise Conflict(f"Delivery {delivery_id} is pending: it is already being sent")
+    _require_active(hook)
+    previous = delivery.status
+    for field, value in _requeued(now).items():
+        setattr(delivery, field, value)
+    event = await session.get(TaskEvent, delivery.event_id)
+    audit.record(
+        session, principal, "webhook.redeliver", "webhook", webhook_id, {"delivery_id": delivery_id, "was": previous}
+    )
+    announce_deadline(session, DEADLINE_DELIVERY, now)
+    return delivery, event
+
+
+async def recover(
+    session: AsyncSession, principal: Principal, webhook_id: str, *, since: datetime, now: datetime
+) -> int:
+    """Re-queue every delivery of the webhook that ended failed at or after `since`; answers how many."""
+    hook = await get_owned(session, principal, webhook_id, for_update=True)
+    _require_active(hook)
+    result = await session.execute(
+        sql_update(WebhookDelivery)
+        .where(
+            WebhookDelivery.webhook_id == webhook_id,
+            WebhookDelivery.status == "failed",
+            WebhookDelivery.finished_at >= since,
+        )
+        .values(**_requeued(now))
+        .execution_options(synchronize_session=False)
+    )
+    count = result.rowcount or 0
+    audit.record(
+        session,
+        principal,
+        "webhook.recover",
+        "webhook",
+        webhook_id,
+        {"since": since.isoformat().replace("+00:00", "Z"), "redelivering": count},
+    )
+    if count:
+        announce_deadline(session, DEADLINE_DELIVERY, now)
+    return count
