@@ -42,10 +42,11 @@ from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import after_commit
 from ains.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_EVENT_TO_DELIVERY
+from ains.webhooks import pinning
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import DEADLINE_DELIVERY
 from ains.webhooks.signing import signature_headers
-from ains.webhooks.url_guard import ForbiddenTarget, check_target
+from ains.webhooks.url_guard import ForbiddenTarget, Resolver
 
 log = logging.getLogger("ains.webhooks")
 
@@ -115,7 +116,9 @@ class _Target:
 
 
 class WebhookDispatcher:
-    def __init__(self) -> None:
+    def __init__(self, resolver: Resolver | None = None) -> None:
+        # None: url_guard.resolver, the event loop's getaddrinfo unless replaced.
+        self._resolver = resolver
         self._client: httpx.AsyncClient | None = None
         self._sending: set[asyncio.Task] = set()
         self._outcomes: list[Outcome] = []
@@ -128,10 +131,10 @@ class WebhookDispatcher:
     def _http(self, ctx: AppContext) -> httpx.AsyncClient:
         if self._client is None:
             slots = ctx.settings.webhook_concurrency
-            self._client = httpx.AsyncClient(
+            # Connections go only to the address each attempt checked (see pinning), and are kept alive and
+            # reused per host: a busy webhook costs no handshake per event.
+            self._client = pinning.pinned_client(
                 timeout=ctx.settings.webhook_timeout_seconds,
-                follow_redirects=False,
-                # Connections are kept alive and reused per host: a busy webhook costs no handshake per event.
                 limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots, keepalive_expiry=30),
             )
         return self._client
@@ -268,9 +271,16 @@ class WebhookDispatcher:
         error: str | None = None
         wait: float | None = None
         try:
-            await check_target(leased.url, allow_private=settings.webhook_allow_private)
             headers = signature_headers(leased.secret, leased.event_id, int(time.time()), content)
-            response = await self._http(ctx).post(leased.url, content=content, headers=headers)
+            # Resolves the host once, checks every address, and connects to the one checked.
+            response = await pinning.post(
+                self._http(ctx),
+                leased.url,
+                content=content,
+                headers=headers,
+                allow_private=settings.webhook_allow_private,
+                resolver=self._resolver,
+            )
             code = response.status_code
             if not 200 <= code < 300:
                 error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")

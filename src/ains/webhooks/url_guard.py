@@ -1,8 +1,13 @@
-"""The SSRF guard: webhook URLs must be http(s) and, unless allowed, resolve only to public addresses.
+"""The SSRF guard: webhook URLs must be http(s) and, unless allowed, resolve only to globally routable addresses.
 
-Checked when a webhook is registered or changed and again before every delivery
-attempt (DNS can change); redirects are never followed, so a redirect can't lead
-a delivery to a forbidden address.
+One check, used twice: when a webhook is registered or changed (`check_target`), and on every delivery attempt
+(`resolve_target`), which resolves the host once, checks every address it got, and returns the address the
+attempt then connects to (see `ains.webhooks.pinning`), so a name that answers differently a moment later
+(DNS rebinding) can't steer the connection elsewhere. Redirects are never followed, so a redirect can't lead a
+delivery to a forbidden address either.
+
+The resolver is injectable: `resolver` here is what both call unless given one, by default the event loop's
+`getaddrinfo`; tests set it to a function of their own.
 """
 
 from __future__ import annotations
@@ -10,56 +15,122 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (host, port) → the addresses it resolves to, as strings, in the resolver's order.
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+# NAT64's well-known prefix: its last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class ForbiddenTarget(ValueError):
     pass
 
 
-def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [info[4][0] for info in infos]
+
+
+# What check_target and resolve_target call when not given a resolver (looked up at each call).
+resolver: Resolver = system_resolver
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries: IPv4-mapped, 6to4, Teredo (its client) or NAT64."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_allowed_address(value: str | Address) -> bool:
+    """Whether a delivery may connect to this address when private targets are not allowed: it is globally
+    routable (`is_global`), and not multicast, reserved or unspecified. An IPv6 form that carries an IPv4 address
+    (mapped, 6to4, Teredo, NAT64) is judged by that IPv4 address."""
+    address = ipaddress.ip_address(value.split("%", 1)[0]) if isinstance(value, str) else value
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_allowed_address(embedded)
+    return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt goes: the URL's host and port, and the checked address to connect to."""
+
+    host: str
+    port: int
+    address: str
 
 
 def check_syntax(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ForbiddenTarget("url must be http or https")
-    if not parts.hostname:
-        raise ForbiddenTarget("url has no host")
+    """The URL's host (as sent on the wire: IDNA-encoded, IPv6 without brackets) and port; http(s) only."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise ForbiddenTarget("url has an invalid port") from exc
-    return parts.hostname, port
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ForbiddenTarget("url is not a valid URL") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise ForbiddenTarget("url must be http or https")
+    host = parsed.raw_host.decode("ascii", "replace")
+    if not host:
+        raise ForbiddenTarget("url has no host")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not 0 < port < 65536:
+        raise ForbiddenTarget("url has an invalid port")
+    return host.lower(), port
 
 
-async def check_target(url: str, *, allow_private: bool) -> None:
-    """Raise ForbiddenTarget unless `url` may receive deliveries."""
-    host, port = check_syntax(url)
-    if allow_private:
-        return
+async def _addresses(host: str, port: int, use: Resolver | None) -> list[str]:
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
         literal = None
     if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ForbiddenTarget(f"url host {host} does not resolve") from exc
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-    bad = [str(a) for a in addresses if _forbidden(a)]
+        return [str(literal)]
+    try:
+        answers = await (use or resolver)(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise ForbiddenTarget(f"url host {host} does not resolve") from exc
+    addresses = [str(ipaddress.ip_address(a.split("%", 1)[0])) for a in answers]
+    if not addresses:
+        raise ForbiddenTarget(f"url host {host} does not resolve")
+    return list(dict.fromkeys(addresses))
+
+
+def _refuse_forbidden(addresses: list[str]) -> None:
+    bad = [a for a in addresses if not is_allowed_address(a)]
     if bad:
-        raise ForbiddenTarget(f"url resolves to a loopback, private or link-local address ({', '.join(bad)})")
+        raise ForbiddenTarget(
+            f"url resolves to an address that is not globally routable ({', '.join(bad)}): loopback, private, "
+            "link-local, shared, documentation, reserved or multicast"
+        )
+
+
+async def resolve_target(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> Target:
+    """Resolve the URL's host once, check every address, and answer the first: the one to connect to."""
+    host, port = check_syntax(url)
+    addresses = await _addresses(host, port, resolver)
+    if not allow_private:
+        _refuse_forbidden(addresses)
+    return Target(host, port, addresses[0])
+
+
+async def check_target(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
+    """Raise ForbiddenTarget unless `url` may receive deliveries (at registration: private targets allowed,
+    a name needn't resolve yet)."""
+    host, port = check_syntax(url)
+    if allow_private:
+        return
+    _refuse_forbidden(await _addresses(host, port, resolver))
