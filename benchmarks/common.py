@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy.engine import make_url
 
-from ains.testing import ServerProcess
+from ains.testing import ServerProcess, free_port
 
 ADMIN_KEY = "ains_admin_benchmark-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -73,17 +75,81 @@ def database(backend: str) -> Iterator[str]:
             yield f"sqlite+aiosqlite:///{directory}/ains.db"
 
 
+class BenchServer(ServerProcess):
+    """ServerProcess with extra `ains serve` options (e.g. `--workers 2`)."""
+
+    def __init__(self, env: dict[str, str], serve_args: Sequence[str] = ()) -> None:
+        # ServerProcess.__init__ with the extra options; src/ains/testing.py has no hook for them.
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = os.environ | {"AINS_LOG_LEVEL": self.log_level} | env
+        self.log = tempfile.NamedTemporaryFile(prefix="ains-serve-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ains", "serve", "--port", str(self.port), *serve_args],
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+
+def require_serve_option(option: str) -> None:
+    """Exit with a clear message when this AINS's `ains serve` lacks `option` (e.g. `--workers`)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ains", "serve", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if option not in result.stdout:
+        raise SystemExit(f"`ains serve` has no {option} option in this version of AINS; run without it")
+
+
 @contextlib.contextmanager
-def server(database_url: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """A real `ains serve` on `database_url`, with the benchmark's admin key."""
-    process = ServerProcess(
+def server(
+    database_url: str, env: dict[str, str] | None = None, serve_args: Sequence[str] = ()
+) -> Iterator[ServerProcess]:
+    """A real `ains serve` on `database_url`, with the benchmark's admin key (and extra `serve_args`)."""
+    process = BenchServer(
         {"AINS_ADMIN_KEY": ADMIN_KEY, "AINS_DATABASE_URL": database_url, "AINS_DATA_DIR": tempfile.mkdtemp()}
-        | (env or {})
+        | (env or {}),
+        serve_args,
     )
     try:
         yield process
     finally:
         process.stop()
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name: [0] state, [1] ppid, [11:15] utime stime cutime cstime."""
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants (uvicorn workers, multiprocessing helpers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its descendants, live and reaped (Linux /proc)."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            ticks += sum(int(field) for field in _stat(member)[11:15])
+        except (OSError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def peak_memory_mib(pid: int) -> float:

@@ -10,7 +10,16 @@ flight. tasks/s = TASKS / (first submission → last completion); each run also
 prints when the last submission was answered. Afterwards the
 rate at which the outbox then delivers the backlog is watched for 30 s.
 
-    .venv/bin/python benchmarks/end_to_end.py [--backend postgres] [--runs 3] [--tasks 20000]
+Server CPU per task: the CPU time (user + system, from /proc/<pid>/stat) of the
+server process and all its descendants (uvicorn workers with `--workers`) from the
+first submission to the last completion, divided by TASKS (PostgreSQL's CPU is not
+in it). Most webhook deliveries come after the last completion, so the CPU per
+delivery is also measured over the 30 s watch and the figure "with its delivery"
+adds it for the deliveries the run left over.
+`--workers N` is passed to `ains serve --workers N` (the script stops with a message
+if this AINS's `ains serve` has no such option).
+
+    .venv/bin/python benchmarks/end_to_end.py [--backend postgres] [--runs 3] [--tasks 20000] [--workers N]
 """
 
 from __future__ import annotations
@@ -57,11 +66,11 @@ class Ready:
 
 
 async def run_once(
-    database_url: str, tasks: int, drain_watch_seconds: float = DRAIN_WATCH_SECONDS
-) -> tuple[float, float]:
+    database_url: str, tasks: int, drain_watch_seconds: float = DRAIN_WATCH_SECONDS, serve_args: tuple[str, ...] = ()
+) -> tuple[float, float, float, float]:
     ready = Ready(AGENTS)
     receiver = Arrivals()
-    with common.server(database_url, {"AINS_WEBHOOK_ALLOW_PRIVATE": "true"}) as server:
+    with common.server(database_url, {"AINS_WEBHOOK_ALLOW_PRIVATE": "true"}, serve_args) as server:
         async with AsyncAINSClient(server.url, common.ADMIN_KEY) as admin:
             key = (await admin.create_key("bench_client", "end to end")).api_key
         async with AsyncAINSClient(server.url, key, timeout=60) as client:
@@ -69,6 +78,7 @@ async def run_once(
             done = [0]
             agents = [asyncio.create_task(agent_loop(server.url, n, done, tasks, ready)) for n in range(AGENTS)]
             await ready.event.wait()
+            cpu_before = common.cpu_seconds(server.process.pid)
             started = time.perf_counter()
             semaphore = asyncio.Semaphore(4)
 
@@ -81,29 +91,52 @@ async def run_once(
             submitted_after = time.perf_counter() - started
             await asyncio.gather(*agents)
             elapsed = time.perf_counter() - started
+            cpu_ms_per_task = (common.cpu_seconds(server.process.pid) - cpu_before) * 1000 / tasks
             delivered_by_then = len(receiver.items)
+            cpu_drain_start = common.cpu_seconds(server.process.pid)
             await asyncio.sleep(drain_watch_seconds)
-            drain_rate = (len(receiver.items) - delivered_by_then) / drain_watch_seconds if drain_watch_seconds else 0.0
+            drained = len(receiver.items) - delivered_by_then
+            drain_rate = drained / drain_watch_seconds if drain_watch_seconds else 0.0
+            watched = drained and drain_watch_seconds
+            cpu_ms_per_delivery = (
+                (common.cpu_seconds(server.process.pid) - cpu_drain_start) * 1000 / drained if watched else float("nan")
+            )
+            # What each task costs once its webhook delivery, mostly left for after the run, is counted too.
+            cpu_ms_with_delivery = cpu_ms_per_task + cpu_ms_per_delivery * (tasks - delivered_by_then) / tasks
+            delivery = (
+                f", {cpu_ms_per_delivery:.2f} ms per delivery afterwards, so {cpu_ms_with_delivery:.2f} ms/task "
+                "with its delivery"
+                if watched
+                else ""
+            )
             print(
                 f"run: {tasks / elapsed:,.0f} tasks/s (all submitted after {submitted_after:.1f} s, all done after "
                 f"{elapsed:.1f} s); {delivered_by_then:,} of {tasks:,} task.completed deliveries "
-                f"made by the last completion, then {drain_rate:,.0f}/s",
+                f"made by the last completion, then {drain_rate:,.0f}/s; server CPU {cpu_ms_per_task:.2f} ms/task "
+                f"until the last completion{delivery}",
                 flush=True,
             )
     receiver.server.shutdown()
-    return tasks / elapsed, drain_rate
+    return tasks / elapsed, drain_rate, cpu_ms_per_task, cpu_ms_with_delivery
 
 
 def main() -> None:
-    args = common.arguments(__doc__.splitlines()[0], tasks=(int, 20_000))
+    args = common.arguments(__doc__.splitlines()[0], tasks=(int, 20_000), workers=(int, None))
+    serve_args: tuple[str, ...] = ()
+    if args.workers is not None:
+        common.require_serve_option("--workers")
+        serve_args = ("--workers", str(args.workers))
     results = []
     for _ in range(args.runs):
         with common.database(args.backend) as url:
-            results.append(asyncio.run(run_once(url, args.tasks)))
+            results.append(asyncio.run(run_once(url, args.tasks, serve_args=serve_args)))
+    workers = f", {args.workers} server workers" if args.workers is not None else ""
     print(
-        f"end to end, {args.backend}, {args.tasks:,} tasks, {AGENTS} agents, {args.runs} runs: "
+        f"end to end, {args.backend}, {args.tasks:,} tasks, {AGENTS} agents{workers}, {args.runs} runs: "
         f"{common.spread([r[0] for r in results])} tasks/s; "
-        f"webhook deliveries {common.spread([r[1] for r in results])}/s (one webhook, after the last completion)"
+        f"webhook deliveries {common.spread([r[1] for r in results])}/s (one webhook, after the last completion); "
+        f"server CPU {common.spread([r[2] for r in results], '{:.2f}'.format)} ms/task (target <= 0.5), "
+        f"{common.spread([r[3] for r in results], '{:.2f}'.format)} ms/task with its webhook delivery"
     )
 
 
