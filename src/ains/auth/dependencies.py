@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ains.auth import service
 from ains.auth.keys import hash_key
 from ains.auth.principal import Principal
-from ains.core.context import get_context
 from ains.core.errors import Forbidden, Unauthorized
 
 _bearer = HTTPBearer(auto_error=False, description="An AINS API key: admin, client or agent")
@@ -21,7 +20,7 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized()
-    ctx = get_context(request)
+    ctx = request.app.state.ctx
     digest = hash_key(credentials.credentials)
     principal = service.resolve_admin(digest, ctx.admin_key_hash)
     # The key cache is used only while revocations made in other processes can reach it: on PostgreSQL with

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -101,6 +102,16 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # asyncpg marks a connection closed as soon as the server ends it (a restart, pg_terminate_backend);
+        # raising here makes the pool throw it away and hand out another.
+        raw = getattr(dbapi_connection, "_connection", None)
+        if raw is not None and raw.is_closed():
+            raise DisconnectionError()
+
+
 def _count_statements(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -116,7 +127,11 @@ class Database:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
         else:
-            self.engine = create_async_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+            # No pool_pre_ping: on asyncpg it costs three round trips per checkout (BEGIN, ping, ROLLBACK),
+            # more than most requests' own statements. A connection the server closed is noticed for free
+            # instead (see _drop_closed_connections); one cut silently still fails its next request (503).
+            self.engine = create_async_engine(url, pool_size=20, max_overflow=20)
+            _drop_closed_connections(self.engine)
             self.read_engine = self.engine
         for engine in {self.engine, self.read_engine}:
             _count_statements(engine)
