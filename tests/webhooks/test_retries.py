@@ -44,19 +44,17 @@ def _time(value: str) -> datetime:
 
 
 async def _waits_between_attempts(client, owner, webhook_id, retries):
-    """Each scheduled wait: the delivery's next_attempt_at minus the time its last attempt was recorded
-    (both written in one transaction), seen while it waits for each of `retries` retries."""
-    seen: dict[int, float] = {}
+    """Each scheduled wait, from the delivery's history once it has made `retries` retries: an attempt's
+    `retry_at` minus the time it was recorded (both written in one transaction)."""
 
-    async def all_seen():
+    async def retried():
         (delivery,) = await deliveries(client, owner, webhook_id)
-        history = delivery["history"]
-        if delivery["status"] == "pending" and history and len(history) == delivery["attempts"]:
-            seen[len(history)] = (_time(delivery["next_attempt_at"]) - _time(history[-1]["at"])).total_seconds()
-        return len(seen) >= retries or delivery["status"] != "pending"
+        scheduled = [entry for entry in delivery["history"] if "retry_at" in entry]
+        return scheduled if len(scheduled) >= retries or delivery["status"] != "pending" else None
 
-    assert await wait_for(all_seen, timeout=30, interval=0.02)
-    return [round(seen[n], 3) for n in sorted(seen)]
+    scheduled = await wait_for(retried, timeout=30, interval=0.05)
+    assert scheduled
+    return [round((_time(entry["retry_at"]) - _time(entry["at"])).total_seconds(), 3) for entry in scheduled]
 
 
 class TestListedDelays:

@@ -399,6 +399,7 @@ class WebhookDispatcher:
                             delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
                         change |= {"status": "pending", "finished_at": None}
                         change["next_attempt_at"] = at = now + timedelta(seconds=delay)
+                        entry["retry_at"] = at.isoformat().replace("+00:00", "Z")  # the history shows the schedule
                         retry_at = at if retry_at is None else min(retry_at, at)
                         result = "retrying"
                     else:
