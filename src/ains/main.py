@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from ains import __version__
 from ains.agents.router import router as agents_router
 from ains.audit.router import router as audit_router
-from ains.auth.admin_key import resolve_admin_key
+from ains.auth.admin_key import prepare_data_dir, resolve_admin_key
 from ains.auth.key_cache import KeyCache
 from ains.auth.keys import hash_key
 from ains.auth.router import router as keys_router
@@ -36,7 +36,7 @@ log = logging.getLogger("ains")
 
 async def open_context(settings: Settings, *, with_admin_key: bool = True) -> AppContext:
     """Prepare the data directory and database (migrating if asked) and build the shared context."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)  # 0700, its SQLite files 0600 (SPEC 18)
     if settings.auto_migrate:
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
@@ -96,8 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The trust router goes before the agents router: /ains/agents/leaderboard is not an agent id.
     for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, webhooks_router, audit_router):
         app.include_router(router)
-    # Batches carry up to 100 inputs; anything beyond that is refused before parsing.
-    app.add_middleware(BodySizeLimit, limit=settings.max_input_bytes * 101 + 1024 * 1024)
+    # The edge of every route: body size counted as it arrives, refused text and numbers (SPEC 13).
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, max_metadata_bytes=settings.max_metadata_bytes)
     app.add_middleware(RequestTelemetry)
     return app
 
@@ -106,7 +106,7 @@ def prepare_workers(settings: Settings) -> None:
     """Before `ains serve --workers N` starts its processes: migrate and settle the admin key once."""
     import os
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)  # 0700, its SQLite files 0600 (SPEC 18)
     if settings.auto_migrate:
         upgrade(settings.resolved_database_url)
     resolve_admin_key(settings)

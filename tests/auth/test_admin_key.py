@@ -21,6 +21,6 @@ def test_generated_admin_key_file_is_private_and_reused(tmp_path, caplog):
 
 
 def test_configured_admin_key_wins_and_writes_nothing(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", admin_key="ains_admin_configured")
-    assert resolve_admin_key(settings) == "ains_admin_configured"
+    settings = Settings(data_dir=tmp_path / "data", admin_key="ains_admin_configured-0123456789abcdef")
+    assert resolve_admin_key(settings) == "ains_admin_configured-0123456789abcdef"
     assert not (tmp_path / "data" / "admin.key").exists()

@@ -4,7 +4,7 @@ import httpx
 
 from ains.core.config import Settings
 from ains.main import create_app
-from tests.helpers import ADMIN, claim, create_client, free_port, register_agent, submit
+from tests.helpers import ADMIN, ADMIN_KEY, claim, create_client, free_port, register_agent, submit
 
 
 async def test_metrics_report_requests_tasks_and_claims(client):
@@ -33,7 +33,7 @@ async def test_metrics_need_the_admin(client):
 
 async def test_ready_is_503_when_the_database_is_unreachable(tmp_path):
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
-    app = create_app(Settings(database_url=dead, data_dir=tmp_path, admin_key="ains_admin_x", auto_migrate=False))
+    app = create_app(Settings(database_url=dead, data_dir=tmp_path, admin_key=ADMIN_KEY, auto_migrate=False))
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         assert (await http.get("/health")).status_code == 200

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
 
     max_input_bytes: int = Field(262144, gt=0)
+    max_metadata_bytes: int = Field(16384, gt=0)  # largest serialised task `metadata` (SPEC 13): 413 beyond
+    max_body_bytes: int = Field(33554432, gt=0)  # largest request body, counted as it arrives (SPEC 13): 413 beyond
     assign_lease_seconds: float = Field(60, gt=0)
     agent_stale_seconds: float = Field(90, gt=0)
     timeout_check_seconds: float = Field(5, gt=0)
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
 
     agent_cache_ttl_seconds: float = Field(300, ge=0)
     task_cache_ttl_seconds: float = Field(30, ge=0)
+    # With Redis: the longest a cache entry outlives an invalidation that failed (SPEC 16).
+    cache_stale_bound_seconds: float = Field(5, gt=0)
     run_background: bool = True
 
     log_level: str = "INFO"

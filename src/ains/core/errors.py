@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 log = logging.getLogger("ains.errors")
 
@@ -63,11 +67,33 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("integrity conflict", extra={"error": str(exc.orig)[:300]})
         return JSONResponse({"detail": "Conflicts with existing data"}, status_code=409)
 
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        # Like FastAPI's own answer, but always serialisable: the offending input may be NaN, infinite or
+        # hold a lone surrogate, none of which strict JSON (or UTF-8) can carry.
+        errors = jsonable_encoder(exc.errors())
+        if errors and all(tuple(error.get("loc", ()))[:2] == ("query", "cursor") for error in errors):
+            # A cursor too long to be one AINS issued: refused like any other forged cursor (SPEC 13).
+            return safe_json(
+                {"detail": "cursor is not valid: pass back a next_cursor exactly as AINS returned it"}, 400
+            )
+        return safe_json({"detail": errors}, 422)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
-    async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+        if is_refused_value(exc):
+            log.warning("database refused a value", extra={"error": str(exc).splitlines()[0][:300]})
+            return JSONResponse(REFUSED_VALUE, status_code=422)
         log.error("database error", extra={"error": str(exc).splitlines()[0][:300]})
         return JSONResponse({"detail": "Database unavailable"}, status_code=503)
+
+    @app.exception_handler(UnicodeError)
+    @app.exception_handler(OverflowError)
+    async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
+        # SQLite's driver raises these itself (text it cannot encode, an integer beyond 64 bits).
+        log.warning("value cannot be stored", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+        return JSONResponse(REFUSED_VALUE, status_code=422)
 
     @app.exception_handler(ConnectionError)
     @app.exception_handler(OSError)
@@ -75,3 +101,49 @@ def install_error_handlers(app: FastAPI) -> None:
         # Requests reach no other service than the database, so a refused connection is its.
         log.error("connection error", extra={"error": str(exc)[:300]})
         return JSONResponse({"detail": "Database unavailable"}, status_code=503)
+
+
+REFUSED_VALUE = {
+    "detail": [
+        {"loc": ["body"], "msg": "A value in the request cannot be stored by the database", "type": "value_error"}
+    ]
+}
+
+
+def is_refused_value(exc: BaseException) -> bool:
+    """True when the database refused a value of the request (SQLSTATE class 22, "data exception", or the
+    driver's own data error), as opposed to being unreachable or failing."""
+    if isinstance(exc, DataError):
+        return True
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str) and code.startswith("22"):
+        return True
+    cause = getattr(orig, "__cause__", None)
+    return isinstance(orig, UnicodeError | OverflowError) or isinstance(cause, UnicodeError | OverflowError)
+
+
+def _strict(value: Any) -> Any:
+    """`value` made safe for strict JSON in UTF-8: non-finite floats and lone surrogates become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogate(value) else value
+    if isinstance(value, dict):
+        return {_strict(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def safe_json(content: Any, status_code: int) -> Response:
+    body = json.dumps(_strict(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body.encode("utf-8"), status_code=status_code, media_type="application/json")

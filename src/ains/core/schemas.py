@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, StringConstraints
 
@@ -35,3 +36,14 @@ class RequestModel(BaseModel):
     """Request bodies: unknown fields are ignored, known ones are checked strictly."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+def bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` at most `max_metadata_bytes` serialised (SPEC 13), else 413 like an oversized `input_data`."""
+    from ains.core.errors import PayloadTooLarge
+    from ains.core.middleware import MAX_METADATA_BYTES
+
+    limit = MAX_METADATA_BYTES.get()
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")) > limit:
+        raise PayloadTooLarge(f"metadata is larger than {limit} bytes")
+    return value

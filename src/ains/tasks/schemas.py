@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import AfterValidator, AliasChoices, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
-from ains.core.schemas import ApiModel, Capability, ClientId, RequestModel, UTCTime
+from ains.core.middleware import check_item
+from ains.core.schemas import ApiModel, Capability, ClientId, RequestModel, UTCTime, bounded_metadata
 
 RetryPolicy = Literal["exponential", "linear", "fixed"]
 TaskStatus = Literal["PENDING", "ASSIGNED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED"]
@@ -26,8 +27,16 @@ class TaskSubmit(RequestModel):
     retry_jitter: StrictBool = False
     timeout_seconds: Annotated[StrictInt, Field(ge=1, le=3600)] = 300
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], AfterValidator(bounded_metadata)] = Field(
+        default_factory=dict, description="Free-form JSON object, at most `max_metadata_bytes` serialised (413)"
+    )
     min_trust_score: Score | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        # A batch item holding text or a number AINS never accepts fails alone (the edge deferred it here).
+        return check_item(data)
 
 
 class TaskOut(ApiModel):
