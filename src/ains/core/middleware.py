@@ -276,16 +276,14 @@ class BodySizeLimit:
             MAX_METADATA_BYTES.reset(token)
 
     async def _refuse(self, send: Any) -> None:
-        await _answer(send, 413, {"detail": f"Request body is larger than {self.limit} bytes"})
+        # `Connection: close`: the server closes the connection after the answer instead of draining the rest.
+        await _answer(send, 413, {"detail": f"Request body is larger than {self.limit} bytes"}, close=True)
 
 
-async def _answer(send: Any, status: int, content: dict[str, Any]) -> None:
+async def _answer(send: Any, status: int, content: dict[str, Any], *, close: bool = False) -> None:
     body = json.dumps(content).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
