@@ -3,6 +3,7 @@ and a dead Redis that degrades to the database instead of failing requests."""
 
 import asyncio
 import logging
+import signal
 import subprocess
 import time
 
@@ -130,3 +131,80 @@ async def test_a_dead_redis_degrades_to_the_database(settings, doomed_redis, cap
         assert ready.status_code == 503 and ready.json()["redis"] == "unreachable"
         metrics = (await http.get("/metrics", headers=ADMIN)).text
         assert "ains_cache_errors_total" in metrics and "ains_cache_hits_total" in metrics
+
+
+async def task_status(http, headers, task_id: str) -> str:
+    response = await http.get(f"/ains/tasks/{task_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["status"]
+
+
+async def test_a_refused_invalidation_stops_cache_reads_until_it_went_through(settings, doomed_redis):
+    """SPEC 16: Redis refuses the DEL of a cancelled task's entry (the entry stays, with 30 s to live). This
+    process must not read that stale entry, and once Redis takes the DEL again the entry is gone within
+    cache_stale_bound_seconds and the cache is used again."""
+    process, url = doomed_redis
+    bound = 1.0
+    app = create_app(
+        settings.model_copy(update={"redis_url": url, "redis_prefix": "stale:", "cache_stale_bound_seconds": bound})
+    )
+    control = redis.Redis.from_url(url)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        owner = await create_client(http)
+        task = await submit(http, owner)
+        task_id = task["task_id"]
+        assert await task_status(http, owner, task_id) == "PENDING"  # fills the cache
+        assert control.exists(f"stale:task:{task_id}")
+        control.execute_command("ACL", "SETUSER", "default", "-del", "-unlink")
+        try:
+            cancelled = await http.post(f"/ains/tasks/{task_id}/cancel", json={"reason": "x"}, headers=owner)
+            assert cancelled.status_code == 200, cancelled.text
+            assert control.exists(f"stale:task:{task_id}")  # the stale PENDING entry is still in Redis
+            for _ in range(3):
+                assert await task_status(http, owner, task_id) == "CANCELLED"
+        finally:
+            control.execute_command("ACL", "SETUSER", "default", "+@all")
+        started = time.monotonic()
+        while control.exists(f"stale:task:{task_id}") and time.monotonic() - started < bound + 2:
+            await asyncio.sleep(0.05)
+        assert not control.exists(f"stale:task:{task_id}")
+        assert time.monotonic() - started <= bound + 0.5
+        # The cache is used again: a read fills it, the next one hits.
+        assert await task_status(http, owner, task_id) == "CANCELLED"
+        hits = counter("ains_cache_hits_total", kind="task")
+        assert await task_status(http, owner, task_id) == "CANCELLED"
+        assert counter("ains_cache_hits_total", kind="task") == hits + 1
+    control.close()
+
+
+async def test_a_cancellation_while_redis_is_paused_shows_within_the_bound(settings, doomed_redis):
+    """Redis stops answering (SIGSTOP) while a task is cancelled, then comes back: the cancellation shows at
+    once in this process, and the entry in Redis is gone within the bound, not after its 30 s TTL."""
+    process, url = doomed_redis
+    bound = 1.0
+    app = create_app(
+        settings.model_copy(update={"redis_url": url, "redis_prefix": "paused:", "cache_stale_bound_seconds": bound})
+    )
+    control = redis.Redis.from_url(url)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        owner = await create_client(http)
+        task_id = (await submit(http, owner))["task_id"]
+        assert await task_status(http, owner, task_id) == "PENDING"
+        assert await task_status(http, owner, task_id) == "PENDING"
+        process.send_signal(signal.SIGSTOP)
+        try:
+            cancelled = await http.post(f"/ains/tasks/{task_id}/cancel", json={"reason": "x"}, headers=owner)
+            assert cancelled.status_code == 200, cancelled.text
+            assert await task_status(http, owner, task_id) == "CANCELLED"
+        finally:
+            process.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        while time.monotonic() - resumed < bound + 1:
+            assert await task_status(http, owner, task_id) == "CANCELLED"
+            await asyncio.sleep(0.1)
+        assert not control.exists(f"paused:task:{task_id}") or (
+            b"CANCELLED" in (control.get(f"paused:task:{task_id}") or b"")
+        )
+    control.close()

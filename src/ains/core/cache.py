@@ -8,12 +8,23 @@ could refill the old row). Entries also expire (`agent_cache_ttl_seconds`,
 `redis_prefix`; without it, it lives in this process only. A cache that fails
 degrades to the database: the error is counted, logged once, and the request
 goes on as a miss.
+
+An invalidation Redis did not take (down, slow, refusing) would leave a stale entry that other reads could
+return for the rest of its TTL. So the process remembers the keys it failed to delete, retries them in the
+background every `cache_stale_bound_seconds` / 5 (at most every second), and reads nothing from the shared
+cache (every read is a miss, nothing is written) until they all went through: its own reads never see a
+stale entry, and once Redis is back the entry is gone within the bound (SPEC 16). If too many keys pile up,
+the list is dropped and the process stays off the cache for the longest TTL instead, after Redis answers
+again, so that everything it could not delete has expired.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -101,6 +112,12 @@ class RedisCache:
         self._prefix = settings.redis_prefix
         self._ttls = {AGENT: settings.agent_cache_ttl_seconds, TASK: settings.task_cache_ttl_seconds}
         self._failing = False
+        # Redis keys whose invalidation failed: while any is left, this process does not use the cache.
+        self._pending: set[str] = set()
+        self._overflowed = False  # too many pending keys: stay off the cache for the longest TTL once Redis is back
+        self._blind_until = 0.0
+        self._retry_every = max(0.05, min(1.0, settings.cache_stale_bound_seconds / 5))
+        self._retry_task: asyncio.Task | None = None
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self._prefix}{kind}:{key}"
@@ -111,6 +128,38 @@ class RedisCache:
             self._failing = True
             log.warning("cache unavailable; reading from the database", extra={"error": f"{type(exc).__name__}: {exc}"})
 
+    MAX_PENDING = 100_000
+
+    def usable(self) -> bool:
+        """False while an invalidation of this process has not gone through (SPEC 16)."""
+        return not self._pending and not self._overflowed and time.monotonic() >= self._blind_until
+
+    def _remember(self, names: list[str]) -> None:
+        self._pending.update(names)
+        if len(self._pending) > self.MAX_PENDING:
+            self._pending.clear()
+            self._overflowed = True
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.get_running_loop().create_task(self._retry_pending())
+
+    async def _retry_pending(self) -> None:
+        while self._pending or self._overflowed:
+            await asyncio.sleep(self._retry_every)
+            names = list(self._pending)
+            try:
+                if names:
+                    await self._redis.delete(*names)
+                else:
+                    await self._redis.ping()
+            except Exception as exc:
+                self._failed(exc)
+                continue
+            self._pending.difference_update(names)
+            if self._overflowed and not self._pending:
+                self._overflowed = False
+                self._blind_until = time.monotonic() + max(self._ttls.values())
+        log.warning("pending cache invalidations went through")
+
     def _succeeded(self) -> None:
         if self._failing:
             self._failing = False
@@ -118,6 +167,9 @@ class RedisCache:
 
     async def get(self, kind: str, key: str) -> dict[str, Any] | None:
         if self._ttls[kind] <= 0:
+            return None
+        if not self.usable():
+            CACHE_MISSES.labels(kind).inc()
             return None
         try:
             raw = await self._redis.get(self._key(kind, key))
@@ -131,7 +183,7 @@ class RedisCache:
 
     async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
         ttl = self._ttls[kind]
-        if ttl <= 0:
+        if ttl <= 0 or not self.usable():
             return
         try:
             await self._redis.set(self._key(kind, key), json.dumps(value, default=str), px=int(ttl * 1000))
@@ -141,10 +193,12 @@ class RedisCache:
     async def invalidate(self, kind: str, keys: set[str]) -> None:
         if not keys:
             return
+        names = [self._key(kind, key) for key in keys]
         try:
-            await self._redis.delete(*(self._key(kind, key) for key in keys))
-        except Exception as exc:  # the entries still expire with their TTL
+            await self._redis.delete(*names)
+        except Exception as exc:  # retried until it goes through; meanwhile this process reads no cache
             self._failed(exc)
+            self._remember(names)
 
     async def ping(self) -> bool:
         try:
@@ -153,6 +207,10 @@ class RedisCache:
             return False
 
     async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._retry_task
         await self._redis.aclose()
 
 
