@@ -227,3 +227,22 @@ async def test_a_value_the_database_refuses_is_422_not_503(app, client, db):
             continue
         assert response.status_code == 422, (path, response.text)
         assert response.json()["detail"][0]["msg"] == "A value in the request cannot be stored by the database"
+
+
+async def test_a_validation_error_holding_nan_or_a_surrogate_is_still_json(app, client):
+    """The safety net behind the edge: should a non-finite number or a lone surrogate ever reach a model, its
+    validation error still answers 422 JSON (FastAPI's own answer would fail to serialise: a 500)."""
+    from fastapi.exceptions import RequestValidationError
+
+    async def invalid() -> dict:
+        errors = [
+            {"loc": ("body", "x"), "msg": "bad", "type": "value_error", "input": float("nan")},
+            {"loc": ("body", "y"), "msg": "bad", "type": "value_error", "input": ["\ud800", float("-inf")]},
+        ]
+        raise RequestValidationError(errors)
+
+    app.add_api_route("/test/invalid", invalid)
+    response = await client.get("/test/invalid")
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail[0]["input"] == "nan" and detail[1]["input"] == ["\\ud800", "-inf"]
