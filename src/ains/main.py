@@ -42,6 +42,7 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
     db = Database(settings.resolved_database_url)
     db.cache = cache = make_cache(settings)
     db.wakeups = wakeups = Wakeups()
+    wakeups.deadline_horizon_seconds = max(settings.timeout_check_seconds, settings.webhook_dispatch_interval_seconds)
     keys = KeyCache()
     wakeups.watch(KEY, keys.forget)
     if not cache.shared:

@@ -67,6 +67,11 @@ def note_changed(session: Session | AsyncSession, *objects: Any) -> None:
             changed.setdefault(kind, set()).add(getattr(obj, type(obj).__cache_key__))
 
 
+def note_changed_key(session: Session | AsyncSession, kind: str, key: str) -> None:
+    """Like `note_changed`, for a row a plain SQL statement changed (no object to hand)."""
+    session.info.setdefault("cache_changed", {}).setdefault(kind, set()).add(key)
+
+
 AfterCommit = Callable[[], Any]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -97,6 +98,8 @@ class Wakeups:
         self.publish: Callable[[list[Announcement]], None] | None = None
         # False while the link to the other processes is down, so what they announce may be missed.
         self.connected = True
+        # The longest any duty sleeps (`timeout_check_seconds`): deadlines further out are not published.
+        self.deadline_horizon_seconds = float("inf")
 
     # -- delivery -------------------------------------------------------------------------------------------
 
@@ -108,9 +111,14 @@ class Wakeups:
         """
         self.deliver(announcements)
         if self.publish is not None:
-            outgoing = [a for a in announcements if a[0] != KEY] + list(remote_only)
+            outgoing = [a for a in announcements if a[0] != KEY and self._worth_sending(a)] + list(remote_only)
             if outgoing:
                 self.publish(outgoing)
+
+    def _worth_sending(self, announcement: Announcement) -> bool:
+        # Duties elsewhere never sleep longer than the horizon, so a later deadline would wake nobody early.
+        kind, _subject, value = announcement
+        return kind != DEADLINE or float(value) < time.time() + self.deadline_horizon_seconds
 
     def deliver(self, announcements: Iterable[Announcement]) -> None:
         for kind, subject, value in announcements:

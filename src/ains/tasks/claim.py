@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
+from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import Database, note_changed
+from ains.core.database import Database, UTCDateTime, note_changed, note_changed_key
 from ains.core.errors import NotFound
 from ains.core.metrics import CLAIMED_TASKS
 from ains.tasks import lifecycle
@@ -48,6 +49,8 @@ async def claim_once(
     signals: Any = None,
 ) -> ClaimTry:
     """One claim try inside the caller's transaction."""
+    if session.bind.dialect.name == "postgresql":
+        return await _claim_once_postgres(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None or agent.status == "DEREGISTERED":
         raise NotFound(f"Agent {agent_id} not found")
@@ -81,10 +84,6 @@ async def claim_once(
     ]
     if limits.max_priority is not None:
         conditions.append(Task.priority <= limits.max_priority)
-    if session.bind.dialect.name == "postgresql":
-        result.tasks = await _pick_and_assign(session, conditions, wanted, agent_id, now, start, settings)
-        await lifecycle.after_claim(session, result.tasks, now, signals, start=start)
-        return result
     # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
     candidates = select(Task).where(*conditions).order_by(Task.queue_position, Task.task_id).limit(wanted)
     result.tasks = list(await session.scalars(candidates))
@@ -94,6 +93,55 @@ async def claim_once(
         )
         if start:
             await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
+    return result
+
+
+# PostgreSQL's claim, as few statements as it can be: lock the agent; record the heartbeat and count what it
+# holds (a fresh snapshot, taken after the lock, so a concurrent claim of the same agent is counted); pick and
+# assign; insert the attempt rows. Plain SQL where SQLAlchemy would otherwise build and key a statement per call.
+_LOCK_AGENT = text(
+    "SELECT capabilities, trust_score, max_concurrency, status FROM agents WHERE agent_id = :agent_id FOR UPDATE"
+)
+_HEARTBEAT_AND_HELD = text(
+    """
+    WITH heartbeat AS (
+        UPDATE agents SET last_heartbeat_at = :now,
+            status = CASE WHEN status = 'INACTIVE' THEN 'AVAILABLE' ELSE status END
+        WHERE agent_id = :agent_id)
+    SELECT count(*) FROM tasks WHERE assigned_agent_id = :agent_id AND status IN ('ASSIGNED', 'ACTIVE')
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+async def _claim_once_postgres(
+    session: AsyncSession, agent_id: str, max_tasks: int, *, start: bool, settings: Settings, signals: Any
+) -> ClaimTry:
+    agent = (await session.execute(_LOCK_AGENT, {"agent_id": agent_id})).first()
+    if agent is None or agent.status == "DEREGISTERED":
+        raise NotFound(f"Agent {agent_id} not found")
+    # Read the clock only once the agent is locked, so assignment times follow the order of claims.
+    now = utcnow()
+    in_flight = (await session.execute(_HEARTBEAT_AND_HELD, {"now": now, "agent_id": agent_id})).scalar_one()
+    note_changed_key(session, AGENT_CACHE, agent_id)  # a claim counts as a heartbeat
+    capabilities = list(agent.capabilities)
+    limits = claim_limits(agent.trust_score)
+    result = ClaimTry([], capabilities, agent.trust_score, limits.describe(agent.trust_score))
+    if limits.blocked:
+        return result
+    free = agent.max_concurrency if limits.max_in_flight is None else min(agent.max_concurrency, limits.max_in_flight)
+    wanted = min(max_tasks, free - in_flight)
+    if wanted <= 0 or not capabilities:
+        return result
+    conditions = [
+        Task.status == lifecycle.PENDING,
+        Task.capability_required.in_(capabilities),
+        Task.available_at <= now,
+        or_(Task.min_trust_score.is_(None), Task.min_trust_score <= agent.trust_score),
+    ]
+    if limits.max_priority is not None:
+        conditions.append(Task.priority <= limits.max_priority)
+    result.tasks = await _pick_and_assign(session, conditions, wanted, agent_id, now, start, settings)
+    await lifecycle.after_claim(session, result.tasks, now, signals, start=start)
     return result
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
@@ -182,11 +182,31 @@ def check_claim_moves(start: bool) -> None:
 
 
 async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, signals: Any, *, start: bool) -> None:
-    """The consequences of a claim whose columns one statement already set (see `claim_columns`)."""
+    """The consequences of a claim whose columns one statement already set (see `claim_columns`): what
+    `_after_assignment` and `_after_start` do, with the attempt rows written in one statement."""
+    if not tasks:
+        return
+    await session.execute(
+        insert(TaskAttempt.__table__),
+        [
+            {
+                "task_id": task.task_id,
+                "attempt": task.attempt,
+                "agent_id": task.assigned_agent_id,
+                "assigned_at": now,
+                "started_at": now if start else None,
+            }
+            for task in tasks
+        ],
+    )
     for task in tasks:
-        await _after_assignment(session, task, now, signals)
+        if task.lease_expires_at is not None:
+            announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
+        if task.deadline_at is not None:
+            announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
+        await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id)
         if start:
-            await _after_start(session, task, now, signals)
+            await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id)
 
 
 async def move(
