@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import Boolean, String, bindparam, func, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
@@ -132,43 +133,68 @@ async def _claim_once_postgres(
     wanted = min(max_tasks, free - in_flight)
     if wanted <= 0 or not capabilities:
         return result
-    conditions = [
-        Task.status == lifecycle.PENDING,
-        Task.capability_required.in_(capabilities),
-        Task.available_at <= now,
-        or_(Task.min_trust_score.is_(None), Task.min_trust_score <= agent.trust_score),
-    ]
-    if limits.max_priority is not None:
-        conditions.append(Task.priority <= limits.max_priority)
-    result.tasks = await _pick_and_assign(session, conditions, wanted, agent_id, now, start, settings)
+    result.tasks = await _pick_and_assign(
+        session, agent_id, capabilities, agent.trust_score, limits.max_priority, wanted, now, start, settings
+    )
     await lifecycle.after_claim(session, result.tasks, now, signals, start=start)
     return result
 
 
-async def _pick_and_assign(
-    session: AsyncSession, conditions: list[Any], wanted: int, agent_id: str, now: Any, start: bool, settings: Settings
-) -> list[Task]:
-    """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement.
+# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`.
+_PICK_AND_ASSIGN = (
+    text(
+        """
+        WITH picked AS (SELECT tasks.task_id FROM tasks
+            WHERE tasks.status = 'PENDING' AND tasks.capability_required = ANY(:capabilities)
+              AND tasks.available_at <= :now
+              AND (tasks.min_trust_score IS NULL OR tasks.min_trust_score <= :trust_score)
+              AND tasks.priority <= :max_priority
+            ORDER BY tasks.queue_position, tasks.task_id LIMIT :wanted FOR UPDATE SKIP LOCKED)
+        UPDATE tasks SET status = :status, attempt = tasks.attempt + 1, assigned_agent_id = :agent_id,
+            assigned_at = :now, lease_expires_at = :lease_expires_at, next_retry_at = NULL, updated_at = :now,
+            started_at = CASE WHEN :start THEN :now ELSE tasks.started_at END,
+            deadline_at = CASE WHEN :start THEN :now + make_interval(secs => tasks.timeout_seconds)
+                          ELSE tasks.deadline_at END
+        FROM picked WHERE tasks.task_id = picked.task_id
+        RETURNING tasks.*
+        """
+    )
+    .bindparams(
+        bindparam("capabilities", type_=ARRAY(String)),
+        bindparam("now", type_=UTCDateTime),
+        bindparam("lease_expires_at", type_=UTCDateTime),
+        bindparam("start", type_=Boolean),
+    )
+    .columns(*Task.__table__.columns)
+)
 
-    WITH picked AS (SELECT task_id … ORDER BY queue_position, task_id LIMIT n FOR UPDATE SKIP LOCKED)
-    UPDATE tasks SET status = 'ASSIGNED', attempt = attempt + 1, … FROM picked … RETURNING tasks.*
-    """
-    picked = (
-        select(Task.task_id)
-        .where(*conditions)
-        .order_by(Task.queue_position, Task.task_id)
-        .limit(wanted)
-        .with_for_update(skip_locked=True)
-        .cte("picked")
+
+async def _pick_and_assign(
+    session: AsyncSession,
+    agent_id: str,
+    capabilities: list[str],
+    trust_score: float,
+    max_priority: int | None,
+    wanted: int,
+    now: Any,
+    start: bool,
+    settings: Settings,
+) -> list[Task]:
+    """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement (`_PICK_AND_ASSIGN`)."""
+    params = {
+        "capabilities": capabilities,
+        "now": now,
+        "trust_score": trust_score,
+        "max_priority": max_priority if max_priority is not None else 10,
+        "wanted": wanted,
+        "agent_id": agent_id,
+        **lifecycle.claim_columns(now, settings, start=start),
+    }
+    tasks = list(
+        await session.scalars(
+            select(Task).from_statement(_PICK_AND_ASSIGN), params, execution_options={"populate_existing": True}
+        )
     )
-    statement = (
-        update(Task)
-        .where(Task.task_id == picked.c.task_id)
-        .values(**lifecycle.claim_columns(agent_id, now, settings, start=start))
-        .returning(Task)
-        .execution_options(synchronize_session=False)
-    )
-    tasks = list(await session.scalars(statement))
     note_changed(session, *tasks)
     return sorted(tasks, key=lambda task: (task.queue_position, task.task_id))
 

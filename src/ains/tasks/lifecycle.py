@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
-from ains.core.database import UTCDateTime
 from ains.core.errors import Conflict
 from ains.core.signals import announce_cancel, announce_deadline, announce_task
 from ains.tasks.models import Task, TaskAttempt
@@ -154,25 +153,16 @@ async def _after_start(session: AsyncSession, task: Task, now: datetime, signals
     await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
 
 
-def claim_columns(agent_id: str, now: datetime, settings: Settings, *, start: bool) -> dict[str, Any]:
-    """The columns of `move` to ASSIGNED (and on to ACTIVE with `start`), as SQL values for a claim that picks
-    and assigns in one statement (PostgreSQL). Keep in step with the ASSIGNED and ACTIVE branches of `move`."""
+def claim_columns(now: datetime, settings: Settings, *, start: bool) -> dict[str, Any]:
+    """What `move` to ASSIGNED (and on to ACTIVE with `start`) writes, as the values of the claim's one statement
+    on PostgreSQL (`ains.tasks.claim`): attempt + 1, the agent, `assigned_at`, no retry time, and either the lease
+    or, started, `started_at` and the deadline. Keep in step with the ASSIGNED and ACTIVE branches of `move`."""
     check_claim_moves(start)
-    values: dict[str, Any] = {
-        "status": ASSIGNED,
-        "attempt": Task.attempt + 1,
-        "assigned_agent_id": agent_id,
-        "assigned_at": now,
-        "lease_expires_at": now + timedelta(seconds=settings.assign_lease_seconds),
-        "next_retry_at": None,
-        "updated_at": now,
+    return {
+        "status": ACTIVE if start else ASSIGNED,
+        "lease_expires_at": None if start else now + timedelta(seconds=settings.assign_lease_seconds),
+        "start": start,
     }
-    if start:
-        deadline = bindparam("claim_now", now, type_=UTCDateTime) + func.make_interval(
-            0, 0, 0, 0, 0, 0, Task.timeout_seconds
-        )
-        values |= {"status": ACTIVE, "started_at": now, "lease_expires_at": None, "deadline_at": deadline}
-    return values
 
 
 def check_claim_moves(start: bool) -> None:
