@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
@@ -66,7 +68,22 @@ async def submit(
         if existing is not None:
             return existing, False
 
-    task = Task(
+    task = _new_task(client_id, body, now, settings)
+    if body.idempotency_key is None:
+        await _insert(session, [task])
+    elif not await _insert_unless_duplicate(session, task):
+        # A concurrent request with the same key won the insert: answer with its task.
+        existing = await _by_idempotency_key(session, client_id, body.idempotency_key)
+        if existing is None:
+            raise Conflict(f"idempotency_key {body.idempotency_key!r} is being used by another request; send it again")
+        return existing, False
+    await _after_submit(session, principal, task, now, signals)
+    return task, True
+
+
+def _new_task(client_id: str, body: TaskSubmit, now: datetime, settings: Settings) -> Task:
+    """The new task's row, as an object the answer and the outbox read (it is inserted by `_insert`)."""
+    return Task(
         task_id=new_id("task"),
         client_id=client_id,
         task_type=body.task_type,
@@ -88,23 +105,38 @@ async def submit(
         available_at=now,
         queue_position=lifecycle.queue_position(now, body.priority, settings),
     )
-    if body.idempotency_key is None:
-        session.add(task)
-    else:
-        # A concurrent request with the same key may win the insert: then answer with its task.
-        try:
-            async with session.begin_nested():
-                session.add(task)
-        except IntegrityError:
-            existing = await _by_idempotency_key(session, client_id, body.idempotency_key)
-            if existing is None:
-                raise
-            return existing, False
+
+
+# (attribute, column name) of every task column: new tasks are written by one Core INSERT of many rows, not
+# by the unit of work, which cost a submission more than its statement (py-spy: 13 % of a submit in flush).
+_TASK_COLUMNS = [(attribute.key, attribute.columns[0].name) for attribute in sa_inspect(Task).column_attrs]
+
+
+def _row(task: Task) -> dict[str, Any]:
+    return {column: getattr(task, attribute) for attribute, column in _TASK_COLUMNS}
+
+
+async def _insert(session: AsyncSession, tasks: list[Task]) -> None:
+    if tasks:
+        await session.execute(insert(Task.__table__), [_row(task) for task in tasks])
+
+
+async def _insert_unless_duplicate(session: AsyncSession, task: Task) -> bool:
+    """Insert a task with an idempotency key; False when the client already has a task with that key."""
+    dialect_insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(Task.__table__)
+        .values(_row(task))
+        .on_conflict_do_nothing(index_elements=["client_id", "idempotency_key"])
+    )
+    return (await session.execute(statement)).rowcount == 1
+
+
+async def _after_submit(session: AsyncSession, principal: Principal, task: Task, now: datetime, signals: Any) -> None:
     if principal.is_admin:
-        audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": client_id})
+        audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
     await outbox.emit(session, outbox.TASK_CREATED, task, now=now, agent_id=None, signals=signals)
     announce_task(session, task.capability_required)
-    return task, True
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -140,11 +172,22 @@ async def submit_batch(
             valid.append((index, body))
     if atomic and failed:
         return [], failed
+    # Items without an idempotency key go in one INSERT; the others one by one, each checked for its key.
+    plain = [
+        (index, _new_task(resolve_client_id(principal, body.client_id), body, now, settings))
+        for index, body in valid
+        if body.idempotency_key is None
+    ]
+    await _insert(session, [task for _, task in plain])
     submitted = []
-    for index, body in valid:
-        task, _created = await submit(session, principal, body, now=now, settings=settings, signals=signals)
+    for index, task in plain:
+        await _after_submit(session, principal, task, now, signals)
         submitted.append((index, task))
-    return submitted, failed
+    for index, body in valid:
+        if body.idempotency_key is not None:
+            task, _created = await submit(session, principal, body, now=now, settings=settings, signals=signals)
+            submitted.append((index, task))
+    return sorted(submitted, key=lambda pair: pair[0]), failed
 
 
 async def _by_idempotency_key(session: AsyncSession, client_id: str, key: str) -> Task | None:
