@@ -39,13 +39,18 @@ class ClaimLimits:
         return None
 
 
+# Below CLAIM_FLOOR nothing is claimed; from it to FULL_ROUTING_FLOOR an agent is on probation.
+CLAIM_FLOOR = dict(LEVELS)["low"]
+FULL_ROUTING_FLOOR = dict(LEVELS)["medium"]
+PROBATION_MAX_PRIORITY = 7
+
+
 def claim_limits(score: float) -> ClaimLimits:
-    level = trust_level(score)
-    if level == "very_low":
+    if score < CLAIM_FLOOR:
         return ClaimLimits(blocked=True)
-    if level == "low":
+    if score < FULL_ROUTING_FLOOR:
         # Probation: one task at a time, nothing urgent.
-        return ClaimLimits(max_in_flight=1, max_priority=7)
+        return ClaimLimits(max_in_flight=1, max_priority=PROBATION_MAX_PRIORITY)
     return ClaimLimits()
 
 

@@ -13,12 +13,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Float, Integer, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id
 from ains.core.signals import announce_deadline
 from ains.tasks.models import Task
+from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
 from ains.webhooks.models import TaskEvent, WebhookDelivery
 
 TASK_CREATED = "task.created"
@@ -74,28 +75,42 @@ def event_data(event: str, task: Task, reason: str | None = None) -> dict[str, A
 
 
 # Who hears an event, as plain SQL: it runs for every task event, and a statement SQLAlchemy need not build,
-# key and compile each time costs a fraction of one it must. `:created` adds the agents that could take a
-# new task (its capability); the JSON test differs by database.
+# key and compile each time costs a fraction of one it must. `:created` adds the agents that could claim the
+# new task: its capability, its `min_trust_score`, and their trust level (none below `low`; on probation,
+# nothing above the probation priority). The JSON test differs by database.
 _SUBSCRIBERS = """
 SELECT webhook_id, events FROM webhooks
 WHERE active AND (
     (owner_kind = 'client' AND owner_id = :client_id)
     OR (owner_kind = 'agent' AND owner_id IN (:client_id, :agent_id))
     OR (:created AND owner_kind = 'agent' AND owner_id IN (
-        SELECT agent_id FROM agents WHERE status <> 'DEREGISTERED' AND {capable})))
+        SELECT agent_id FROM agents
+        WHERE status <> 'DEREGISTERED' AND {capable}
+          AND trust_score >= :claim_floor AND trust_score >= :min_trust_score
+          AND (trust_score >= :full_routing_floor OR :priority <= :probation_max_priority))))
 """
 _CAPABLE = {
     "postgresql": "capabilities @> CAST(:capability_json AS JSONB)",
     "sqlite": "EXISTS (SELECT 1 FROM json_each(agents.capabilities) WHERE json_each.value = :capability)",
 }
-_SUBSCRIBER_QUERIES = {dialect: text(_SUBSCRIBERS.format(capable=test)) for dialect, test in _CAPABLE.items()}
+_SUBSCRIBER_QUERIES = {
+    dialect: text(_SUBSCRIBERS.format(capable=test)).bindparams(
+        bindparam("min_trust_score", type_=Float),
+        bindparam("claim_floor", type_=Float),
+        bindparam("full_routing_floor", type_=Float),
+        bindparam("priority", type_=Integer),
+        bindparam("probation_max_priority", type_=Integer),
+    )
+    for dialect, test in _CAPABLE.items()
+}
 
 
 async def _subscribers(session: AsyncSession, event: str, task: Task, agent_id: str | None) -> list[str]:
     """Ids of the active webhooks that hear this event of this task."""
     # Asked once per audience and transaction: a batch of tasks for one client and capability costs one query.
     created = event == TASK_CREATED
-    audience = (task.client_id, agent_id, task.capability_required if created else None)
+    who_may_claim = (task.capability_required, task.min_trust_score, task.priority) if created else None
+    audience = (task.client_id, agent_id, who_may_claim)
     memo = session.info.setdefault("webhook_subscribers", {})
     if audience not in memo:
         rows = await session.execute(
@@ -106,6 +121,11 @@ async def _subscribers(session: AsyncSession, event: str, task: Task, agent_id: 
                 "created": created,
                 "capability": task.capability_required,
                 "capability_json": json.dumps([task.capability_required]),
+                "min_trust_score": task.min_trust_score or 0.0,
+                "priority": task.priority,
+                "claim_floor": CLAIM_FLOOR,
+                "full_routing_floor": FULL_ROUTING_FLOOR,
+                "probation_max_priority": PROBATION_MAX_PRIORITY,
             },
         )
         memo[audience] = [(webhook_id, _as_list(events)) for webhook_id, events in rows]
