@@ -140,7 +140,8 @@ async def _claim_once_postgres(
     return result
 
 
-# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`.
+# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It returns the columns
+# by name in the model's order (`.columns()` matches them by position; a migration may have added them elsewhere).
 _PICK_AND_ASSIGN = (
     text(
         """
@@ -156,8 +157,8 @@ _PICK_AND_ASSIGN = (
             deadline_at = CASE WHEN :start THEN :now + make_interval(secs => tasks.timeout_seconds)
                           ELSE tasks.deadline_at END
         FROM picked WHERE tasks.task_id = picked.task_id
-        RETURNING tasks.*
-        """
+        RETURNING {columns}
+        """.format(columns=", ".join(f"tasks.{column.name}" for column in Task.__table__.columns))
     )
     .bindparams(
         bindparam("capabilities", type_=ARRAY(String)),

@@ -228,9 +228,19 @@ async def move(
     task.updated_at = now
     # Trust follows how the attempt ended (SPEC 8); cancellations, leases and releases leave it alone.
     if to == COMPLETED:
-        await trust.attempt_completed(session, holder, task.task_id, task.started_at, now)
+        await trust.attempt_completed(
+            session, holder, task.task_id, task.started_at, now, moves_trust=trust.moves_trust(task, holder)
+        )
     elif to in (FAILED, PENDING) and outcome in TRUST_FAILURES and holder is not None:
-        await trust.attempt_failed(session, holder, task.task_id, now, timeout=outcome == OUTCOME_TIMEOUT, reason=error)
+        await trust.attempt_failed(
+            session,
+            holder,
+            task.task_id,
+            now,
+            timeout=outcome == OUTCOME_TIMEOUT,
+            reason=error,
+            moves_trust=trust.moves_trust(task, holder),
+        )
 
     if to == ASSIGNED:
         assert agent_id is not None

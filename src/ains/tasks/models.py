@@ -36,6 +36,9 @@ class Task(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     task_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
     min_trust_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Whether outcomes of this task move the assignee's trust (SPEC 14): false when an agent below `high`
+    # submitted it, so agents cannot raise themselves or each other by feeding each other work.
+    submitter_trusted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
     status: Mapped[str] = mapped_column(String(16))
     assigned_agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

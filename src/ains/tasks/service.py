@@ -69,6 +69,7 @@ async def submit(
             return existing, False
 
     task = _new_task(client_id, body, now, settings)
+    task.submitter_trusted = await trust.submitter_trusted(session, principal)
     if body.idempotency_key is None:
         await _insert(session, [task])
     elif not await _insert_unless_duplicate(session, task):
@@ -178,6 +179,9 @@ async def submit_batch(
         for index, body in valid
         if body.idempotency_key is None
     ]
+    trusted = await trust.submitter_trusted(session, principal) if plain else True
+    for _, task in plain:
+        task.submitter_trusted = trusted
     await _insert(session, [task for _, task in plain])
     submitted = []
     for index, task in plain:

@@ -43,6 +43,8 @@ class ClaimLimits:
 CLAIM_FLOOR = dict(LEVELS)["low"]
 FULL_ROUTING_FLOOR = dict(LEVELS)["medium"]
 PROBATION_MAX_PRIORITY = 7
+# An agent's submissions move their assignees' trust only from this level (`high`) on.
+TRUSTED_SUBMITTER_FLOOR = dict(LEVELS)["high"]
 
 
 def claim_limits(score: float) -> ClaimLimits:

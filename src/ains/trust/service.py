@@ -21,7 +21,7 @@ from ains.audit import service as audit
 from ains.auth.principal import Principal
 from ains.core.clock import new_id
 from ains.core.errors import NotFound
-from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, clamp
+from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, TRUSTED_SUBMITTER_FLOOR, clamp
 from ains.trust.models import TrustRecord
 
 TASK_COMPLETED = "task_completed"
@@ -102,10 +102,18 @@ def apply_change(
 
 
 async def attempt_completed(
-    session: AsyncSession, agent_id: str, task_id: str, started_at: datetime | None, now: datetime
+    session: AsyncSession,
+    agent_id: str,
+    task_id: str,
+    started_at: datetime | None,
+    now: datetime,
+    *,
+    moves_trust: bool = True,
 ) -> None:
+    """A completed attempt: counted always; it raises the score (with a record) only when `moves_trust`."""
     agent = await lock_agent(session, agent_id)
-    apply_change(session, agent, COMPLETED_DELTA, TASK_COMPLETED, now=now, task_id=task_id)
+    if moves_trust:
+        apply_change(session, agent, COMPLETED_DELTA, TASK_COMPLETED, now=now, task_id=task_id)
     agent.total_tasks_completed += 1
     if started_at is not None:
         agent.total_completion_seconds += max(0.0, (now - started_at).total_seconds())
@@ -113,11 +121,20 @@ async def attempt_completed(
 
 
 async def attempt_failed(
-    session: AsyncSession, agent_id: str, task_id: str, now: datetime, *, timeout: bool, reason: str | None
+    session: AsyncSession,
+    agent_id: str,
+    task_id: str,
+    now: datetime,
+    *,
+    timeout: bool,
+    reason: str | None,
+    moves_trust: bool = True,
 ) -> None:
+    """A failed attempt: counted always; it lowers the score (with a record) only when `moves_trust`."""
     agent = await lock_agent(session, agent_id)
     event_type = TASK_TIMEOUT if timeout else TASK_FAILED
-    apply_change(session, agent, FAILED_DELTA, event_type, now=now, task_id=task_id, reason=reason)
+    if moves_trust:
+        apply_change(session, agent, FAILED_DELTA, event_type, now=now, task_id=task_id, reason=reason)
     agent.total_tasks_failed += 1
 
 
@@ -205,3 +222,17 @@ async def verify(session: AsyncSession, agent: Agent) -> ChainCheck:
     if checked != agent.trust_records_count or previous_hash != agent.trust_chain_head:
         return ChainCheck(False, checked, last_id)
     return ChainCheck(True, checked, None)
+
+
+def moves_trust(task: Any, holder: str) -> bool:
+    """SPEC 14, trust flows from trusted submitters: not from an agent's own tasks, nor from an agent that was
+    below `high` when it submitted (`submitter_trusted`, decided at submission)."""
+    return bool(task.submitter_trusted) and task.client_id != holder
+
+
+async def submitter_trusted(session: AsyncSession, principal: Principal) -> bool:
+    """At submission: the admin and clients are trusted submitters; an agent is while `high` or better."""
+    if principal.kind != "agent":
+        return True
+    score = await session.scalar(select(Agent.trust_score).where(Agent.agent_id == principal.id))
+    return score is not None and score >= TRUSTED_SUBMITTER_FLOOR
