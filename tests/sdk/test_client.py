@@ -169,6 +169,9 @@ def test_agent_side_calls(server, client_key, unique):
         assert [(r.status, r.status_code) for r in done.results] == [("COMPLETED", None), (None, 404)]
         gone = agent.fail_tasks([{"task_id": fourth.task_id, "error_message": "e", "retryable": False}])
         assert gone.results[0].status == "FAILED"
+        # The same report again is answered with the task (its first answer may have been lost) …
+        assert agent.complete_task(first.task_id, {"ok": 1}, attempt=claimed.attempt).status == "COMPLETED"
+        # … a different one for the finished attempt is refused.
         with pytest.raises(AINSError) as stale:
-            agent.complete_task(first.task_id, attempt=claimed.attempt)
+            agent.fail_task(first.task_id, "late", attempt=claimed.attempt)
         assert stale.value.status_code == 409

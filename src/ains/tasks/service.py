@@ -285,14 +285,48 @@ async def held_by_agent(session: AsyncSession, principal: Principal, task_id: st
     return task
 
 
+class AlreadyReported(Exception):
+    """The same report again for the task's current attempt (its answer was lost): answer with the task as it is."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+
 async def held_for_move(
     session: AsyncSession, principal: Principal, task_id: str, to: str, attempt: int | None
 ) -> Task:
-    """The calling agent's task, locked, once the move and the attempt number (fencing) check out."""
-    task = await held_by_agent(session, principal, task_id)
-    lifecycle.check_move(task, to)
-    lifecycle.check_attempt(task, attempt)
+    """The calling agent's task, locked, once the move and the attempt number (fencing) check out.
+
+    Raises `AlreadyReported` instead of 409 when the move is a repeat of the report that already ended (or, for
+    a start, started) the task's current attempt by this agent: reports are idempotent per attempt (SPEC 14).
+    """
+    try:
+        task = await held_by_agent(session, principal, task_id)
+        lifecycle.check_move(task, to)
+        lifecycle.check_attempt(task, attempt)
+    except Conflict:
+        if await _is_repeat(session, principal, task_id, to, attempt):
+            raise AlreadyReported(await session.get(Task, task_id)) from None
+        raise
     return task
+
+
+# The attempt outcome each report writes: a repeat must find the same one.
+_REPORTED_OUTCOME = {lifecycle.COMPLETED: lifecycle.OUTCOME_COMPLETED, lifecycle.FAILED: lifecycle.OUTCOME_FAILED}
+
+
+async def _is_repeat(session: AsyncSession, principal: Principal, task_id: str, to: str, attempt: int | None) -> bool:
+    task = await session.get(Task, task_id)  # locked by held_by_agent
+    if task is None or task.attempt == 0 or (attempt is not None and attempt != task.attempt):
+        return False
+    if to == lifecycle.ACTIVE:
+        return task.status == lifecycle.ACTIVE and task.assigned_agent_id == principal.id
+    outcome = await session.scalar(
+        select(TaskAttempt.outcome).where(
+            TaskAttempt.task_id == task_id, TaskAttempt.attempt == task.attempt, TaskAttempt.agent_id == principal.id
+        )
+    )
+    return outcome is not None and outcome == _REPORTED_OUTCOME.get(to)
 
 
 async def held_tasks(session: AsyncSession, agent_id: str) -> list[Task]:
@@ -315,7 +349,10 @@ async def start(
     settings: Settings,
     signals: Any,
 ) -> Task:
-    task = await held_for_move(session, principal, task_id, lifecycle.ACTIVE, attempt)
+    try:
+        task = await held_for_move(session, principal, task_id, lifecycle.ACTIVE, attempt)
+    except AlreadyReported as repeat:
+        return repeat.task
     await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
     return task
 
@@ -345,7 +382,10 @@ async def complete(
     settings: Settings,
     signals: Any,
 ) -> Task:
-    task = await check_complete(session, principal, task_id, attempt, result_data, settings)
+    try:
+        task = await check_complete(session, principal, task_id, attempt, result_data, settings)
+    except AlreadyReported as repeat:
+        return repeat.task
     await lifecycle.move(
         session, task, lifecycle.COMPLETED, now=now, settings=settings, signals=signals, result_data=result_data
     )
@@ -365,7 +405,10 @@ async def fail(
     settings: Settings,
     signals: Any,
 ) -> Task:
-    task = await held_for_move(session, principal, task_id, lifecycle.FAILED, attempt)
+    try:
+        task = await held_for_move(session, principal, task_id, lifecycle.FAILED, attempt)
+    except AlreadyReported as repeat:
+        return repeat.task
     await fail_attempt(
         session,
         task,
@@ -651,6 +694,9 @@ async def report_each(
     for item in items:
         try:
             task = await check(item)
+        except AlreadyReported as repeat:
+            results.append({"task_id": item.task_id, "status": repeat.task.status})
+            continue
         except AinsError as exc:
             detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
             results.append({"task_id": item.task_id, "error": detail, "status_code": exc.status_code})
