@@ -35,6 +35,17 @@ def two_servers(postgres_only_url, tmp_path):
         process.stop()
 
 
+@pytest.fixture
+async def two_clients(two_servers):
+    """An HTTP client for each of the two servers."""
+    first, second = two_servers
+    async with (
+        httpx.AsyncClient(base_url=first.url, timeout=60) as a,
+        httpx.AsyncClient(base_url=second.url, timeout=60) as b,
+    ):
+        yield a, b
+
+
 async def _register(http: httpx.AsyncClient, agent_id: str, **extra) -> dict[str, str]:
     body = Identity.generate().registration(agent_id) | {"capabilities": ["data:v1"], "max_concurrency": 5, **extra}
     response = await http.post("/ains/agents", json=body)
@@ -73,111 +84,95 @@ async def _terminate(url: str, pids: list[int]) -> None:
 
 
 @pytest.mark.slow
-async def test_a_task_submitted_through_one_process_wakes_a_claim_waiting_in_another(two_servers):
-    first, second = two_servers
-    async with (
-        httpx.AsyncClient(base_url=first.url, timeout=60) as a,
-        httpx.AsyncClient(base_url=second.url, timeout=60) as b,
-    ):
-        _, owner = await _client_key(a)
-        agent = await _register(a, "agent_1")
-        for _ in range(3):
-            waiting = asyncio.create_task(
-                b.post("/ains/agents/agent_1/tasks/claim", json={"wait_seconds": WAIT_SECONDS}, headers=agent)
-            )
-            await asyncio.sleep(0.5)  # parked in the second process
-            assert not waiting.done()
-            submitted_at = time.monotonic()
-            task = (await a.post("/ains/tasks", json=task_body(), headers=owner)).json()
-            answer = await waiting
-            latency = time.monotonic() - submitted_at
-            assert [t["task_id"] for t in answer.json()["tasks"]] == [task["task_id"]]
-            # Without the notification the claim would sit out its whole wait (the fallback poll is 60 s).
-            assert latency < WAIT_SECONDS / 2, latency
-            print(f"cross-process wake-up: {latency * 1000:.0f} ms")
-
-
-@pytest.mark.slow
-async def test_a_revoked_key_stops_working_in_every_process(two_servers, postgres_only_url):
-    first, second = two_servers
-    async with (
-        httpx.AsyncClient(base_url=first.url, timeout=30) as a,
-        httpx.AsyncClient(base_url=second.url, timeout=30) as b,
-    ):
-        key_id, key = await _client_key(a)
-        other_id, other = await _client_key(a, "client_2")
-        # Both processes now know the keys (and keep them without a database read).
-        for http in (a, b):
-            for headers in (key, other):
-                assert (await http.get("/ains/tasks", headers=headers)).status_code == 200
-
-        assert (await a.delete(f"/ains/api-keys/{key_id}", headers=ADMIN)).status_code in (200, 204)
-        # At once in the process that revoked it …
-        assert (await a.get("/ains/tasks", headers=key)).status_code == 401
-        # … and in the other one as soon as the notification arrives.
-        deadline = time.monotonic() + 10
-        while (status := (await b.get("/ains/tasks", headers=key)).status_code) == 200:
-            assert time.monotonic() < deadline, "the other process still accepts a revoked key"
-            await asyncio.sleep(0.05)
-        assert status == 401
-        assert (await b.get("/ains/tasks", headers=other)).status_code == 200
-
-        # The link cut: a revocation made meanwhile must not be missed either.
-        await _terminate(postgres_only_url, await _listeners(postgres_only_url))
-        assert (await a.delete(f"/ains/api-keys/{other_id}", headers=ADMIN)).status_code in (200, 204)
-        deadline = time.monotonic() + 15
-        while (status := (await b.get("/ains/tasks", headers=other)).status_code) == 200:
-            assert time.monotonic() < deadline, "a revocation made while the link was down was missed"
-            await asyncio.sleep(0.05)
-        assert status == 401
-
-
-@pytest.mark.slow
-async def test_the_in_process_cache_hears_changes_made_by_another_process(two_servers):
-    first, second = two_servers
-    async with (
-        httpx.AsyncClient(base_url=first.url, timeout=30) as a,
-        httpx.AsyncClient(base_url=second.url, timeout=30) as b,
-    ):
-        _, owner = await _client_key(a)
-        task = (await a.post("/ains/tasks", json=task_body(), headers=owner)).json()
-        assert (await b.get(f"/ains/tasks/{task['task_id']}", headers=owner)).json()["status"] == "PENDING"
-        cancel = await a.post(f"/ains/tasks/{task['task_id']}/cancel", json={"reason": "x"}, headers=owner)
-        assert cancel.status_code == 200
-        # The second process cached PENDING for 30 s; the change reaches it through the wake-up link.
-        deadline = time.monotonic() + 10
-        url = f"/ains/tasks/{task['task_id']}"
-        while (status := (await b.get(url, headers=owner)).json()["status"]) != "CANCELLED":
-            assert time.monotonic() < deadline, status
-            await asyncio.sleep(0.05)
-
-
-@pytest.mark.slow
-async def test_wakeups_survive_a_cut_listening_connection(two_servers, postgres_only_url):
-    first, second = two_servers
-    async with (
-        httpx.AsyncClient(base_url=first.url, timeout=60) as a,
-        httpx.AsyncClient(base_url=second.url, timeout=60) as b,
-    ):
-        _, owner = await _client_key(a)
-        agent = await _register(a, "agent_1")
-        old = await _listeners(postgres_only_url)
-        assert len(old) == 2
-        await _terminate(postgres_only_url, old)
-        deadline = time.monotonic() + 15
-        while len(new := [pid for pid in await _listeners(postgres_only_url) if pid not in old]) < 2:
-            assert time.monotonic() < deadline, "the listeners did not reconnect"
-            await asyncio.sleep(0.1)
+async def test_a_task_submitted_through_one_process_wakes_a_claim_waiting_in_another(two_clients):
+    a, b = two_clients
+    _, owner = await _client_key(a)
+    agent = await _register(a, "agent_1")
+    for _ in range(3):
         waiting = asyncio.create_task(
             b.post("/ains/agents/agent_1/tasks/claim", json={"wait_seconds": WAIT_SECONDS}, headers=agent)
         )
-        await asyncio.sleep(0.5)
-        started = time.monotonic()
+        await asyncio.sleep(0.5)  # parked in the second process
+        assert not waiting.done()
+        submitted_at = time.monotonic()
         task = (await a.post("/ains/tasks", json=task_body(), headers=owner)).json()
         answer = await waiting
+        latency = time.monotonic() - submitted_at
         assert [t["task_id"] for t in answer.json()["tasks"]] == [task["task_id"]]
-        assert time.monotonic() - started < WAIT_SECONDS / 2
-        assert len(new) == 2
+        # Without the notification the claim would sit out its whole wait (the fallback poll is 60 s).
+        assert latency < WAIT_SECONDS / 2, latency
+        print(f"cross-process wake-up: {latency * 1000:.0f} ms")
+
+
+@pytest.mark.slow
+async def test_a_revoked_key_stops_working_in_every_process(two_clients, postgres_only_url):
+    a, b = two_clients
+    key_id, key = await _client_key(a)
+    other_id, other = await _client_key(a, "client_2")
+    # Both processes now know the keys (and keep them without a database read).
+    for http in (a, b):
+        for headers in (key, other):
+            assert (await http.get("/ains/tasks", headers=headers)).status_code == 200
+
+    assert (await a.delete(f"/ains/api-keys/{key_id}", headers=ADMIN)).status_code in (200, 204)
+    # At once in the process that revoked it …
+    assert (await a.get("/ains/tasks", headers=key)).status_code == 401
+    # … and in the other one as soon as the notification arrives.
+    deadline = time.monotonic() + 10
+    while (status := (await b.get("/ains/tasks", headers=key)).status_code) == 200:
+        assert time.monotonic() < deadline, "the other process still accepts a revoked key"
+        await asyncio.sleep(0.05)
+    assert status == 401
+    assert (await b.get("/ains/tasks", headers=other)).status_code == 200
+
+    # The link cut: a revocation made meanwhile must not be missed either.
+    await _terminate(postgres_only_url, await _listeners(postgres_only_url))
+    assert (await a.delete(f"/ains/api-keys/{other_id}", headers=ADMIN)).status_code in (200, 204)
+    deadline = time.monotonic() + 15
+    while (status := (await b.get("/ains/tasks", headers=other)).status_code) == 200:
+        assert time.monotonic() < deadline, "a revocation made while the link was down was missed"
+        await asyncio.sleep(0.05)
+    assert status == 401
+
+
+@pytest.mark.slow
+async def test_the_in_process_cache_hears_changes_made_by_another_process(two_clients):
+    a, b = two_clients
+    _, owner = await _client_key(a)
+    task = (await a.post("/ains/tasks", json=task_body(), headers=owner)).json()
+    assert (await b.get(f"/ains/tasks/{task['task_id']}", headers=owner)).json()["status"] == "PENDING"
+    cancel = await a.post(f"/ains/tasks/{task['task_id']}/cancel", json={"reason": "x"}, headers=owner)
+    assert cancel.status_code == 200
+    # The second process cached PENDING for 30 s; the change reaches it through the wake-up link.
+    deadline = time.monotonic() + 10
+    url = f"/ains/tasks/{task['task_id']}"
+    while (status := (await b.get(url, headers=owner)).json()["status"]) != "CANCELLED":
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_wakeups_survive_a_cut_listening_connection(two_clients, postgres_only_url):
+    a, b = two_clients
+    _, owner = await _client_key(a)
+    agent = await _register(a, "agent_1")
+    old = await _listeners(postgres_only_url)
+    assert len(old) == 2
+    await _terminate(postgres_only_url, old)
+    deadline = time.monotonic() + 15
+    while len(new := [pid for pid in await _listeners(postgres_only_url) if pid not in old]) < 2:
+        assert time.monotonic() < deadline, "the listeners did not reconnect"
+        await asyncio.sleep(0.1)
+    waiting = asyncio.create_task(
+        b.post("/ains/agents/agent_1/tasks/claim", json={"wait_seconds": WAIT_SECONDS}, headers=agent)
+    )
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    task = (await a.post("/ains/tasks", json=task_body(), headers=owner)).json()
+    answer = await waiting
+    assert [t["task_id"] for t in answer.json()["tasks"]] == [task["task_id"]]
+    assert time.monotonic() - started < WAIT_SECONDS / 2
+    assert len(new) == 2
 
 
 @pytest.mark.slow

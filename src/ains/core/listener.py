@@ -89,7 +89,6 @@ class WakeupListener:
         self._has_pending = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._connection: Any = None
-        self.connected = asyncio.Event()
 
     def start(self) -> None:
         self._wakeups.connected = False
@@ -129,7 +128,6 @@ class WakeupListener:
     def _on_termination(self, _connection: Any) -> None:
         # The server ended the connection: stop trusting what this process caches now, not at the next check.
         self._wakeups.connected = False
-        self.connected.clear()
         self._has_pending.set()
 
     async def _run(self) -> None:
@@ -147,7 +145,6 @@ class WakeupListener:
                 await self._connection.add_listener(CHANNEL, self._on_notify)
                 self._connection.add_termination_listener(self._on_termination)
                 self._wakeups.connected = True
-                self.connected.set()
                 # Whatever happened before this connection listened may have been missed.
                 self._wakeups.missed_some()
                 if failing:
@@ -158,7 +155,6 @@ class WakeupListener:
                 raise
             except Exception as exc:  # connection refused, cut, timed out: reconnect with backoff
                 self._wakeups.connected = False
-                self.connected.clear()
                 if not failing:
                     log.warning(
                         "wake-up link to the other processes lost; retrying",
