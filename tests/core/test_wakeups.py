@@ -105,6 +105,29 @@ async def test_a_task_submitted_through_one_process_wakes_a_claim_waiting_in_ano
 
 
 @pytest.mark.slow
+async def test_a_cancel_in_one_process_answers_a_heartbeat_waiting_in_another(two_clients):
+    a, b = two_clients
+    _, owner = await _client_key(a)
+    agent = await _register(a, "agent_1")
+    task = (await a.post("/ains/tasks", json=task_body(), headers=owner)).json()
+    claimed = await b.post("/ains/agents/agent_1/tasks/claim", json={}, headers=agent)
+    assert [t["task_id"] for t in claimed.json()["tasks"]] == [task["task_id"]]
+    waiting = asyncio.create_task(
+        b.post("/ains/agents/agent_1/heartbeat", json={"wait_seconds": WAIT_SECONDS}, headers=agent)
+    )
+    await asyncio.sleep(0.5)  # parked in the second process
+    assert not waiting.done()
+    cancelled_at = time.monotonic()
+    assert (await a.post(f"/ains/tasks/{task['task_id']}/cancel", headers=owner)).status_code == 200
+    answer = await waiting
+    latency = time.monotonic() - cancelled_at
+    assert answer.json()["cancelled_task_ids"] == [task["task_id"]]
+    # Without the notification the heartbeat would sit out its whole wait (the fallback poll is 60 s).
+    assert latency < WAIT_SECONDS / 2, latency
+    print(f"cross-process cancel wake-up: {latency * 1000:.0f} ms")
+
+
+@pytest.mark.slow
 async def test_a_revoked_key_stops_working_in_every_process(two_clients, postgres_only_url):
     a, b = two_clients
     key_id, key = await _client_key(a)

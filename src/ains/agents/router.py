@@ -80,8 +80,17 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrinci
 async def heartbeat(
     agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[HeartbeatRequest | None, Body()] = None
 ) -> HeartbeatResponse:
-    async with ctx.db.transaction() as session:
-        cancelled = await service.heartbeat(session, principal, agent_id, body.status if body else None, now=utcnow())
+    """Record that the agent is alive; with `wait_seconds`, answer early when one of its tasks is cancelled."""
+    body = body or HeartbeatRequest()
+    cancelled = await service.heartbeat_and_wait(
+        ctx.db,
+        ctx.signals,
+        principal,
+        agent_id,
+        body.status,
+        wait_seconds=body.wait_seconds,
+        settings=ctx.settings,
+    )
     return HeartbeatResponse(
         acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3
     )

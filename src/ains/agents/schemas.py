@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt, StringConstraints, field_validator
+from pydantic import Field, StrictFloat, StrictInt, StringConstraints, field_validator
 
 from ains.core.schemas import AgentId, ApiModel, Capability, RequestModel, UTCTime
 
@@ -57,6 +57,8 @@ class TokenRequest(RequestModel):
 
 class HeartbeatRequest(RequestModel):
     status: Literal["AVAILABLE", "BUSY"] | None = None
+    # Held open up to this long, answering at once when one of the agent's tasks is cancelled.
+    wait_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=30)] = 0
 
 
 class HeartbeatResponse(ApiModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +20,9 @@ from ains.auth.principal import Principal
 from ains.auth.signatures import registration_message, token_message, verify_signed
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.cache import read_through
+from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import json_array_contains
+from ains.core.database import Database, json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.tasks import service as tasks
 
@@ -166,6 +170,37 @@ async def heartbeat(
     elif agent.status == "INACTIVE":
         agent.status = "AVAILABLE"
     return await tasks.take_cancelled_for_agent(session, agent_id, now)
+
+
+async def heartbeat_and_wait(
+    db: Database,
+    signals: Any,
+    principal: Principal,
+    agent_id: str,
+    status: str | None,
+    *,
+    wait_seconds: float,
+    settings: Settings,
+) -> list[str]:
+    """A heartbeat; with `wait_seconds`, held open until one of the agent's tasks is cancelled (SPEC 14).
+
+    The wait subscribes before the first look, so a cancellation committed while the heartbeat itself runs
+    wakes it; it looks again every `wakeup_fallback_seconds` in case a wake-up from another process was lost.
+    """
+    deadline = time.monotonic() + wait_seconds
+    with signals.subscribe_cancels(agent_id) as cancelled_event:
+        async with db.transaction() as session:
+            cancelled = await heartbeat(session, principal, agent_id, status, now=utcnow())
+        while not cancelled:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cancelled_event.wait(), timeout=min(remaining, settings.wakeup_fallback_seconds))
+            cancelled_event.clear()
+            async with db.transaction() as session:
+                cancelled = await tasks.take_cancelled_for_agent(session, agent_id, utcnow())
+    return cancelled
 
 
 async def deregister(

@@ -12,6 +12,8 @@ One waiter is woken per task, the highest trust score first; a woken claimer tha
 finds nothing it may take passes the wake-up on to the next one down. Waiters
 also look again every `wakeup_fallback_seconds`, so a lost wake-up costs only time.
 A duty sleeping until its next known deadline is woken early by a nearer one.
+An agent's waiting heartbeat parks on an event of its own, set when one of the
+tasks it holds is cancelled.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Wakeups:
     def __init__(self) -> None:
         self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
         self._watchers: dict[str, list[Callable[[str, str], None]]] = defaultdict(list)
+        self._cancel_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._order = itertools.count()
         self._deadline_kinds: set[str] = set()
         # Set by the listener: sends announcements to the other processes. None: this process is alone.
@@ -124,6 +127,8 @@ class Wakeups:
         for kind, subject, value in announcements:
             if kind == TASK:
                 self.notify(subject)
+            elif kind == CANCEL:
+                self._wake_cancel_waiters(subject)
             for watcher in self._watchers.get(kind, ()):
                 watcher(subject, value)
 
@@ -167,17 +172,13 @@ class Wakeups:
         """
         below = None
         if passer is not None:
-            below = next(
-                (w.key for waiters in self._waiters.values() for w in waiters if w.event is passer), None
-            )
+            below = next((w.key for waiters in self._waiters.values() for w in waiters if w.event is passer), None)
         for capability in capabilities:
             self._wake_best(capability, below=below)
 
     def _wake_best(self, capability: str, below: tuple[float, int] | None) -> None:
         idle = [
-            w
-            for w in self._waiters.get(capability, ())
-            if not w.event.is_set() and (below is None or w.key < below)
+            w for w in self._waiters.get(capability, ()) if not w.event.is_set() and (below is None or w.key < below)
         ]
         if idle:
             max(idle, key=lambda w: w.key).event.set()
@@ -201,3 +202,28 @@ class Wakeups:
                     waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[capability]
+
+    # -- waiting heartbeats ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def subscribe_cancels(self, agent_id: str) -> Iterator[asyncio.Event]:
+        """Wait for a cancellation of a task `agent_id` holds (set, never cleared, by the first one)."""
+        event = asyncio.Event()
+        self._cancel_waiters[agent_id].add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._cancel_waiters.get(agent_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._cancel_waiters[agent_id]
+
+    def _wake_cancel_waiters(self, agent_id: str) -> None:
+        if agent_id == EVERYTHING:
+            groups = list(self._cancel_waiters.values())
+        else:
+            groups = [self._cancel_waiters.get(agent_id, set())]
+        for events in groups:
+            for event in events:
+                event.set()
