@@ -16,22 +16,45 @@ logged. It long-polls claims up to its free concurrency, starts each task with t
 claimed attempt number (fencing), runs the handler (async, or sync in a thread),
 then completes or fails the task: `NonRetryable` fails it for good, `RetryAfter(s)`
 asks for a retry in `s` seconds, any other exception asks for an ordinary retry.
-Heartbeats run in the background; a task cancelled on the server cancels its async
-handler, while a sync handler sees `current_task().cancelled`. SIGTERM or SIGINT
-stops claiming, lets running handlers finish within `grace_seconds`, fails the
-rest as retryable so another agent takes them, and returns.
+A result is made JSON-safe first (Pydantic models, dataclasses, datetimes, UUIDs,
+decimals, sets and tuples, at any depth); one that cannot be fails the attempt for good.
+
+Outages: every call is retried with backoff (0.2 s doubling to 5 s) on connection
+errors, timeouts and 5xx answers — reports until the attempt's deadline (or, for a
+start, the claim's lease), claims and heartbeats for as long as the agent runs, and
+the registration at start until the server is up — with one log line when the server
+becomes unreachable and one when it is back. The server treats a repeated report for
+the same attempt as the same report, so a report whose answer was lost is simply sent
+again.
+
+While it holds tasks the runtime keeps one waiting heartbeat open, which the server
+answers as soon as one of them is cancelled: an async handler is then cancelled, a
+sync one sees `current_task().cancelled` become true, and the slot is free at once.
+It enforces each attempt's deadline (`timeout_seconds` from the start) the same way,
+without reporting: the server times the attempt out. SIGTERM or SIGINT stops
+claiming, lets running handlers finish within `grace_seconds`, fails the rest as
+retryable so another agent takes them, and returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import dataclasses
+import datetime as dt
+import enum
 import inspect
 import logging
+import math
 import signal
+import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from decimal import Decimal
+from pathlib import Path, PurePath
 from typing import Any
 
 import httpx
@@ -41,6 +64,18 @@ from ains.identity import Identity
 log = logging.getLogger("ains.agent")
 
 Handler = Callable[[dict[str, Any]], Any]
+
+BACKOFF_FIRST_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 5.0
+# One report (start/complete/fail) waits this long for its answer before it is sent again.
+REPORT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+# How long after an attempt's deadline a finished handler's report is still tried: the server, not this
+# process, decides whether the attempt timed out (it may have been down at the deadline).
+REPORT_GRACE_SECONDS = 10.0
+# The longest the runtime keeps a waiting heartbeat open.
+HEARTBEAT_WAIT_SECONDS = 20.0
+# Connection errors after which the request certainly never reached the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class NonRetryable(Exception):
@@ -55,14 +90,24 @@ class RetryAfter(Exception):
         self.seconds = seconds
 
 
+class UnserialisableResult(TypeError):
+    """A handler's result holds a value that has no JSON form."""
+
+
 @dataclass
 class TaskContext:
     task_id: str
     attempt: int
     capability: str
     input_data: dict[str, Any]
-    cancelled: bool = False  # set when the server reports the task cancelled
+    cancelled: bool = False  # set when the task is cancelled on the server or its attempt timed out
     task: dict[str, Any] = field(default_factory=dict, repr=False)
+    timed_out: bool = False  # set (with `cancelled`) when the attempt's deadline passed
+    deadline: float | None = None  # the attempt's deadline on this process's `time.monotonic()` clock
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the attempt's deadline (None before the task started)."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
 
 _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ains_current_task")
@@ -75,8 +120,36 @@ def current_task() -> TaskContext:
 
 @dataclass
 class _Running:
-    job: asyncio.Task
     context: TaskContext
+    job: asyncio.Task | None = None  # the whole run: start, handler, report
+    handler: asyncio.Future | None = None  # the handler alone (an asyncio task, or a thread's future)
+    abandon: asyncio.Event = field(default_factory=asyncio.Event)  # cancelled on the server
+
+
+class _Link:
+    """Whether the server answers: one WARNING when it stops, one INFO when it is back; never one per try."""
+
+    def __init__(self, agent_id: str, server_url: str) -> None:
+        self.agent_id = agent_id
+        self.server_url = server_url
+        self.down_since: float | None = None
+
+    def failed(self, error: object, message: str = "server unreachable; retrying until it is back") -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning(
+                message, extra={"agent_id": self.agent_id, "server_url": self.server_url, "error": _brief(error)}
+            )
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            seconds = round(time.monotonic() - self.down_since, 1)
+            self.down_since = None
+            log.info("server reachable again", extra={"agent_id": self.agent_id, "unreachable_seconds": seconds})
+
+
+class _NotYet(Exception):
+    """The server did not answer (connection error, timeout, 5xx): try again later."""
 
 
 class Agent:
@@ -92,6 +165,7 @@ class Agent:
         poll_wait_seconds: float = 10.0,
         heartbeat_seconds: float | None = None,
         grace_seconds: float = 30.0,
+        lease_seconds: float = 60.0,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.agent_id = agent_id
@@ -102,12 +176,17 @@ class Agent:
         self.poll_wait_seconds = poll_wait_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.grace_seconds = grace_seconds
+        self.lease_seconds = lease_seconds  # the server's assign_lease_seconds: how long a start is retried
         self._handlers: dict[str, Handler] = {}
         self._running: dict[str, _Running] = {}
         self._http: httpx.AsyncClient | None = None
         self._stopping: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
+        self._took_task: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._link = _Link(agent_id, self.server_url)
+        self._claim_uncertain = False
         self.completed = 0
         self.failed = 0
 
@@ -132,96 +211,231 @@ class Agent:
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
 
-    async def run_async(self, *, install_signal_handlers: bool = True) -> None:
+    def _prepare(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._took_task = asyncio.Event()
+        self._http = httpx.AsyncClient(base_url=self.server_url, timeout=self.poll_wait_seconds + 30)
+        # Sync handlers run here; one whose task was cancelled or timed out may run on after its slot is freed.
+        self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency * 2 + 2, thread_name_prefix="ains-handler")
+
+    async def run_async(self, *, install_signal_handlers: bool = True) -> None:
+        self._prepare()
+        assert self._loop is not None and self._stopping is not None and self._http is not None
         if install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(signum, self._stopping.set)
-        self._http = httpx.AsyncClient(base_url=self.server_url, timeout=self.poll_wait_seconds + 30)
         try:
             interval = await self._connect()
-            heartbeats = asyncio.create_task(self._heartbeats(self.heartbeat_seconds or interval))
-            try:
-                await self._claim_loop()
-                await self._drain()
-            finally:
-                heartbeats.cancel()
-                await asyncio.gather(heartbeats, return_exceptions=True)
+            if interval is not None:
+                heartbeats = asyncio.create_task(self._heartbeats(self.heartbeat_seconds or interval))
+                try:
+                    await self._claim_loop()
+                    await self._drain()
+                finally:
+                    heartbeats.cancel()
+                    await asyncio.gather(heartbeats, return_exceptions=True)
         finally:
             if install_signal_handlers:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(signum)
             await self._http.aclose()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("agent stopped", extra={"agent_id": self.agent_id})
 
-    async def _connect(self) -> float:
-        """Register, or re-issue the key of an agent already registered; answers the heartbeat interval."""
-        assert self._http is not None
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the agent is asked to stop."""
+        assert self._stopping is not None
+        if seconds > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    # -- connecting ----------------------------------------------------------
+
+    async def _connect(self) -> float | None:
+        """Register, or re-issue the key of an agent already registered; answers the heartbeat interval.
+
+        Waits for a server that is not up (yet), logging that once; None when asked to stop meanwhile.
+        """
+        assert self._stopping is not None
         if self.key_file.exists():
             identity = Identity.load(self.key_file)
         else:
             identity = Identity.generate()
             identity.save(self.key_file)
-        existing = await self._http.get(f"/ains/agents/{self.agent_id}")
-        profile = {"capabilities": self.capabilities, "max_concurrency": self.max_concurrency}
+        delay = BACKOFF_FIRST_SECONDS
+        while not self._stopping.is_set():
+            try:
+                interval = await self._connect_once(identity)
+            except _NotYet as exc:
+                self._link.failed(exc.__cause__ or exc, "waiting for the server")
+                await self._pause(delay)
+                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                continue
+            self._link.ok()
+            return interval
+        return None
+
+    async def _connect_once(self, identity: Identity) -> float:
+        assert self._http is not None
+        profile: dict[str, Any] = {"capabilities": self.capabilities, "max_concurrency": self.max_concurrency}
         if self.display_name:
             profile["display_name"] = self.display_name
+        existing = await self._answer("GET", f"/ains/agents/{self.agent_id}")
         if existing.status_code == 404:
-            response = await self._http.post("/ains/agents", json=identity.registration(self.agent_id) | profile)
+            # A fresh signature each time: a signature is accepted once, and an earlier try may have been used.
+            response = await self._answer("POST", "/ains/agents", json=identity.registration(self.agent_id) | profile)
+            if response.status_code == 409:
+                raise _NotYet("registered meanwhile (an earlier answer was lost); looking again")
             self._raise_for(response, "register")
             log.info("agent registered", extra={"agent_id": self.agent_id})
         else:
             self._raise_for(existing, "look up")
-            response = await self._http.post(
-                f"/ains/agents/{self.agent_id}/token", json=identity.token_request(self.agent_id)
+            response = await self._answer(
+                "POST", f"/ains/agents/{self.agent_id}/token", json=identity.token_request(self.agent_id)
             )
             self._raise_for(response, "re-issue the key of")
             log.info("agent key re-issued", extra={"agent_id": self.agent_id})
         self._http.headers["Authorization"] = f"Bearer {response.json()['api_key']}"
         if existing.status_code != 404:
-            self._raise_for(await self._http.patch(f"/ains/agents/{self.agent_id}", json=profile), "update")
-        beat = await self._http.post(f"/ains/agents/{self.agent_id}/heartbeat", json={})
+            self._raise_for(await self._answer("PATCH", f"/ains/agents/{self.agent_id}", json=profile), "update")
+        beat = await self._answer("POST", f"/ains/agents/{self.agent_id}/heartbeat", json={})
         self._raise_for(beat, "send a heartbeat for")
         return float(beat.json()["next_heartbeat_in"])
+
+    async def _answer(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """One request; `_NotYet` when the server did not really answer."""
+        assert self._http is not None
+        try:
+            response = await self._http.request(method, path, **options)
+        except httpx.TransportError as exc:
+            raise _NotYet(_brief(exc)) from exc
+        if response.status_code >= 500:
+            raise _NotYet(f"{response.status_code} {response.text[:200]}")
+        return response
 
     def _raise_for(self, response: httpx.Response, action: str) -> None:
         if response.status_code >= 400:
             raise RuntimeError(f"could not {action} agent {self.agent_id}: {response.status_code} {response.text}")
 
-    async def _heartbeats(self, interval: float) -> None:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        until: float | None = None,
+        sent: list[float] | None = None,
+        **options: Any,
+    ) -> httpx.Response | None:
+        """A request retried with backoff on connection errors, timeouts, 5xx and 429 until `until` (monotonic).
+
+        Answers the first other response, or None once `until` has passed. `sent` collects the times of the
+        tries that may have reached the server.
+        """
         assert self._http is not None
+        delay = BACKOFF_FIRST_SECONDS
         while True:
-            await asyncio.sleep(interval)
+            started = time.monotonic()
             try:
-                response = await self._http.post(f"/ains/agents/{self.agent_id}/heartbeat", json={})
-                for task_id in response.json().get("cancelled_task_ids", []):
-                    self._cancelled_on_server(task_id)
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("heartbeat failed", extra={"agent_id": self.agent_id, "error": str(exc)})
+                response = await self._http.request(method, path, **options)
+            except httpx.TransportError as exc:
+                self._link.failed(exc)
+                if sent is not None and not isinstance(exc, _NOT_SENT):
+                    sent.append(started)
+            else:
+                if sent is not None:
+                    sent.append(started)
+                if response.status_code >= 500:
+                    self._link.failed(f"{response.status_code} {response.text[:200]}")
+                else:
+                    self._link.ok()
+                    if response.status_code != 429:
+                        return response
+            if until is not None and time.monotonic() + delay > until:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+
+    # -- heartbeats ----------------------------------------------------------
+
+    async def _heartbeats(self, interval: float) -> None:
+        """Ordinary heartbeats every `interval` while idle; one waiting heartbeat open while holding tasks."""
+        assert self._http is not None and self._took_task is not None
+        path = f"/ains/agents/{self.agent_id}/heartbeat"
+        read_timeout = self.poll_wait_seconds + 30
+        while True:
+            if not self._running:
+                self._took_task.clear()
+                try:
+                    await asyncio.wait_for(self._took_task.wait(), timeout=interval)
+                    continue  # a task was taken: open a waiting heartbeat now
+                except TimeoutError:
+                    pass
+                await self._beat(path, {})
+                continue
+            # Never longer than the heartbeat interval (the call counts as a heartbeat when it begins) nor
+            # than the HTTP client waits for an answer.
+            wait = max(0.0, min(HEARTBEAT_WAIT_SECONDS, interval, read_timeout - 5))
+            began = time.monotonic()
+            cancelled = await self._beat(path, {"wait_seconds": wait}, timeout=httpx.Timeout(wait + 15, connect=5))
+            elapsed = time.monotonic() - began
+            if not cancelled and elapsed < wait / 2:
+                # The server answered without waiting (one without waiting heartbeats): pace them instead.
+                await asyncio.sleep(wait - elapsed)
+
+    async def _beat(self, path: str, body: dict[str, Any], **options: Any) -> list[str]:
+        response = await self._call("POST", path, json=body, **options)
+        assert response is not None
+        if response.status_code != 200:
+            log.warning(
+                "heartbeat refused",
+                extra={"agent_id": self.agent_id, "status": response.status_code, "detail": response.text[:300]},
+            )
+            await asyncio.sleep(BACKOFF_MAX_SECONDS)
+            return []
+        try:
+            cancelled = list(response.json().get("cancelled_task_ids", []))
+        except (ValueError, AttributeError):
+            return []
+        for task_id in cancelled:
+            self._cancelled_on_server(task_id)
+        return cancelled
 
     def _cancelled_on_server(self, task_id: str) -> None:
         running = self._running.get(task_id)
         if running is None:
             return
-        running.context.cancelled = True
-        handler = self._handlers.get(running.context.capability)
-        if handler is not None and inspect.iscoroutinefunction(handler):
-            running.job.cancel()
         log.info("task cancelled on the server", extra={"task_id": task_id})
+        self._abandon(running)
+
+    def _abandon(self, running: _Running, *, timed_out: bool = False) -> None:
+        """Stop caring about a task: tell its handler, cancel it if async, and free the slot at once."""
+        assert self._slot_freed is not None
+        running.context.cancelled = True
+        running.context.timed_out = running.context.timed_out or timed_out
+        running.abandon.set()
+        if running.handler is not None and not running.handler.done():
+            running.handler.cancel()  # an asyncio task is cancelled; a thread's future just stays as it is
+        if self._running.get(running.context.task_id) is running:
+            del self._running[running.context.task_id]
+            self._slot_freed.set()
+
+    # -- claiming ------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         assert self._http is not None and self._stopping is not None and self._slot_freed is not None
         stop = asyncio.create_task(self._stopping.wait())
+        delay = BACKOFF_FIRST_SECONDS
         try:
             while not self._stopping.is_set():
                 free = self.max_concurrency - len(self._running)
                 if free <= 0:
                     self._slot_freed.clear()
-                    await asyncio.wait(
-                        [stop, asyncio.create_task(self._slot_freed.wait())], return_when="FIRST_COMPLETED"
-                    )
+                    slot = asyncio.create_task(self._slot_freed.wait())
+                    await asyncio.wait([stop, slot], return_when="FIRST_COMPLETED")
+                    slot.cancel()
                     continue
                 claim = asyncio.create_task(
                     self._http.post(
@@ -236,102 +450,316 @@ class Agent:
                     break
                 try:
                     response = claim.result()
-                    self._raise_for(response, "claim for")
-                except (httpx.HTTPError, RuntimeError) as exc:
-                    log.warning("claim failed", extra={"agent_id": self.agent_id, "error": str(exc)})
-                    await asyncio.sleep(1)
+                except httpx.TransportError as exc:
+                    self._link.failed(exc)
+                    if not isinstance(exc, _NOT_SENT):
+                        self._claim_uncertain = True  # the server may have assigned tasks whose answer was lost
+                    await self._pause(delay)
+                    delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
-                for task in response.json()["tasks"]:
-                    context = TaskContext(
-                        task["task_id"], task["attempt"], task["capability_required"], task["input_data"], task=task
-                    )
-                    job = asyncio.create_task(self._run_task(context))
-                    self._running[context.task_id] = _Running(job, context)
+                if response.status_code != 200:
+                    if response.status_code >= 500:
+                        self._link.failed(f"{response.status_code} {response.text[:200]}")
+                        self._claim_uncertain = True
+                    else:
+                        self._link.ok()
+                        if response.status_code != 429:
+                            log.warning(
+                                "claim refused",
+                                extra={
+                                    "agent_id": self.agent_id,
+                                    "status": response.status_code,
+                                    "detail": response.text[:300],
+                                },
+                            )
+                    await self._pause(delay)
+                    delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                    continue
+                self._link.ok()
+                delay = BACKOFF_FIRST_SECONDS
+                for task in response.json().get("tasks", []):
+                    self._take(task)
+                if self._claim_uncertain:
+                    await self._adopt_assigned()
         finally:
             stop.cancel()
 
-    async def _run_task(self, context: TaskContext) -> None:
-        assert self._slot_freed is not None
+    async def _adopt_assigned(self) -> None:
+        """After a claim whose answer was lost, take up the tasks it assigned (rather than wait for their lease)."""
+        assert self._http is not None
         try:
-            started = await self._report(context, "start", {})
-            if not started:
+            response = await self._http.get("/ains/tasks", params={"status": "ASSIGNED", "limit": 50})
+        except httpx.TransportError:
+            return
+        if response.status_code != 200:
+            return
+        self._claim_uncertain = False
+        for task in response.json().get("tasks", []):
+            if task.get("assigned_agent_id") != self.agent_id or task["task_id"] in self._running:
+                continue
+            if len(self._running) >= self.max_concurrency:
+                break
+            log.info("taking up a task whose claim answer was lost", extra={"task_id": task["task_id"]})
+            self._take(task)
+
+    def _take(self, task: dict[str, Any]) -> None:
+        assert self._took_task is not None
+        context = TaskContext(
+            task["task_id"], task["attempt"], task["capability_required"], task["input_data"], task=task
+        )
+        running = _Running(context)
+        self._running[context.task_id] = running
+        running.job = asyncio.create_task(self._run_task(context, running))
+        self._took_task.set()
+
+    # -- one task ------------------------------------------------------------
+
+    async def _run_task(self, context: TaskContext, running: _Running | None = None) -> None:
+        assert self._slot_freed is not None
+        claimed = time.monotonic()
+        running = running or _Running(context)
+        try:
+            sent: list[float] = []
+            answer = await self._report(context, "start", {}, until=claimed + self.lease_seconds, sent=sent)
+            if answer != "ok" or running.abandon.is_set():
                 return
+            # The server's clock started no earlier than the first start that may have reached it.
+            timeout = float(context.task.get("timeout_seconds") or 0)
+            if timeout > 0:
+                context.deadline = (min(sent) if sent else claimed) + timeout
             handler = self._handlers.get(context.capability)
             if handler is None:
-                await self._report(
-                    context, "fail", {"error_message": f"no handler for {context.capability}", "retryable": False}
-                )
+                await self._fail(context, {"error_message": f"no handler for {context.capability}", "retryable": False})
                 return
-            _current.set(context)
-            try:
-                if inspect.iscoroutinefunction(handler):
-                    result = await handler(context.input_data)
-                else:
-                    result = await asyncio.to_thread(handler, context.input_data)
-            except asyncio.CancelledError:
-                if context.cancelled:
-                    return  # cancelled on the server: nothing to report
-                await self._report(context, "fail", {"error_message": "agent shut down before finishing"})
-                return
-            except NonRetryable as exc:
-                await self._fail(context, {"error_message": _describe(exc), "retryable": False})
-                return
-            except RetryAfter as exc:
-                await self._fail(context, {"error_message": _describe(exc), "retry_after_seconds": exc.seconds})
-                return
-            except Exception as exc:  # any other failure of the handler asks for a retry
-                await self._fail(context, {"error_message": _describe(exc)})
-                return
-            if context.cancelled:
-                return
-            result_data = result if isinstance(result, dict) else {"result": result}
-            if await self._report(context, "complete", {"result_data": result_data}):
-                self.completed += 1
+            await self._execute(context, running, handler)
         finally:
-            self._running.pop(context.task_id, None)
+            if self._running.get(context.task_id) is running:
+                del self._running[context.task_id]
             self._slot_freed.set()
+
+    async def _execute(self, context: TaskContext, running: _Running, handler: Handler) -> None:
+        assert self._loop is not None and self._executor is not None
+        token = _current.set(context)
+        try:
+            if inspect.iscoroutinefunction(handler):
+                job: asyncio.Future = asyncio.ensure_future(handler(context.input_data))
+            else:
+                call = contextvars.copy_context().run
+                job = self._loop.run_in_executor(self._executor, call, handler, context.input_data)
+        finally:
+            _current.reset(token)
+        running.handler = job
+        job.add_done_callback(_consume)
+        abandon = asyncio.create_task(running.abandon.wait())
+        timeout = None if context.deadline is None else max(0.0, context.deadline - time.monotonic())
+        try:
+            done, _ = await asyncio.wait([job, abandon], timeout=timeout, return_when="FIRST_COMPLETED")
+        except asyncio.CancelledError:
+            # The agent is stopping and the grace period is over.
+            job.cancel()
+            if not context.cancelled:
+                until = (
+                    time.monotonic() + 10 if context.deadline is None else min(context.deadline, time.monotonic() + 10)
+                )
+                await self._report(context, "fail", {"error_message": "agent shut down before finishing"}, until=until)
+            raise
+        finally:
+            abandon.cancel()
+        if job not in done:
+            if not running.abandon.is_set():
+                log.warning(
+                    "attempt timed out: handler cancelled, the server fails the attempt",
+                    extra={"task_id": context.task_id, "attempt": context.attempt},
+                )
+                self._abandon(running, timed_out=True)
+            return  # cancelled or timed out: the server already knows, nothing to report
+        if context.cancelled:
+            return
+        try:
+            result = job.result()
+        except NonRetryable as exc:
+            await self._fail(context, {"error_message": _describe(exc), "retryable": False})
+            return
+        except RetryAfter as exc:
+            await self._fail(context, {"error_message": _describe(exc), "retry_after_seconds": exc.seconds})
+            return
+        except asyncio.CancelledError:
+            await self._fail(context, {"error_message": "the handler was cancelled"})
+            return
+        except Exception as exc:  # any other failure of the handler asks for a retry
+            await self._fail(context, {"error_message": _describe(exc)})
+            return
+        try:
+            result_data = result_payload(result)
+        except UnserialisableResult as exc:
+            await self._fail(context, {"error_message": f"result could not be serialised: {exc}", "retryable": False})
+            return
+        answer = await self._report(context, "complete", {"result_data": result_data})
+        if answer == "ok":
+            self.completed += 1
+        elif isinstance(answer, httpx.Response):
+            # The server refused the result itself (too large, text it does not store): the attempt failed.
+            detail = _detail(answer)
+            await self._fail(
+                context,
+                {
+                    "error_message": f"the server refused the result ({answer.status_code}): {detail}",
+                    "retryable": False,
+                },
+            )
 
     async def _fail(self, context: TaskContext, body: dict[str, Any]) -> None:
         if context.cancelled:
             return
-        if await self._report(context, "fail", body):
+        if await self._report(context, "fail", body) == "ok":
             self.failed += 1
 
-    async def _report(self, context: TaskContext, action: str, body: dict[str, Any]) -> bool:
-        """Send start/complete/fail with the claimed attempt; False when the server refused it (409/404)."""
-        assert self._http is not None
+    async def _report(
+        self,
+        context: TaskContext,
+        action: str,
+        body: dict[str, Any],
+        *,
+        until: float | None = None,
+        sent: list[float] | None = None,
+    ) -> str | httpx.Response:
+        """Send start/complete/fail with the claimed attempt, retried until the attempt's deadline.
+
+        Answers "ok", "refused" (409/404: the attempt was given up — lease, timeout, cancellation — and a newer
+        one counts), "gave up" (no answer in time), or the response of any other refusal.
+        """
+        if until is None:
+            until = None if context.deadline is None else context.deadline + REPORT_GRACE_SECONDS
         payload = body | {"attempt": context.attempt}
-        for attempt in range(5):
-            try:
-                response = await self._http.post(f"/ains/tasks/{context.task_id}/{action}", json=payload)
-            except httpx.TransportError as exc:
-                log.warning("report failed, retrying", extra={"task_id": context.task_id, "error": str(exc)})
-                await asyncio.sleep(0.2 * 2**attempt)
-                continue
-            if response.status_code in (404, 409):
-                # Fencing: this attempt was given up (lease, timeout, cancellation); a newer one counts.
-                log.info(
-                    "server refused a stale report",
-                    extra={"task_id": context.task_id, "action": action, "detail": response.text[:300]},
-                )
-                return False
-            self._raise_for(response, f"{action} a task of")
-            return True
-        return False
+        response = await self._call(
+            "POST",
+            f"/ains/tasks/{context.task_id}/{action}",
+            json=payload,
+            until=until,
+            sent=sent,
+            timeout=REPORT_TIMEOUT,
+        )
+        if response is None:
+            log.warning(
+                "gave up reporting: the attempt's deadline passed while the server was unreachable",
+                extra={"task_id": context.task_id, "action": action},
+            )
+            return "gave up"
+        if response.status_code == 200:
+            return "ok"
+        if response.status_code in (404, 409):
+            log.info(
+                "server refused a stale report",
+                extra={"task_id": context.task_id, "action": action, "detail": response.text[:300]},
+            )
+            return "refused"
+        log.warning(
+            "server refused a report",
+            extra={
+                "task_id": context.task_id,
+                "action": action,
+                "status": response.status_code,
+                "detail": response.text[:300],
+            },
+        )
+        return response
 
     async def _drain(self) -> None:
         if not self._running:
             return
         log.info("draining", extra={"agent_id": self.agent_id, "running": len(self._running)})
-        jobs = [running.job for running in self._running.values()]
+        jobs = [running.job for running in self._running.values() if running.job is not None]
         _done, pending = await asyncio.wait(jobs, timeout=self.grace_seconds)
-        for running in list(self._running.values()):
-            if running.job in pending:
-                running.job.cancel()
+        for job in pending:
+            job.cancel()
         if pending:
             await asyncio.wait(pending, timeout=10)
+
+
+# -- results -------------------------------------------------------------------
+
+
+def result_payload(result: Any) -> dict[str, Any]:
+    """`result_data` for a handler's return value: an object as is, anything else as `{"result": …}`."""
+    value = to_json(result)
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def to_json(value: Any, where: str = "result") -> Any:
+    """`value` made of JSON types only; `UnserialisableResult` naming the place and type of what cannot be.
+
+    Pydantic models → `model_dump(mode="json")`; dataclasses → their fields; datetime, date and time →
+    ISO 8601; UUID, Decimal and paths → strings; enums → their value; sets, frozensets and tuples → lists.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnserialisableResult(f"{where}: {value!r} is not a JSON number")
+        return float(value)
+    if isinstance(value, dict):
+        return {_key(k, where): to_json(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if isinstance(value, set | frozenset):
+            with contextlib.suppress(TypeError):
+                items = sorted(items)
+        return [to_json(item, f"{where}[{i}]") for i, item in enumerate(items)]
+    if hasattr(value, "model_dump") and callable(value.model_dump) and not isinstance(value, type):
+        try:
+            return to_json(value.model_dump(mode="json"), where)
+        except (TypeError, ValueError) as exc:
+            raise UnserialisableResult(f"{where}: {type(value).__name__} could not be dumped: {exc}") from exc
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return to_json(value.value, where)
+    if isinstance(value, uuid.UUID | PurePath):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise UnserialisableResult(f"{where}: Decimal {value} is not a JSON number")
+        return str(value)
+    raise UnserialisableResult(f"{where}: object of type {type(value).__qualname__} is not JSON-serialisable")
+
+
+def _key(key: Any, where: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int | float | uuid.UUID | Decimal | dt.datetime | dt.date | dt.time | enum.Enum):
+        converted = to_json(key, where)
+        return converted if isinstance(converted, str) else str(converted)
+    raise UnserialisableResult(f"{where}: a key of type {type(key).__qualname__} is not JSON-serialisable")
+
+
+def _consume(future: asyncio.Future) -> None:
+    """Fetch an abandoned handler's outcome so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _brief(error: object) -> str:
+    if isinstance(error, BaseException):
+        return _describe(error)
+    return str(error)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return str(detail)[:500]

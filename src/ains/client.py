@@ -143,8 +143,11 @@ class _Endpoints:
         body = identity.registration(agent_id) | {"capabilities": capabilities, **profile}
         return self._send(Call("POST", "/ains/agents", AgentRegistered, json=body))
 
-    def heartbeat(self, agent_id: str) -> HeartbeatResponse:
-        return self._send(Call("POST", f"/ains/agents/{agent_id}/heartbeat", HeartbeatResponse, json={}))
+    def heartbeat(self, agent_id: str, wait_seconds: float | None = None) -> HeartbeatResponse:
+        """A heartbeat; with `wait_seconds` (0–30) the server answers early when one of the agent's tasks is
+        cancelled, otherwise when the wait ends (keep it below the client's `timeout`)."""
+        body = _drop_none({"wait_seconds": wait_seconds})
+        return self._send(Call("POST", f"/ains/agents/{agent_id}/heartbeat", HeartbeatResponse, json=body))
 
     def claim_tasks(
         self, agent_id: str, max_tasks: int = 1, wait_seconds: float = 0, start: bool = False

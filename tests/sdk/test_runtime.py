@@ -9,7 +9,6 @@ import sys
 import time
 from collections import Counter
 
-import httpx
 import pytest
 
 from ains.agent import Agent, NonRetryable, RetryAfter, TaskContext, current_task
@@ -166,9 +165,7 @@ async def test_fencing_after_a_lease_expiry(setup, server):
         return {"by": "quick"}
 
     # The slow agent claims, then stalls past its lease before starting.
-    slow._loop = asyncio.get_running_loop()
-    slow._slot_freed = asyncio.Event()
-    slow._http = httpx.AsyncClient(base_url=server.url, timeout=30)
+    slow._prepare()
     await slow._connect()
     task = await client.submit_task(**task_body(capability))
     response = await slow._http.post(f"/ains/agents/{slow.agent_id}/tasks/claim", json={})
