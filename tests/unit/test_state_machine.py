@@ -1,0 +1,52 @@
+"""The task state machine, as data: which moves exist, and the guard every moving statement uses."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from ains.core.errors import Conflict
+from ains.tasks import lifecycle
+from ains.tasks.lifecycle import ALLOWED_MOVES, FINAL_STATUSES, allowed_from, check_attempt, check_move
+
+
+def test_every_status_has_an_entry():
+    assert set(ALLOWED_MOVES) == set(lifecycle.STATUSES)
+
+
+@pytest.mark.parametrize("status", sorted(FINAL_STATUSES))
+def test_a_final_status_has_no_way_out(status):
+    assert ALLOWED_MOVES[status] == frozenset()
+
+
+def test_only_a_pending_task_can_be_assigned():
+    assert allowed_from(lifecycle.ASSIGNED) == {lifecycle.PENDING}
+
+
+def test_only_an_assigned_task_can_start():
+    assert allowed_from(lifecycle.ACTIVE) == {lifecycle.ASSIGNED}
+
+
+def test_only_an_active_task_can_complete():
+    assert allowed_from(lifecycle.COMPLETED) == {lifecycle.ACTIVE}
+
+
+def test_any_unfinished_task_can_be_cancelled():
+    assert allowed_from(lifecycle.CANCELLED) == {lifecycle.PENDING, lifecycle.ASSIGNED, lifecycle.ACTIVE}
+
+
+def test_a_move_outside_the_table_is_a_conflict():
+    with pytest.raises(Conflict, match="COMPLETED; it cannot become ACTIVE"):
+        check_move(SimpleNamespace(task_id="t", status=lifecycle.COMPLETED), lifecycle.ACTIVE)
+
+
+def test_a_move_inside_the_table_passes():
+    assert check_move(SimpleNamespace(task_id="t", status=lifecycle.ASSIGNED), lifecycle.ACTIVE) is None
+
+
+def test_a_stale_attempt_is_fenced_off():
+    with pytest.raises(Conflict, match="stale"):
+        check_attempt(SimpleNamespace(task_id="t", status=lifecycle.ACTIVE, attempt=3), 2)
+
+
+def test_no_attempt_given_is_not_fenced():
+    assert check_attempt(SimpleNamespace(task_id="t", status=lifecycle.ACTIVE, attempt=3), None) is None
