@@ -17,6 +17,7 @@ from ains.auth.key_cache import KeyCache
 from ains.auth.keys import hash_key
 from ains.auth.router import router as keys_router
 from ains.background.runner import DutyRunner
+from ains.console.router import install as install_console
 from ains.core.cache import make_cache
 from ains.core.config import Settings
 from ains.core.context import AppContext
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The trust router goes before the agents router: /ains/agents/leaderboard is not an agent id.
     for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, webhooks_router, audit_router):
         app.include_router(router)
+    install_console(app)  # /console: the operator console (SPEC 19), not part of the JSON API
     # The edge of every route: body size counted as it arrives, refused text and numbers (SPEC 13).
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, max_metadata_bytes=settings.max_metadata_bytes)
     app.add_middleware(RequestTelemetry)

@@ -1,0 +1,1 @@
+"""The operator console (SPEC 19): server-rendered pages under /console, served by `ains serve` itself."""
