@@ -36,10 +36,21 @@ def test_keygen_writes_a_private_identity_and_sign_uses_it(tmp_path):
 
 def test_db_upgrade_and_keys_create_on_a_fresh_data_dir(tmp_path):
     env = {"AINS_DATA_DIR": str(tmp_path / "data")}
-    ains("db", "upgrade", env=env)
+    # No database here yet: the commands name the one they would use and refuse to make it unasked.
+    for command in (("db", "upgrade"), ("keys", "create", "--client-id", "client_1", "--name", "cli")):
+        refused = ains(*command, env=env, check=False)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.count("\n") == 1 and "--create" in refused.stderr
+        assert str(tmp_path / "data" / "ains.db") in refused.stderr
+        assert not (tmp_path / "data" / "ains.db").exists()
+    upgraded = ains("db", "upgrade", "--create", env=env)
     assert (tmp_path / "data" / "ains.db").exists()
-    created = json.loads(ains("keys", "create", "--client-id", "client_1", "--name", "cli", env=env).stdout)
+    assert str(tmp_path / "data" / "ains.db") in upgraded.stdout
+    created = json.loads(ains("keys", "create", "--client-id", "client_1", "--name", "cli", "--json", env=env).stdout)
     assert created["client_id"] == "client_1" and created["api_key"].startswith("ains_client_")
+    assert f"database: sqlite+aiosqlite:///{tmp_path / 'data' / 'ains.db'}" in ains(
+        "keys", "create", "--client-id", "client_2", "--name", "cli", env=env
+    ).stderr
     bad = ains("keys", "create", "--client-id", "x", "--name", "cli", env=env, check=False)
     assert bad.returncode != 0
 
@@ -51,7 +62,8 @@ def test_keys_created_by_the_cli_work_against_the_server(tmp_path):
     from tests.helpers import ServerProcess, task_body
 
     env = {"AINS_DATA_DIR": str(tmp_path / "data")}
-    created = json.loads(ains("keys", "create", "--client-id", "client_1", "--name", "cli", env=env).stdout)
+    args = ("keys", "create", "--client-id", "client_1", "--name", "cli", "--create", "--json")
+    created = json.loads(ains(*args, env=env).stdout)
     server = ServerProcess(env)
     try:
         response = httpx.post(
@@ -76,3 +88,137 @@ def test_a_first_start_on_a_new_data_dir_logs_no_errors(tmp_path):
         server.stop()
     assert "background duties started" in output
     assert '"level": "error"' not in output, output[-3000:]
+
+
+class Ran:
+    def __init__(self, result) -> None:
+        self.returncode = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+
+
+def run(*args, env=None, check=True) -> Ran:
+    """`ains` in this process (typer's runner): as a user would run it, without a new interpreter per command."""
+    from typer.testing import CliRunner
+
+    from ains.cli import app
+
+    ran = Ran(CliRunner().invoke(app, list(args), env=env))
+    if check:
+        assert ran.returncode == 0, ran.stderr
+    return ran
+
+
+def one_line_error(result) -> str:
+    """A failed command: non-zero, nothing on stdout, exactly one line on stderr and no traceback."""
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_server_that_is_down_is_one_line(tmp_path):
+    from tests.helpers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    for command in (("tasks", "list"), ("queue", "stats", "--json"), ("agents", "show", "agent_1")):
+        line = one_line_error(run(*command, "--url", url, env={"AINS_API_KEY": "k"}, check=False))
+        assert line.startswith("error: cannot reach AINS at " + url)
+
+
+def test_agent_run_of_a_module_that_is_not_there_is_one_line(tmp_path):
+    line = one_line_error(ains("agent", "run", "nosuchmod:agent", check=False))
+    assert "nosuchmod" in line
+    line = one_line_error(run("agent", "run", "json:dumps", check=False))
+    assert "not an ains.agent.Agent" in line
+
+
+def test_keygen_defaults_to_the_ignored_data_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ains", "keygen"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["path"] == os.path.join(".ains", "agent.key")
+    assert stat.S_IMODE((tmp_path / ".ains" / "agent.key").stat().st_mode) == 0o600
+
+
+@pytest.mark.slow
+def test_operator_commands_against_a_server(tmp_path):
+    import httpx
+
+    from ains.identity import Identity
+    from tests.helpers import ADMIN_KEY, ServerProcess
+
+    server = ServerProcess({"AINS_DATA_DIR": str(tmp_path / "data"), "AINS_WEBHOOK_ALLOW_PRIVATE": "true"})
+    admin = {"AINS_URL": server.url, "AINS_API_KEY": ADMIN_KEY}
+    try:
+        key = json.loads(run("keys", "create", "--client-id", "ops", "--name", "cli", "--json", env=admin).stdout)
+        client = {"AINS_URL": server.url, "AINS_API_KEY": key["api_key"]}
+        submitted = run("tasks", "submit", "--capability", "ops:v1", "--input", '{"text": "hi"}', env=client)
+        assert submitted.stdout.startswith("submitted task task_") and "None" not in submitted.stdout
+        task_id = submitted.stdout.split()[2]
+
+        # --json is one JSON document on stdout, whatever the command.
+        stats = json.loads(run("queue", "stats", "--json", env=client).stdout)
+        assert stats["queue_depth_by_priority"] == {"5": 1}
+        assert "open tasks by priority" in run("queue", "stats", env=client).stdout
+        moved = json.loads(run("tasks", "priority", task_id, "9", "--json", env=client).stdout)
+        assert moved["priority"] == 9
+        assert f"task {task_id} now has priority 9" in run("tasks", "priority", task_id, "9", env=client).stdout
+        listed = run("tasks", "list", env=client | {"COLUMNS": "60"}).stdout
+        assert task_id in listed  # whole, even in a narrow terminal
+        assert "ago (" in listed and " UTC)" in listed  # relative and absolute times
+
+        # An agent does the task; its attempts, trust and chain are visible.
+        identity = Identity.generate()
+        body = identity.registration("ops_agent") | {"capabilities": ["ops:v1"]}
+        agent_key = httpx.post(f"{server.url}/ains/agents", json=body).json()["api_key"]
+        headers = {"Authorization": f"Bearer {agent_key}"}
+        claimed = httpx.post(
+            f"{server.url}/ains/agents/ops_agent/tasks/claim", json={"start": True}, headers=headers
+        ).json()["tasks"]
+        assert [task["task_id"] for task in claimed] == [task_id]
+        httpx.post(f"{server.url}/ains/tasks/{task_id}/complete", json={"attempt": 1}, headers=headers)
+        attempts = json.loads(run("tasks", "attempts", task_id, "--json", env=client).stdout)
+        assert [(a["agent_id"], a["outcome"]) for a in attempts] == [("ops_agent", "completed")]
+        shown = json.loads(run("agents", "show", "ops_agent", "--json", env=client).stdout)
+        assert shown["trust_chain"]["valid"] and shown["metrics"]["total_tasks_completed"] == 1
+        assert "verified" in run("agents", "show", "ops_agent", env=client).stdout
+        adjusted = run("trust", "adjust", "ops_agent", "0.1", "--reason", "reviewed", env=admin).stdout
+        assert adjusted.startswith("trust of ops_agent moved")
+        history = json.loads(run("trust", "history", "ops_agent", "--json", env=client).stdout)
+        assert [r["event_type"] for r in history] == ["manual_adjustment", "task_completed"]
+        assert "verified" in run("trust", "verify", "ops_agent", env=client).stdout
+        audit = json.loads(run("audit", "list", "--action", "trust.adjust", "--json", env=admin).stdout)
+        assert [entry["target_id"] for entry in audit] == ["ops_agent"]
+
+        # Webhooks: a receiver that is down, so the delivery fails; then it is sent again.
+        hook = httpx.post(
+            f"{server.url}/ains/clients/ops/webhooks",
+            json={"url": "http://127.0.0.1:9/down", "events": ["task.cancelled"]},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ).json()
+        hooks = json.loads(run("webhooks", "list", "--client-id", "ops", "--json", env=admin).stdout)
+        assert [h["webhook_id"] for h in hooks] == [hook["webhook_id"]]
+        other = json.loads(run("tasks", "submit", "--capability", "ops:v1", "--json", env=client).stdout)
+        assert run("tasks", "cancel", other["task_id"], env=client).stdout.startswith("cancelled task")
+        deliveries = json.loads(run("webhooks", "deliveries", hook["webhook_id"], "--json", env=admin).stdout)
+        assert [d["event"] for d in deliveries] == ["task.cancelled"]
+
+        # Errors are one line naming what is wrong.
+        line = one_line_error(run("tasks", "submit", "--capability", "no version", env=client, check=False))
+        assert line.startswith("error 422: capability_required:")
+        line = one_line_error(run("audit", "list", env=client, check=False))
+        assert line.startswith("error 403")
+        line = one_line_error(run("tasks", "get", "task_nope", env=client, check=False))
+        assert line == "error 404: Task task_nope not found"
+        timed_out = run("tasks", "watch", other["task_id"], task_id, "--timeout", "0", env=client, check=False)
+        assert timed_out.returncode == 0  # both final already
+        open_task = json.loads(run("tasks", "submit", "--capability", "ops:v1", "--json", env=client).stdout)
+        waited = run("tasks", "watch", open_task["task_id"], "--timeout", "0.2", "--interval", "0.1", env=client,
+                      check=False)  # fmt: skip
+        assert waited.returncode == 2 and "timed out after 0.2 s" in waited.stderr
+    finally:
+        server.stop()

@@ -1,99 +1,337 @@
-"""The `ains` command: serve, worker-less operations on the database, and identity helpers."""
+"""The `ains` command: the server, local database chores, agent identities, and an operator's remote commands.
+
+Every command says what it did, prints tables and records for people (whole ids, times relative and absolute)
+and JSON with --json for scripts, and on any error prints one line to stderr and exits non-zero: 1 for an error
+(the server's answer, a server that cannot be reached, bad input), 2 for a usage error or a wait that ran out.
+Set AINS_DEBUG=1 to see the traceback of an unexpected error instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ains.core.config import Settings
 
-app = typer.Typer(help="AINS, the Agent Intelligence Network System.", no_args_is_help=True)
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app = typer.Typer(
+    help="AINS, the Agent Intelligence Network System.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+db_app = typer.Typer(help="The local database: migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-tasks_app = typer.Typer(help="Submit, read, list, cancel and watch tasks.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Submit, read, list, cancel, re-prioritise and watch tasks.", no_args_is_help=True)
 agents_app = typer.Typer(help="Registered agents and the leaderboard.", no_args_is_help=True)
 agent_app = typer.Typer(help="Run an agent.", no_args_is_help=True)
+queue_app = typer.Typer(help="The task queue.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhooks and their deliveries.", no_args_is_help=True)
+trust_app = typer.Typer(help="Agents' trust: history, chain verification, adjustment.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log (admin).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(agents_app, name="agents")
 app.add_typer(agent_app, name="agent")
+app.add_typer(queue_app, name="queue")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(trust_app, name="trust")
+app.add_typer(audit_app, name="audit")
 
-Url = Annotated[str | None, typer.Option("--url", envvar="AINS_URL", help="The AINS server")]
+Url = Annotated[str | None, typer.Option("--url", envvar="AINS_URL", help="The AINS server [default: local]")]
 ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="AINS_API_KEY", help="Your API key")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+Create = Annotated[bool, typer.Option("--create", help="Create the database if there is none yet")]
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_IDENTITY = Path(".ains") / "agent.key"  # .ains/ is the data directory, which .gitignore covers
+
+
+class CliError(Exception):
+    """An error the user can act on: printed as one line, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _need_url(url: str | None) -> str:
-    return url or DEFAULT_URL
+    return (url or DEFAULT_URL).rstrip("/")
 
 
 def _client(url: str, api_key: str | None):
     from ains.client import AINSClient
 
-    return AINSClient(url, api_key)
+    return AINSClient(url, api_key, timeout=30)
 
 
-def _print(data, as_json: bool, columns: list[str] | None = None, title: str | None = None) -> None:
-    """JSON for scripts, a table (lists) or key/value lines (one record) for people."""
-    if as_json:
-        typer.echo(json.dumps(data, default=str))
-        return
+# ---------------------------------------------------------------- output
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d", value):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def relative(moment: datetime, now: datetime | None = None) -> str:
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds < 2:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            amount = f"{int(seconds // size)} {unit}"
+            return f"in {amount}" if future else f"{amount} ago"
+    return "just now"
+
+
+def _when(value: Any) -> str | None:
+    """A time as `3 min ago (2026-11-27 12:10:10 UTC)`, or None when `value` is not a time."""
+    moment = _parse_time(value)
+    if moment is None:
+        return None
+    return f"{relative(moment)} ({moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')})"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    shown = _when(value)
+    if shown is not None:
+        return shown
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_cell(item) for item in value) if value else "—"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False) if value else "{}"
+    return str(value)
+
+
+def _console(stderr: bool = False):
     from rich.console import Console
+
+    # Piped output is not cut to 80 columns: a table row stays whole, ids stay copyable.
+    wide = None if (sys.stderr if stderr else sys.stdout).isatty() else 100_000
+    return Console(stderr=stderr, width=wide, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def _print(
+    data: Any,
+    as_json: bool,
+    columns: list[str] | None = None,
+    title: str | None = None,
+    empty: str = "nothing to show",
+) -> None:
+    """JSON for scripts; for people a table (a list) or key: value lines (one record)."""
+    if as_json:
+        typer.echo(json.dumps(data, default=str, ensure_ascii=False))
+        return
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     if isinstance(data, list):
-        headers = columns or (list(data[0]) if data else [])
-        table = Table(*headers, title=title)
+        if not data:
+            console.print(escape(empty))
+            return
+        headers = columns or list(data[0])
+        table = Table(title=title, title_justify="left")
+        for header in headers:
+            is_id = header.endswith("_id") or header == "id"
+            # Ids are never cut or folded: they are for copying.
+            table.add_column(header, no_wrap=is_id, overflow="fold", min_width=None)
         for row in data:
-            table.add_row(*(str(row.get(header, "")) for header in headers))
+            table.add_row(*(escape(_cell(row.get(header))) for header in headers))
         console.print(table)
-    else:
-        for key, value in data.items():
-            console.print(f"[bold]{key}[/bold]: {value}")
+        return
+    if title:
+        console.print(f"[bold]{escape(title)}[/bold]")
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key not in ("input_data", "result_data", "metadata", "details"):
+            console.print(f"[bold]{escape(key)}[/bold]:")
+            for inner_key, inner in value.items():
+                console.print(f"  {escape(str(inner_key))}: {escape(_cell(inner))}")
+            continue
+        console.print(f"[bold]{escape(key)}[/bold]: {escape(_cell(value))}")
 
 
-def _errors(function):
-    """Turn AINS errors into a one-line message and exit code 1."""
-    import functools
+def _say(message: str, as_json: bool = False) -> None:
+    """What a command did, for people (on stderr with --json, so stdout stays one JSON document)."""
+    typer.echo(message, err=as_json)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _detail_text(detail: Any) -> str:
+    """The server's `detail` as one readable line: 422 lists become `field: message; field: message`."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")]
+                message = str(item.get("msg", item))
+                parts.append(f"{'.'.join(location)}: {message}" if location else message)
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    if isinstance(detail, dict):
+        return json.dumps(detail, ensure_ascii=False)
+    return " ".join(str(detail).split())
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}" if not message.startswith("error") else message, err=True)
+    raise typer.Exit(code)
+
+
+def _errors(function: Callable) -> Callable:
+    """Every command's errors as one line on stderr and a non-zero exit, never a traceback."""
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import click
+        import httpx
+
         from ains.client import AINSError
 
+        url = _need_url(kwargs.get("url") or os.environ.get("AINS_URL"))
         try:
             return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except CliError as exc:
+            _fail(str(exc), exc.code)
         except AINSError as exc:
-            typer.echo(f"error {exc.status_code}: {exc.detail}", err=True)
-            raise typer.Exit(1) from exc
+            hint = ""
+            if exc.status_code == 401:
+                hint = " (pass --api-key or set AINS_API_KEY)"
+            _fail(f"error {exc.status_code}: {_detail_text(exc.detail)}{hint}")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            reason = str(exc).split("]")[-1].strip() or type(exc).__name__
+            _fail(f"cannot reach AINS at {url} ({reason}); is `ains serve` running there? (--url or AINS_URL)")
+        except httpx.TimeoutException:
+            _fail(f"AINS at {url} did not answer in time")
+        except httpx.HTTPError as exc:
+            _fail(f"talking to AINS at {url}: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("AINS_DEBUG"):
+                raise
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            _fail(f"{type(exc).__name__}: {first_line} (AINS_DEBUG=1 shows the traceback)")
 
     return wrapper
+
+
+class Remote:
+    """Plain requests to the AINS API, answered as JSON or raised as AINSError (for commands the SDK lacks)."""
+
+    def __init__(self, url: str | None, api_key: str | None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=_need_url(url), headers=headers, timeout=30)
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        from ains.client import AINSError
+
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        response = self.http.request(method, path, json=body, params=query or None)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise AINSError(response.status_code, detail)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+
+# ---------------------------------------------------------------- the local database
+
+
+def _database_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite"):
+        return None
+    database = url.split("///", 1)[-1].split("?", 1)[0]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _local_database(create: bool) -> Settings:
+    """The settings of the local database a command acts on, named on stderr; refused when it does not exist
+    yet unless --create (a command run in the wrong directory must not quietly make a new installation)."""
+    settings = Settings()
+    url = settings.resolved_database_url
+    path = _sqlite_path(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise CliError(
+                f"no AINS database at {path.resolve()} (AINS_DATA_DIR={settings.data_dir}). Run this where the "
+                "server runs, or set AINS_DATA_DIR or AINS_DATABASE_URL to its database; pass --create to make "
+                "a new one here"
+            )
+        typer.echo(f"creating a new database: {path.resolve()}", err=True)
+    typer.echo(f"database: {_database_name(url)}", err=True)
+    return settings
+
+
+def _prepare(settings: Settings) -> None:
+    from ains.auth.admin_key import prepare_data_dir
+    from ains.migrate import upgrade
+
+    prepare_data_dir(settings)  # the data directory 0700, the SQLite files 0600
+    upgrade(settings.resolved_database_url)
+
+
+# ---------------------------------------------------------------- the server
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Server processes sharing the port (PostgreSQL only)")
-    ] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port (PostgreSQL only)")] = 1,
 ) -> None:
-    """Run the API server (migrations are applied on start)."""
+    """Run the API server and the console (migrations are applied on start)."""
     import uvicorn
 
     from ains.core.logging import configure_logging
     from ains.main import create_app, prepare_workers
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
         return
@@ -131,7 +369,7 @@ def worker() -> None:
     from ains.main import open_context
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def run() -> None:
         ctx = await open_context(settings, with_admin_key=False)
@@ -150,14 +388,19 @@ def worker() -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
-    """Apply the migrations to AINS_DATABASE_URL (or the embedded SQLite file)."""
+@_errors
+def db_upgrade(revision: str = "head", create: Create = False) -> None:
+    """Apply the migrations to AINS_DATABASE_URL (or the embedded SQLite file in AINS_DATA_DIR)."""
+    from ains.auth.admin_key import prepare_data_dir
     from ains.migrate import upgrade
 
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _local_database(create)
+    prepare_data_dir(settings)
     upgrade(settings.resolved_database_url, revision)
-    typer.echo(f"database at {revision}")
+    typer.echo(f"database migrated to {revision}: {_database_name(settings.resolved_database_url)}")
+
+
+# ---------------------------------------------------------------- keys
 
 
 @keys_app.command("create")
@@ -168,43 +411,59 @@ def keys_create(
     url: Url = None,
     api_key: ApiKey = None,
     as_json: Json = False,
+    create: Create = False,
+    scope: Scopes = None,
+    expires: Expires = None,
+    rate_limit_per_second: RatePerSecond = None,
+    rate_limit_burst: RateBurst = None,
 ) -> None:
     """Create a client API key and print it (shown only once).
 
-    With --url (or AINS_URL) it asks that server, with an admin key; without, it
-    writes directly to the local database (AINS_DATABASE_URL or the embedded one).
+    With --url (or AINS_URL) it asks that server, with an admin key; without, it writes directly to the local
+    database (AINS_DATABASE_URL, or the SQLite file in AINS_DATA_DIR), which must exist unless --create.
     """
-    if url:
-        with _client(url, api_key) as ains:
-            created = ains.create_key(client_id, name)
-        _print(created.model_dump(mode="json"), as_json)
-        return
-    from ains.auth import service
-    from ains.auth.principal import ADMIN_ID, Principal
-    from ains.core.clock import utcnow
-    from ains.core.database import Database
     from ains.core.schemas import AGENT_ID_PATTERN
-    from ains.migrate import upgrade
 
     if not re.fullmatch(AGENT_ID_PATTERN, client_id):
         raise typer.BadParameter("3-64 characters of A-Z a-z 0-9 _ . : -", param_hint="--client-id")
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
+    options = _key_options(scope, expires, rate_limit_per_second, rate_limit_burst)
+    if url:
+        with _client(url, api_key) as ains:
+            created = _admin_call(ains, "POST", "/ains/api-keys", {"client_id": client_id, "name": name, **options})
+    else:
+        from ains.auth import service
+        from ains.auth.principal import ADMIN_ID, Principal
+        from ains.core.clock import utcnow
+        from ains.core.database import Database
 
-    async def create() -> tuple[str, str]:
-        db = Database(settings.resolved_database_url)
-        try:
-            async with db.transaction() as session:
-                row, secret = await service.create_client_key(
-                    session, Principal("admin", ADMIN_ID), client_id, name, None, utcnow()
-                )
-            return row.key_id, secret
-        finally:
-            await db.dispose()
+        settings = _local_database(create)
+        _prepare(settings)
 
-    key_id, secret = asyncio.run(create())
-    typer.echo(json.dumps({"key_id": key_id, "client_id": client_id, "api_key": secret}))
+        async def make() -> dict[str, Any]:
+            db = Database(settings.resolved_database_url)
+            try:
+                async with db.transaction() as session:
+                    row, secret = await service.create_client_key(
+                        session,
+                        Principal("admin", ADMIN_ID),
+                        client_id,
+                        name,
+                        options.get("scopes"),
+                        utcnow(),
+                        expires_at=_parse_time(options.get("expires_at")),
+                        rate_per_second=options.get("rate_limit_per_second"),
+                        rate_burst=options.get("rate_limit_burst"),
+                    )
+                return {"key_id": row.key_id, "client_id": client_id, "name": name, "api_key": secret}
+            finally:
+                await db.dispose()
+
+        created = asyncio.run(make())
+    if as_json:
+        _print(created, True)
+        return
+    _say(f"created API key {created['key_id']} for client {client_id}; it is shown only now:")
+    typer.echo(created["api_key"])
 
 
 @keys_app.command("list")
@@ -214,7 +473,7 @@ def keys_list(url: Url = None, api_key: ApiKey = None, as_json: Json = False) ->
     with _client(_need_url(url), api_key) as ains:
         keys = ains.list_keys().api_keys
     rows = [k.model_dump(mode="json") for k in keys]
-    _print(rows, as_json, columns=["key_id", "kind", "client_id", "name", "created_at"])
+    _print(rows, as_json, columns=["key_id", "kind", "client_id", "name", "created_at"], empty="no API keys")
 
 
 @keys_app.command("revoke")
@@ -223,22 +482,184 @@ def keys_revoke(key_id: str, url: Url = None, api_key: ApiKey = None, as_json: J
     """Revoke an API key (admin key needed)."""
     with _client(_need_url(url), api_key) as ains:
         ains.revoke_key(key_id)
-    _print({"key_id": key_id, "revoked": True}, as_json)
+    if as_json:
+        _print({"key_id": key_id, "revoked": True}, True)
+    else:
+        _say(f"revoked API key {key_id}")
+
+
+# ---------------------------------------------------------------- key scopes, expiry, rotation (SPEC 18)
+
+Scopes = Annotated[
+    list[str] | None,
+    typer.Option("--scope", help="Limit the key to a scope (repeat for several; default: all), e.g. tasks:read"),
+]
+Expires = Annotated[
+    str | None, typer.Option("--expires", help="When the key stops working: a time (ISO 8601) or a duration (30d, 12h)")
+]
+RatePerSecond = Annotated[
+    float | None, typer.Option("--rate-limit-per-second", help="The key's token bucket refill rate [server default]")
+]
+RateBurst = Annotated[
+    int | None, typer.Option("--rate-limit-burst", help="The key's token bucket size [server default]")
+]
+registration_tokens_app = typer.Typer(
+    help="Registration tokens, for agent_registration=token (admin).", no_args_is_help=True
+)
+app.add_typer(registration_tokens_app, name="registration-tokens")
+
+
+def _expiry(value: str | None) -> str | None:
+    """`--expires`: an ISO 8601 time as it is, or a duration from now (`90s`, `15m`, `12h`, `30d`, `2w`)."""
+    if value is None:
+        return None
+    from datetime import timedelta
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        moment = datetime.now(UTC) + timedelta(seconds=float(match.group(1)) * unit)
+        return moment.isoformat().replace("+00:00", "Z")
+    if _parse_time(value) is None:
+        raise typer.BadParameter("a time (2027-01-31T00:00:00Z) or a duration (30d, 12h, 15m)", param_hint="--expires")
+    return value
+
+
+def _key_options(
+    scopes: list[str] | None, expires: str | None, per_second: float | None, burst: int | None
+) -> dict[str, Any]:
+    from ains.auth.principal import CLIENT_SCOPES
+
+    for scope in scopes or ():
+        if scope not in CLIENT_SCOPES:
+            raise typer.BadParameter(f"{scope!r}: one of {', '.join(CLIENT_SCOPES)}", param_hint="--scope")
+    options = {
+        "scopes": list(scopes) if scopes else None,
+        "expires_at": _expiry(expires),
+        "rate_limit_per_second": per_second,
+        "rate_limit_burst": burst,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _admin_call(ains: Any, method: str, path: str, body: Any = None) -> Any:
+    """One request through the SDK's client (its retries and errors), answered as JSON."""
+    from ains.client import Call
+
+    class _Json:
+        @staticmethod
+        def model_validate(value: Any) -> Any:
+            return value
+
+    return ains._send(Call(method, path, _Json, json=body))  # type: ignore[arg-type]
+
+
+@keys_app.command("rotate")
+@_errors
+def keys_rotate(
+    key_id: str,
+    grace_seconds: Annotated[
+        float, typer.Option("--grace-seconds", help="How long the old key keeps working", min=0)
+    ] = 3600,
+    expires: Expires = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Replace a key: a new one with the same client, scopes and limits (shown only once); the old one keeps
+    working for --grace-seconds (admin key needed)."""
+    body = {"grace_seconds": grace_seconds} | ({"expires_at": _expiry(expires)} if expires else {})
+    with _client(_need_url(url), api_key) as ains:
+        rotated = _admin_call(ains, "POST", f"/ains/api-keys/{key_id}/rotate", body)
+    if as_json:
+        _print(rotated, True)
+        return
+    _say(
+        f"rotated API key {key_id} into {rotated['key_id']}; the old key works until "
+        f"{rotated['old_key_expires_at']}. The new key is shown only now:"
+    )
+    typer.echo(rotated["api_key"])
+
+
+@registration_tokens_app.command("create")
+@_errors
+def registration_tokens_create(
+    name: Annotated[str, typer.Option("--name", help="A label for the token")],
+    max_uses: Annotated[
+        int | None, typer.Option("--max-uses", help="Registrations it allows [unlimited]", min=1)
+    ] = None,
+    expires: Expires = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Create a registration token and print it (shown only once)."""
+    body = {"name": name, "max_uses": max_uses, "expires_at": _expiry(expires)}
+    with _client(_need_url(url), api_key) as ains:
+        made = _admin_call(ains, "POST", "/ains/registration-tokens", {k: v for k, v in body.items() if v is not None})
+    if as_json:
+        _print(made, True)
+        return
+    _say(f"created registration token {made['token_id']}; it is shown only now:")
+    typer.echo(made["token"])
+
+
+@registration_tokens_app.command("list")
+@_errors
+def registration_tokens_list(
+    include_revoked: Annotated[bool, typer.Option("--include-revoked")] = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """List registration tokens (never the tokens themselves)."""
+    with _client(_need_url(url), api_key) as ains:
+        path = "/ains/registration-tokens" + ("?include_revoked=true" if include_revoked else "")
+        rows = _admin_call(ains, "GET", path)["registration_tokens"]
+    columns = ["token_id", "name", "uses", "max_uses", "expires_at", "revoked_at"]
+    _print(rows, as_json, columns=columns, empty="no registration tokens")
+
+
+@registration_tokens_app.command("revoke")
+@_errors
+def registration_tokens_revoke(token_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """Revoke a registration token: agents can no longer register with it."""
+    with _client(_need_url(url), api_key) as ains:
+        _admin_call(ains, "DELETE", f"/ains/registration-tokens/{token_id}")
+    if as_json:
+        _print({"token_id": token_id, "revoked": True}, True)
+    else:
+        _say(f"revoked registration token {token_id}")
+
+
+# ---------------------------------------------------------------- identities
 
 
 @app.command()
-def keygen(path: Annotated[Path, typer.Argument(help="Where to write the new Ed25519 key file")]) -> None:
+@_errors
+def keygen(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write the new Ed25519 key file (under .ains/, which git ignores)")
+    ] = DEFAULT_IDENTITY,
+    as_json: Json = False,
+) -> None:
     """Write a new agent identity (Ed25519 key pair) readable only by its owner."""
     from ains.identity import Identity
 
     if path.exists():
-        raise typer.BadParameter(f"{path} exists; refusing to overwrite an identity", param_hint="PATH")
+        raise CliError(f"{path} exists; refusing to overwrite an identity (give another PATH)")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = Identity.generate()
     identity.save(path)
-    typer.echo(json.dumps({"path": str(path), "public_key": identity.public_key}))
+    result = {"path": str(path), "public_key": identity.public_key}
+    if as_json or not sys.stdout.isatty():
+        typer.echo(json.dumps(result))  # scripts read this line
+        return
+    _say(f"wrote a new identity to {path} (mode 0600); public key {identity.public_key}")
 
 
 @app.command()
+@_errors
 def sign(
     key_file: Annotated[Path, typer.Option("--key-file", help="An identity written by `ains keygen`")],
     agent_id: Annotated[str, typer.Option("--agent-id")],
@@ -247,9 +668,26 @@ def sign(
     """Print the signed JSON fields for a registration (or, with --token, a key re-issue)."""
     from ains.identity import Identity
 
+    if not key_file.exists():
+        raise CliError(f"no identity at {key_file}; make one with `ains keygen {key_file}`")
     identity = Identity.load(key_file)
     fields = identity.token_request(agent_id) if token else identity.registration(agent_id)
     typer.echo(json.dumps(fields))
+
+
+# ---------------------------------------------------------------- tasks
+
+TASK_COLUMNS = ["task_id", "status", "priority", "capability_required", "client_id", "assigned_agent_id", "created_at"]
+
+
+def _task_record(task: dict[str, Any]) -> dict[str, Any]:
+    keys = [
+        "task_id", "status", "task_type", "capability_required", "client_id", "priority", "effective_priority",
+        "assigned_agent_id", "attempt", "retry_count", "max_retries", "timeout_seconds", "created_at",
+        "updated_at", "next_retry_at", "completed_at", "cancelled_at", "cancellation_reason", "error_message",
+        "input_data", "result_data",
+    ]  # fmt: skip
+    return {key: task.get(key) for key in keys if key in task and (task.get(key) is not None or key == "status")}
 
 
 @tasks_app.command("submit")
@@ -283,13 +721,20 @@ def tasks_submit(
     with _client(_need_url(url), api_key) as ains:
         if count == 1:
             task = ains.submit_task(**fields, **({"idempotency_key": idempotency_key} if idempotency_key else {}))
-            _print(task.model_dump(mode="json"), as_json)
+            data = task.model_dump(mode="json")
+            if as_json:
+                _print(data, True)
+                return
+            _say(f"submitted task {data['task_id']} ({data['status']}, priority {priority}, needs {capability})")
             return
         ids: list[str] = []
         for start in range(0, count, 100):
             result = ains.submit_batch([fields] * min(100, count - start))
             ids += [item.task_id for item in result.submitted]
-        _print({"submitted": len(ids), "task_ids": ids}, as_json)
+    if as_json:
+        _print({"submitted": len(ids), "task_ids": ids}, True)
+        return
+    _say(f"submitted {len(ids)} tasks needing {capability}; the first {ids[0]}, the last {ids[-1]}")
 
 
 @tasks_app.command("get")
@@ -297,7 +742,23 @@ def tasks_submit(
 def tasks_get(task_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
     """Show one task."""
     with _client(_need_url(url), api_key) as ains:
-        _print(ains.get_task(task_id).model_dump(mode="json"), as_json)
+        data = ains.get_task(task_id).model_dump(mode="json")
+    _print(data if as_json else _task_record(data), as_json)
+
+
+@tasks_app.command("attempts")
+@_errors
+def tasks_attempts(task_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """A task's attempts: which agent, when, and how each ended."""
+    with Remote(url, api_key) as remote:
+        attempts = remote.call("GET", f"/ains/tasks/{task_id}/attempts")["attempts"]
+    _print(
+        attempts,
+        as_json,
+        columns=["attempt", "agent_id", "assigned_at", "started_at", "finished_at", "outcome", "error"],
+        title=None if as_json else f"attempts of {task_id}",
+        empty=f"task {task_id} has no attempts yet: no agent has claimed it",
+    )
 
 
 @tasks_app.command("list")
@@ -312,18 +773,14 @@ def tasks_list(
     api_key: ApiKey = None,
     as_json: Json = False,
 ) -> None:
-    """List your tasks, newest first."""
+    """List your tasks (all of them with the admin key), newest first."""
     with _client(_need_url(url), api_key) as ains:
         tasks = []
         for task in ains.list_tasks(limit=min(limit, 500), status=status, capability=capability):
             tasks.append(task.model_dump(mode="json"))
             if len(tasks) >= limit:
                 break
-    _print(
-        tasks,
-        as_json,
-        columns=["task_id", "status", "priority", "capability_required", "assigned_agent_id", "created_at"],
-    )
+    _print(tasks, as_json, columns=TASK_COLUMNS, empty="no tasks")
 
 
 @tasks_app.command("cancel")
@@ -337,14 +794,36 @@ def tasks_cancel(
 ) -> None:
     """Cancel a task."""
     with _client(_need_url(url), api_key) as ains:
-        _print(ains.cancel_task(task_id, reason).model_dump(mode="json"), as_json)
+        data = ains.cancel_task(task_id, reason).model_dump(mode="json")
+    if as_json:
+        _print(data, True)
+        return
+    _say(f"cancelled task {task_id} (was held by {data.get('assigned_agent_id') or 'no agent'})")
+
+
+@tasks_app.command("priority")
+@_errors
+def tasks_priority(
+    task_id: str,
+    priority: Annotated[int, typer.Argument(min=1, max=10, help="The new base priority, 1-10")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Change the priority of a task that is not final."""
+    with Remote(url, api_key) as remote:
+        data = remote.call("PATCH", f"/ains/tasks/{task_id}/priority", body={"priority": priority})
+    if as_json:
+        _print(data, True)
+        return
+    _say(f"task {task_id} now has priority {data['priority']} (effective {data.get('effective_priority')})")
 
 
 @tasks_app.command("watch")
 @_errors
 def tasks_watch(
     task_ids: Annotated[list[str], typer.Argument(help="One or more task ids")],
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 600,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds (exit code 2)")] = 600,
     interval: Annotated[float, typer.Option(help="Seconds between looks")] = 1.0,
     url: Url = None,
     api_key: ApiKey = None,
@@ -360,7 +839,10 @@ def tasks_watch(
     deadline = time.monotonic() + timeout
     statuses: dict[str, str] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with _client(_need_url(url), api_key) as ains, Progress(*columns, disable=as_json) as bar:
+    with (
+        _client(_need_url(url), api_key) as ains,
+        Progress(*columns, disable=as_json or not sys.stderr.isatty(), console=_console(stderr=True)) as bar,
+    ):
         progress = bar.add_task("tasks", total=len(task_ids))
         while True:
             for task_id in task_ids:
@@ -373,9 +855,51 @@ def tasks_watch(
                 break
             time.sleep(interval)
     summary = {s: list(statuses.values()).count(s) for s in sorted(set(statuses.values()))}
-    _print({"statuses": statuses, "summary": summary} if as_json else summary, as_json)
-    if any(s not in FINAL_STATUSES for s in statuses.values()):
+    open_ids = [task_id for task_id, s in statuses.items() if s not in FINAL_STATUSES]
+    if as_json:
+        _print({"statuses": statuses, "summary": summary, "timed_out": bool(open_ids)}, True)
+    else:
+        _say(", ".join(f"{count} {status}" for status, count in summary.items()))
+    if open_ids:
+        typer.echo(
+            f"error: timed out after {timeout:g} s with {len(open_ids)} task(s) not final: {', '.join(open_ids)}",
+            err=True,
+        )
         raise typer.Exit(2)
+
+
+# ---------------------------------------------------------------- the queue
+
+
+@queue_app.command("stats")
+@_errors
+def queue_stats(url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """Queue depth and waits by priority, retries waiting, and the oldest pending task's age."""
+    with Remote(url, api_key) as remote:
+        data = remote.call("GET", "/ains/queue/metrics")
+    if as_json:
+        _print(data, True)
+        return
+    rows = []
+    for priority, count in data.get("tasks_by_priority", {}).items():
+        rows.append(
+            {
+                "priority": priority,
+                "open": count,
+                "claimable": data.get("queue_depth_by_priority", {}).get(priority, 0),
+                "avg_wait_s": data.get("avg_wait_time_by_priority", {}).get(priority, "—"),
+            }
+        )
+    _print(rows, False, title="open tasks by priority", empty="the queue is empty: no open tasks")
+    _say(
+        f"waiting for a retry: {data.get('scheduled_retries', 0)}; "
+        f"oldest pending: {data.get('oldest_pending_age_seconds', 0):g} s"
+    )
+
+
+# ---------------------------------------------------------------- agents and trust
+
+AGENT_COLUMNS = ["agent_id", "status", "trust_score", "trust_level", "last_heartbeat_at", "capabilities"]
 
 
 @agents_app.command("list")
@@ -392,8 +916,31 @@ def agents_list(
     _print(
         [a.model_dump(mode="json") for a in agents],
         as_json,
-        columns=["agent_id", "status", "trust_score", "trust_level", "capabilities", "max_concurrency"],
+        columns=AGENT_COLUMNS + ["max_concurrency"],
+        empty="no agents yet: start one with `ains agent run module:agent`",
     )
+
+
+@agents_app.command("show")
+@_errors
+def agents_show(agent_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """One agent: its record, trust metrics and whether its trust chain verifies."""
+    with Remote(url, api_key) as remote:
+        record = remote.call("GET", f"/ains/agents/{agent_id}")
+        trust = remote.call("GET", f"/ains/agents/{agent_id}/trust")
+        chain = remote.call("GET", f"/ains/agents/{agent_id}/trust/verify") if api_key else None
+    data = record | {"metrics": trust.get("metrics", {}), "trust_chain": chain}
+    if as_json:
+        _print(data, True)
+        return
+    data.pop("public_key", None)
+    if chain is None:
+        data["trust_chain"] = "not checked (needs an API key)"
+    elif chain.get("valid"):
+        data["trust_chain"] = f"verified, {chain['records_checked']} records"
+    else:
+        data["trust_chain"] = f"BROKEN at record {chain.get('first_bad_record_id')}"
+    _print(data, False)
 
 
 @agents_app.command("leaderboard")
@@ -412,24 +959,187 @@ def agents_leaderboard(
         as_json,
         title="Leaderboard",
         columns=["agent_id", "display_name", "trust_score", "trust_level", "total_tasks_completed", "success_rate"],
+        empty="no agents on the leaderboard yet",
     )
 
 
+@trust_app.command("history")
+@_errors
+def trust_history(
+    agent_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: Url = None,
+    as_json: Json = False,
+) -> None:
+    """An agent's trust records, newest first."""
+    with Remote(url, None) as remote:
+        records = remote.call("GET", f"/ains/agents/{agent_id}/trust/history", params={"limit": limit})["records"]
+    _print(
+        records,
+        as_json,
+        columns=["seq", "event_type", "trust_delta", "trust_score_after", "task_id", "reason", "created_at"],
+        empty=f"agent {agent_id} has no trust records yet",
+    )
+
+
+@trust_app.command("verify")
+@_errors
+def trust_verify(agent_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """Recompute an agent's trust hash chain; exit 1 when it is broken."""
+    with Remote(url, api_key) as remote:
+        check = remote.call("GET", f"/ains/agents/{agent_id}/trust/verify")
+    if as_json:
+        _print(check, True)
+    elif check["valid"]:
+        _say(f"trust chain of {agent_id} verified: {check['records_checked']} records intact")
+    if not check["valid"]:
+        if not as_json:
+            typer.echo(
+                f"error: trust chain of {agent_id} is broken at record {check['first_bad_record_id']} "
+                f"({check['records_checked']} checked)",
+                err=True,
+            )
+        raise typer.Exit(1)
+
+
+@trust_app.command("adjust")
+@_errors
+def trust_adjust(
+    agent_id: str,
+    delta: Annotated[float, typer.Argument(min=-1.0, max=1.0, help="How much to move the score (-1 to 1)")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; recorded in the trust chain and the audit log")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Move an agent's trust score (admin key needed)."""
+    with Remote(url, api_key) as remote:
+        data = remote.call("POST", f"/ains/agents/{agent_id}/trust/adjust", body={"delta": delta, "reason": reason})
+    if as_json:
+        _print(data, True)
+        return
+    record = data["record"]
+    _say(
+        f"trust of {agent_id} moved {record['trust_score_before']} → {data['trust_score']} "
+        f"({data['trust_level']}); record {record['record_id']}"
+    )
+
+
+# ---------------------------------------------------------------- webhooks
+
+WEBHOOK_COLUMNS = [
+    "webhook_id", "url", "events", "active", "consecutive_failures", "last_success_at", "last_failure_at"
+]  # fmt: skip
+
+
+@webhooks_app.command("list")
+@_errors
+def webhooks_list(
+    client_id: Annotated[str | None, typer.Option("--client-id", help="A client's webhooks")] = None,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="An agent's webhooks")] = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """A client's (or an agent's) webhooks and their health."""
+    if bool(client_id) == bool(agent_id):
+        raise typer.BadParameter("give one of --client-id or --agent-id", param_hint="--client-id")
+    path = f"/ains/clients/{client_id}/webhooks" if client_id else f"/ains/agents/{agent_id}/webhooks"
+    with Remote(url, api_key) as remote:
+        hooks = remote.call("GET", path)["webhooks"]
+    _print(hooks, as_json, columns=WEBHOOK_COLUMNS, empty="no webhooks")
+
+
+@webhooks_app.command("deliveries")
+@_errors
+def webhooks_deliveries(
+    webhook_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """A webhook's deliveries, newest first."""
+    with Remote(url, api_key) as remote:
+        deliveries = remote.call("GET", f"/ains/webhooks/{webhook_id}/deliveries", params={"limit": limit})
+    _print(
+        deliveries["deliveries"],
+        as_json,
+        columns=["delivery_id", "event", "task_id", "status", "attempts", "response_code", "last_error", "updated_at"],
+        empty=f"webhook {webhook_id} has no deliveries yet",
+    )
+
+
+@webhooks_app.command("redeliver")
+@_errors
+def webhooks_redeliver(
+    webhook_id: str, delivery_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False
+) -> None:
+    """Send a finished delivery again."""
+    with Remote(url, api_key) as remote:
+        data = remote.call("POST", f"/ains/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
+    if as_json:
+        _print(data, True)
+        return
+    _say(f"delivery {delivery_id} queued to be sent again ({data['event']} of task {data['task_id']})")
+
+
+# ---------------------------------------------------------------- the audit log
+
+
+@audit_app.command("list")
+@_errors
+def audit_list(
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. task.cancel")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor's")] = None,
+    target_id: Annotated[str | None, typer.Option("--target", help="Only about this id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Audited actions, newest first (admin key needed)."""
+    with Remote(url, api_key) as remote:
+        page = remote.call(
+            "GET",
+            "/ains/audit-logs",
+            params={"action": action, "actor": actor, "target_id": target_id, "limit": limit},
+        )
+    _print(
+        page["entries"],
+        as_json,
+        columns=["id", "created_at", "actor", "action", "target_type", "target_id", "details"],
+        empty="nothing audited yet" if not (action or actor or target_id) else "no entry matches",
+    )
+
+
+# ---------------------------------------------------------------- running an agent
+
+
 @agent_app.command("run")
+@_errors
 def agent_run(target: Annotated[str, typer.Argument(help="module:attribute of an ains.agent.Agent")]) -> None:
     """Run an agent defined in Python until SIGTERM or SIGINT."""
     import importlib
-    import sys
 
     from ains.agent import Agent
     from ains.core.logging import configure_logging
 
     module_name, _, attribute = target.partition(":")
-    if not attribute:
-        raise typer.BadParameter("expected module:attribute", param_hint="TARGET")
+    if not module_name or not attribute:
+        raise CliError(f"expected module:attribute (like my_agent:agent), got {target!r}", code=2)
     sys.path.insert(0, os.getcwd())
-    agent = getattr(importlib.import_module(module_name), attribute)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CliError(f"no module named {module_name!r} here ({os.getcwd()}) or on the Python path") from exc
+        raise CliError(f"importing {module_name}: {exc}") from exc
+    agent = getattr(module, attribute, None)
+    if agent is None:
+        raise CliError(f"module {module_name} has no {attribute!r}")
     if not isinstance(agent, Agent):
-        raise typer.BadParameter(f"{target} is not an ains.agent.Agent", param_hint="TARGET")
-    configure_logging(Settings().log_level)
+        raise CliError(f"{target} is a {type(agent).__name__}, not an ains.agent.Agent")
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
     agent.run()

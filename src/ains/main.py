@@ -122,5 +122,5 @@ def worker_app() -> FastAPI:
     from ains.core.logging import configure_logging
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     run_background: bool = True
 
     log_level: str = "INFO"
+    # Log lines: `text` for people, `json` one object a line, `auto` text on a terminal and JSON otherwise.
+    log_format: Literal["auto", "text", "json"] = "auto"
     # The longest a lost wake-up can cost: a waiting claim looks again this often, and the link between
     # processes (PostgreSQL LISTEN) is checked this often.
     wakeup_fallback_seconds: float = Field(1.0, gt=0)
