@@ -94,3 +94,44 @@ class ServerProcess(testing.ServerProcess):
 class WorkerProcess(testing.WorkerProcess):
     def __init__(self, env: dict[str, str]) -> None:
         super().__init__({"AINS_ADMIN_KEY": ADMIN_KEY} | env)
+
+
+class RestartableServer(ServerProcess):
+    """A real `ains serve` that can be SIGKILLed and started again on the same port (and database).
+
+    `port` picks the port (e.g. one an agent already dials before the server is up); `start=False` leaves it
+    down until `restart()`.
+    """
+
+    def __init__(
+        self, env: dict[str, str], args: tuple[str, ...] = (), *, port: int | None = None, start: bool = True
+    ) -> None:
+        import os
+        import tempfile
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = os.environ | {"AINS_LOG_LEVEL": self.log_level, "AINS_ADMIN_KEY": ADMIN_KEY} | env
+        self._args = args
+        self.log = tempfile.NamedTemporaryFile(prefix="ains-serve-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = None
+        if start:
+            self.restart()
+
+    def restart(self) -> None:
+        import subprocess
+        import sys
+
+        command = [sys.executable, "-m", "ains", "serve", "--port", str(self.port), *self._args]
+        self.process = subprocess.Popen(command, env=self._env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no draining; connections are cut."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop_keeping_log(self) -> None:
+        if self.process is not None:
+            super().stop_keeping_log()

@@ -338,6 +338,7 @@ class Agent:
         delay = BACKOFF_FIRST_SECONDS
         while True:
             started = time.monotonic()
+            response: httpx.Response | None = None
             try:
                 response = await self._http.request(method, path, **options)
             except httpx.TransportError as exc:
@@ -353,9 +354,12 @@ class Agent:
                     self._link.ok()
                     if response.status_code != 429:
                         return response
-            if until is not None and time.monotonic() + delay > until:
+            pause = delay
+            if response is not None and response.status_code == 429:
+                pause = max(delay, _retry_after(response))
+            if until is not None and time.monotonic() + pause > until:
                 return None
-            await asyncio.sleep(delay)
+            await asyncio.sleep(pause)
             delay = min(delay * 2, BACKOFF_MAX_SECONDS)
 
     # -- heartbeats ----------------------------------------------------------
@@ -755,6 +759,13 @@ def _brief(error: object) -> str:
     if isinstance(error, BaseException):
         return _describe(error)
     return str(error)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(60.0, max(0.0, float(response.headers.get("Retry-After", 0))))
+    except ValueError:
+        return 0.0
 
 
 def _detail(response: httpx.Response) -> str:
