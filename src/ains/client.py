@@ -3,7 +3,8 @@
 Both speak the public HTTP API through httpx and return the same Pydantic models
 the server answers with. An HTTP error raises `AINSError` with `status_code`
 and `detail`. Connection errors are retried with backoff on calls that are safe
-to repeat (reads, deletes, and submissions that carry an idempotency key).
+to repeat (reads, deletes, and submissions that carry an idempotency key). A 429
+from a key's rate limit is waited out (its `Retry-After`) and sent again, on any call.
 
     from ains.client import AINSClient
     with AINSClient("http://127.0.0.1:8000", api_key) as ains:
@@ -211,6 +212,23 @@ class _Endpoints:
         )
 
 
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+def _rate_limited_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending again, for a 429 with `Retry-After` (a key's rate limit); else None.
+
+    A 429 without `Retry-After` (the cap on a client's pending tasks) is not retried: waiting won't help.
+    """
+    if response.status_code != 429:
+        return None
+    try:
+        seconds = float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -236,6 +254,10 @@ class AINSClient(_Endpoints):
                 if not call.idempotent or attempt == RETRIES:
                     raise
                 time.sleep(RETRY_BASE_SECONDS * 2**attempt)
+                continue
+            wait = _rate_limited_wait(response) if attempt < RETRIES else None
+            if wait is not None:  # refused by the rate limit before anything happened: safe to send again
+                time.sleep(wait)
                 continue
             return call.parse(response)
         raise AssertionError("unreachable")
@@ -294,6 +316,10 @@ class AsyncAINSClient(_Endpoints):
                 if not call.idempotent or attempt == RETRIES:
                     raise
                 await asyncio.sleep(RETRY_BASE_SECONDS * 2**attempt)
+                continue
+            wait = _rate_limited_wait(response) if attempt < RETRIES else None
+            if wait is not None:  # refused by the rate limit before anything happened: safe to send again
+                await asyncio.sleep(wait)
                 continue
             return call.parse(response)
         raise AssertionError("unreachable")

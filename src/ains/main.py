@@ -13,9 +13,12 @@ from ains import __version__
 from ains.agents.router import router as agents_router
 from ains.audit.router import router as audit_router
 from ains.auth.admin_key import prepare_data_dir, resolve_admin_key
+from ains.auth.dependencies import document_access
 from ains.auth.key_cache import KeyCache
 from ains.auth.keys import hash_key
+from ains.auth.ratelimit import RateLimiter
 from ains.auth.router import router as keys_router
+from ains.auth.router import tokens_router as registration_tokens_router
 from ains.background.runner import DutyRunner
 from ains.console.router import install as install_console
 from ains.core.cache import make_cache
@@ -64,6 +67,7 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
         signals=wakeups,
         keys=keys,
         listener=listener,
+        limiter=RateLimiter(settings),  # per-key token buckets (SPEC 18), in Redis when configured
     )
 
 
@@ -98,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The trust router goes before the agents router: /ains/agents/leaderboard is not an agent id.
     for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, webhooks_router, audit_router):
         app.include_router(router)
+    app.include_router(registration_tokens_router)
+    document_access(app)  # each route's declared access (scope, admin, agent, public) in /openapi.json
     install_console(app)  # /console: the operator console (SPEC 19), not part of the JSON API
     # The edge of every route: body size counted as it arrives, refused text and numbers (SPEC 13).
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, max_metadata_bytes=settings.max_metadata_bytes)

@@ -19,7 +19,7 @@ from ains.agents.schemas import (
     HeartbeatResponse,
     TokenRequest,
 )
-from ains.auth.dependencies import CurrentPrincipal
+from ains.auth.dependencies import CurrentPrincipal, agents_only, public
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/ains/agents", tags=["agents"])
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRegistered)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRegistered, dependencies=[public()])
 async def register_agent(body: AgentRegister, ctx: Ctx) -> AgentRegistered:
     """Public. Register an agent with a signed request; the answer carries its API key, once."""
     async with ctx.db.transaction() as session:
@@ -35,7 +35,7 @@ async def register_agent(body: AgentRegister, ctx: Ctx) -> AgentRegistered:
     return AgentRegistered(**AgentOut.model_validate(agent).model_dump(), api_key=secret)
 
 
-@router.get("", response_model=AgentList)
+@router.get("", response_model=AgentList, dependencies=[public()])
 async def list_agents(
     ctx: Ctx,
     capability: str | None = None,
@@ -53,13 +53,15 @@ async def list_agents(
     return AgentList(agents=[AgentOut.model_validate(a) for a in rows], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{agent_id}", response_model=AgentOut)
+@router.get("/{agent_id}", response_model=AgentOut, dependencies=[public()])
 async def get_agent(agent_id: str, ctx: Ctx) -> AgentOut:
     """Public. One agent, never its keys."""
     return await service.read_record(ctx.db, ctx.cache, agent_id)
 
 
-@router.post("/{agent_id}/token", status_code=status.HTTP_201_CREATED, response_model=AgentToken)
+@router.post(
+    "/{agent_id}/token", status_code=status.HTTP_201_CREATED, response_model=AgentToken, dependencies=[public()]
+)
 async def reissue_token(agent_id: str, body: TokenRequest, ctx: Ctx) -> AgentToken:
     """Public. A new agent key for a fresh signature; the agent's earlier keys stop working."""
     async with ctx.db.transaction() as session:
@@ -69,14 +71,14 @@ async def reissue_token(agent_id: str, body: TokenRequest, ctx: Ctx) -> AgentTok
     return AgentToken(agent_id=agent_id, key_id=key.key_id, api_key=secret, created_at=key.created_at)
 
 
-@router.patch("/{agent_id}", response_model=AgentOut)
+@router.patch("/{agent_id}", response_model=AgentOut, dependencies=[agents_only()])
 async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrincipal, ctx: Ctx) -> AgentOut:
     async with ctx.db.transaction() as session:
         agent = await service.update_profile(session, principal, agent_id, body, now=utcnow())
     return AgentOut.model_validate(agent)
 
 
-@router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse)
+@router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse, dependencies=[agents_only()])
 async def heartbeat(
     agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[HeartbeatRequest | None, Body()] = None
 ) -> HeartbeatResponse:
@@ -96,7 +98,9 @@ async def heartbeat(
     )
 
 
-@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.delete(
+    "/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, dependencies=[agents_only()]
+)
 async def deregister_agent(agent_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     async with ctx.db.transaction() as session:
         await service.deregister(session, principal, agent_id, now=utcnow(), settings=ctx.settings, signals=ctx.signals)

@@ -36,6 +36,9 @@ class AgentRegister(RequestModel):
     signature: SignatureHex = Field(
         description="hex Ed25519 signature of 'ains-register\\n{agent_id}\\n{public_key}\\n{timestamp}'"
     )
+    registration_token: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="Required when the server's agent_registration is `token` (made by the admin)"
+    )
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 

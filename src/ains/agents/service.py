@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ains.agents.models import Agent
 from ains.agents.schemas import AgentOut, AgentPatch, AgentRegister
 from ains.audit import service as audit
+from ains.auth import registration
 from ains.auth import service as keys
 from ains.auth.models import ApiKey
 from ains.auth.principal import Principal
@@ -41,6 +42,7 @@ async def register(
         now=now,
         window_seconds=settings.signature_window_seconds,
     )
+    await registration.consume(session, body.registration_token, body.agent_id, now=now, settings=settings)
     public_key = body.public_key.lower()
     clash = await session.scalar(
         select(Agent).where(or_(Agent.agent_id == body.agent_id, Agent.public_key == public_key))

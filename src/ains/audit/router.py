@@ -8,14 +8,14 @@ from fastapi import APIRouter, Depends, Query
 
 from ains.audit import service
 from ains.audit.schemas import AuditEntry, AuditLogPage
-from ains.auth.dependencies import Admin
+from ains.auth.dependencies import Admin, admin_only
 from ains.core.context import AppContext, get_context
 from ains.core.pagination import decode_position, split_page
 
 router = APIRouter(prefix="/ains/audit-logs", tags=["audit"])
 
 
-@router.get("", response_model=AuditLogPage)
+@router.get("", response_model=AuditLogPage, dependencies=[admin_only()])
 async def list_audit_logs(
     _admin: Admin,
     ctx: Annotated[AppContext, Depends(get_context)],

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,8 +14,8 @@ from ains.audit import service as audit
 from ains.auth.keys import generate_key, hash_key
 from ains.auth.models import ApiKey
 from ains.auth.principal import ADMIN_ID, CLIENT_SCOPES, Principal
-from ains.core.clock import new_id
-from ains.core.errors import Conflict, NotFound
+from ains.core.clock import new_id, utcnow
+from ains.core.errors import Conflict, NotFound, Unprocessable
 from ains.core.signals import announce_key
 
 
@@ -23,20 +24,76 @@ def resolve_admin(digest: str, admin_key_hash: str) -> Principal | None:
 
 
 async def resolve(session: AsyncSession, digest: str) -> Principal | None:
-    """The principal of an unrevoked key, by the key's hash."""
+    """The principal of an unrevoked key, by the key's hash (expired or not: the caller checks the time)."""
     row = (
         await session.execute(
-            select(ApiKey.kind, ApiKey.principal_id, ApiKey.scopes).where(
-                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-            )
+            select(
+                ApiKey.key_id,
+                ApiKey.kind,
+                ApiKey.principal_id,
+                ApiKey.scopes,
+                ApiKey.expires_at,
+                ApiKey.rate_limit_per_second,
+                ApiKey.rate_limit_burst,
+            ).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
         )
     ).first()
     if row is None:
         return None
-    return Principal(row.kind, row.principal_id, frozenset(row.scopes))  # type: ignore[arg-type]
+    return Principal(
+        row.kind,  # type: ignore[arg-type]
+        row.principal_id,
+        frozenset(row.scopes),
+        key_id=row.key_id,
+        expires_at=row.expires_at,
+        rate_per_second=row.rate_limit_per_second,
+        rate_burst=row.rate_limit_burst,
+    )
 
 
-def _new_key(kind: str, principal_id: str, name: str, scopes: list[str], now: datetime) -> tuple[ApiKey, str]:
+async def note_expired_use(ctx: Any, principal: Principal) -> None:
+    """Audit the first use of a key after it expired (once per key, however often it is presented)."""
+    if principal.key_id is None or principal.key_id in _expired_noted:
+        return
+    async with ctx.db.transaction() as session:
+        noted = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.key_id == principal.key_id, ApiKey.expired_use_logged_at.is_(None))
+            .values(expired_use_logged_at=utcnow())
+        )
+        if noted.rowcount:
+            audit.record(
+                session,
+                principal,
+                "api_key.expired_use",
+                "api_key",
+                principal.key_id,
+                {
+                    "principal_id": principal.id,
+                    "expired_at": principal.expires_at.isoformat() if principal.expires_at else None,
+                },
+            )
+            announce_key(session, principal.id)
+    if len(_expired_noted) > 100_000:
+        _expired_noted.clear()
+    _expired_noted.add(principal.key_id)
+
+
+_expired_noted: set[str] = set()
+
+
+def _new_key(
+    kind: str,
+    principal_id: str,
+    name: str,
+    scopes: list[str],
+    now: datetime,
+    *,
+    expires_at: datetime | None = None,
+    rate_per_second: float | None = None,
+    rate_burst: int | None = None,
+    rotated_from: str | None = None,
+) -> tuple[ApiKey, str]:
     secret = generate_key(kind)
     row = ApiKey(
         key_id=new_id("key"),
@@ -46,20 +103,114 @@ def _new_key(kind: str, principal_id: str, name: str, scopes: list[str], now: da
         name=name,
         scopes=scopes,
         created_at=now,
+        expires_at=expires_at,
+        rate_limit_per_second=rate_per_second,
+        rate_limit_burst=rate_burst,
+        rotated_from=rotated_from,
     )
     return row, secret
 
 
 async def create_client_key(
-    session: AsyncSession, actor: Principal, client_id: str, name: str, scopes: list[str] | None, now: datetime
+    session: AsyncSession,
+    actor: Principal,
+    client_id: str,
+    name: str,
+    scopes: list[str] | None,
+    now: datetime,
+    *,
+    expires_at: datetime | None = None,
+    rate_per_second: float | None = None,
+    rate_burst: int | None = None,
 ) -> tuple[ApiKey, str]:
     # One namespace for callers: a client may not take an agent's id and act as its owner.
     if await session.get(Agent, client_id) is not None:
         raise Conflict(f"{client_id} is an agent id; choose another client_id")
-    row, secret = _new_key("client", client_id, name, list(scopes or CLIENT_SCOPES), now)
+    if expires_at is not None and expires_at <= now:
+        raise Unprocessable("expires_at", "expires_at must be in the future")
+    chosen = [scope for scope in CLIENT_SCOPES if scope in set(scopes or CLIENT_SCOPES)]
+    row, secret = _new_key(
+        "client",
+        client_id,
+        name,
+        chosen,
+        now,
+        expires_at=expires_at,
+        rate_per_second=rate_per_second,
+        rate_burst=rate_burst,
+    )
     session.add(row)
-    audit.record(session, actor, "api_key.create", "api_key", row.key_id, {"client_id": client_id, "name": name})
+    audit.record(
+        session,
+        actor,
+        "api_key.create",
+        "api_key",
+        row.key_id,
+        {
+            "client_id": client_id,
+            "name": name,
+            "scopes": chosen,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "rate_limit_per_second": rate_per_second,
+            "rate_limit_burst": rate_burst,
+        },
+    )
     return row, secret
+
+
+async def rotate_key(
+    session: AsyncSession,
+    actor: Principal,
+    key_id: str,
+    grace_seconds: float,
+    now: datetime,
+    *,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str, ApiKey]:
+    """A new key with the old one's principal, scopes and limits; the old one works `grace_seconds` more.
+
+    The new key lives as long as the old one was meant to (its expiry minus its creation), from now, unless
+    `expires_at` is given. Answers (new row, new secret, old row).
+    """
+    old = await session.scalar(select(ApiKey).where(ApiKey.key_id == key_id).with_for_update())
+    if old is None or old.revoked_at is not None:
+        raise NotFound(f"API key {key_id} not found")
+    if old.expires_at is not None and old.expires_at <= now:
+        raise Conflict(f"API key {key_id} has expired; create a new key instead")
+    if expires_at is None and old.expires_at is not None:
+        expires_at = now + (old.expires_at - old.created_at)
+    if expires_at is not None and expires_at <= now:
+        raise Unprocessable("expires_at", "expires_at must be in the future")
+    grace_end = now + timedelta(seconds=grace_seconds)
+    previous_expiry = old.expires_at
+    old.expires_at = grace_end if previous_expiry is None else min(previous_expiry, grace_end)
+    row, secret = _new_key(
+        old.kind,
+        old.principal_id,
+        old.name,
+        list(old.scopes),
+        now,
+        expires_at=expires_at,
+        rate_per_second=old.rate_limit_per_second,
+        rate_burst=old.rate_limit_burst,
+        rotated_from=old.key_id,
+    )
+    session.add(row)
+    announce_key(session, old.principal_id)
+    audit.record(
+        session,
+        actor,
+        "api_key.rotate",
+        "api_key",
+        old.key_id,
+        {
+            "principal_id": old.principal_id,
+            "new_key_id": row.key_id,
+            "grace_seconds": grace_seconds,
+            "old_key_expires_at": old.expires_at.isoformat(),
+        },
+    )
+    return row, secret, old
 
 
 async def issue_agent_key(session: AsyncSession, agent_id: str, now: datetime, *, replace: bool) -> tuple[ApiKey, str]:

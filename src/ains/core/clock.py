@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+# Tests set this (`set_clock`) to a clock of their own, to move time without sleeping.
+_now: Callable[[], datetime] | None = None
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) if _now is None else _now()
+
+
+def set_clock(now: Callable[[], datetime] | None) -> None:
+    """Make `utcnow()` answer `now()` (None: the real clock again). For tests."""
+    global _now
+    _now = now
 
 
 def new_id(prefix: str) -> str:

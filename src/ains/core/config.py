@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     cache_stale_bound_seconds: float = Field(5, gt=0)
     run_background: bool = True
 
+    # SPEC 18: each key's token bucket (per-key overrides at creation), the cap on a client's non-final tasks,
+    # and who may register agents (`open`, or `token`: only with a registration token).
+    rate_limit_per_second: float = Field(1000, gt=0)
+    rate_limit_burst: int = Field(2000, ge=1)
+    max_pending_tasks_per_client: int = Field(1_000_000, ge=1)
+    agent_registration: Literal["open", "token"] = "open"
+
     log_level: str = "INFO"
     # Log lines: `text` for people, `json` one object a line, `auto` text on a terminal and JSON otherwise.
     log_format: Literal["auto", "text", "json"] = "auto"

@@ -22,6 +22,7 @@ class AppContext:
     signals: Wakeups
     keys: KeyCache
     listener: WakeupListener | None = None  # the link to the other processes (PostgreSQL only)
+    limiter: Any = None  # per-key rate limits (ains.auth.ratelimit.RateLimiter)
 
     @property
     def cache(self) -> Any:
@@ -32,6 +33,8 @@ class AppContext:
         if self.listener is not None:
             await self.listener.stop()
         await self.cache.close()
+        if self.limiter is not None:
+            await self.limiter.close()
         await self.db.dispose()
 
 

@@ -39,6 +39,13 @@ class RequestTelemetry:
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                # The key's rate limit state, set by ains.auth.dependencies.authenticate (SPEC 18).
+                limit_headers = scope.get("state", {}).get("rate_limit_headers")
+                if limit_headers:
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        *((name.lower().encode(), value.encode()) for name, value in limit_headers.items()),
+                    ]
             await send(message)
 
         try:

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from ains.agents.models import Agent
-from ains.auth.dependencies import Admin
+from ains.auth.dependencies import Admin, admin_only, public
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.metrics import AGENT_TRUST, AGENTS_BY_STATUS, AGENTS_BY_TRUST_LEVEL, QUEUE_DEPTH, TASKS_BY_STATUS
@@ -23,13 +23,13 @@ router = APIRouter(tags=["operations"])
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
-@router.get("/health")
+@router.get("/health", dependencies=[public()])
 async def health() -> dict[str, str]:
     """Public. The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "A dependency is unreachable"}})
+@router.get("/ready", responses={503: {"description": "A dependency is unreachable"}}, dependencies=[public()])
 async def ready(ctx: Ctx) -> JSONResponse:
     """Public. The database (and Redis, if configured) answers within 2 s."""
     try:
@@ -43,7 +43,7 @@ async def ready(ctx: Ctx) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": "ok"} | ({"redis": "ok"} if ctx.settings.redis_url else {}))
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[admin_only()])
 async def metrics(_admin: Admin, ctx: Ctx) -> Response:
     """Prometheus text. Admin key required."""
     async with ctx.db.read() as session:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response, status
 
-from ains.auth.dependencies import CurrentPrincipal, require_scope
+from ains.auth.dependencies import CurrentPrincipal, agents_only, requires
 from ains.auth.principal import Principal
 from ains.core.clock import utcnow
 from ains.core.config import Settings
@@ -57,9 +57,9 @@ def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
     responses={200: {"model": TaskOut, "description": "A repeated idempotency key: the first task"}},
+    dependencies=[requires("tasks:write")],
 )
 async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, response: Response) -> TaskOut:
-    require_scope(principal, "tasks:write")
     async with ctx.db.transaction() as session:
         task, created = await service.submit(
             session, principal, body, now=utcnow(), settings=ctx.settings, signals=ctx.signals
@@ -69,10 +69,9 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, r
     return present(task, ctx.settings)
 
 
-@router.post("/ains/tasks/batch", response_model=BatchResult)
+@router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
 async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> BatchResult:
     """Up to 100 tasks in one transaction; each item is validated and answered on its own (SPEC 5)."""
-    require_scope(principal, "tasks:write")
     async with ctx.db.transaction() as session:
         submitted, failed = await service.submit_batch(
             session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings, signals=ctx.signals
@@ -86,13 +85,23 @@ async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx)
     )
 
 
-@router.post("/ains/tasks/complete-batch", response_model=ReportResults, response_model_exclude_none=True)
+@router.post(
+    "/ains/tasks/complete-batch",
+    response_model=ReportResults,
+    response_model_exclude_none=True,
+    dependencies=[agents_only()],
+)
 async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
     """The calling agent completes up to 100 tasks; each item is answered on its own."""
     return await _report_batch(service.complete_many, body.items, principal, ctx)
 
 
-@router.post("/ains/tasks/fail-batch", response_model=ReportResults, response_model_exclude_none=True)
+@router.post(
+    "/ains/tasks/fail-batch",
+    response_model=ReportResults,
+    response_model_exclude_none=True,
+    dependencies=[agents_only()],
+)
 async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
     """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
     return await _report_batch(service.fail_many, body.items, principal, ctx)
@@ -106,7 +115,7 @@ async def _report_batch(report_many: Any, items: list[Any], principal: Principal
     return ReportResults(results=[ReportResult(**r) for r in results])
 
 
-@router.get("/ains/tasks", response_model=TaskList)
+@router.get("/ains/tasks", response_model=TaskList, dependencies=[requires("tasks:read")])
 async def list_tasks(
     principal: CurrentPrincipal,
     ctx: Ctx,
@@ -118,7 +127,6 @@ async def list_tasks(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> TaskList:
     """Newest first. A client sees its own tasks, an agent those it submitted or holds, the admin all."""
-    require_scope(principal, "tasks:read")
     async with ctx.db.read() as session:
         rows, next_cursor = await service.list_tasks(
             session,
@@ -133,22 +141,20 @@ async def list_tasks(
     return TaskList(tasks=[present(t, ctx.settings) for t in rows], next_cursor=next_cursor)
 
 
-@router.get("/ains/tasks/{task_id}", response_model=TaskOut)
+@router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
 async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
-    require_scope(principal, "tasks:read")
     return present(await service.read_task(ctx.db, ctx.cache, principal, task_id), ctx.settings)
 
 
-@router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory)
+@router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory, dependencies=[requires("tasks:read")])
 async def task_attempts(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> AttemptHistory:
-    require_scope(principal, "tasks:read")
     async with ctx.db.read() as session:
         task = await service.get_visible(session, principal, task_id)
         rows = await service.attempts(session, task)
     return AttemptHistory(task_id=task_id, attempts=[AttemptOut.model_validate(r) for r in rows])
 
 
-@router.post("/ains/agents/{agent_id}/tasks/claim", response_model=ClaimResponse)
+@router.post("/ains/agents/{agent_id}/tasks/claim", response_model=ClaimResponse, dependencies=[agents_only()])
 async def claim_tasks(
     agent_id: str,
     principal: CurrentPrincipal,
@@ -174,7 +180,7 @@ async def claim_tasks(
     return ClaimResponse(tasks=[present(t, ctx.settings) for t in result.tasks], reason=result.limited_reason)
 
 
-@router.post("/ains/tasks/{task_id}/start", response_model=TaskOut)
+@router.post("/ains/tasks/{task_id}/start", response_model=TaskOut, dependencies=[agents_only()])
 async def start_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[StartRequest | None, Body()] = None
 ) -> TaskOut:
@@ -191,7 +197,7 @@ async def start_task(
     return present(task, ctx.settings)
 
 
-@router.post("/ains/tasks/{task_id}/complete", response_model=TaskOut)
+@router.post("/ains/tasks/{task_id}/complete", response_model=TaskOut, dependencies=[agents_only()])
 async def complete_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[CompleteRequest | None, Body()] = None
 ) -> TaskOut:
@@ -210,7 +216,7 @@ async def complete_task(
     return present(task, ctx.settings)
 
 
-@router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut)
+@router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut, dependencies=[agents_only()])
 async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
     async with ctx.db.transaction() as session:
         task = await service.fail(
@@ -228,12 +234,11 @@ async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal
     return present(task, ctx.settings)
 
 
-@router.post("/ains/tasks/{task_id}/cancel", response_model=CancelResponse)
+@router.post("/ains/tasks/{task_id}/cancel", response_model=CancelResponse, dependencies=[requires("tasks:write")])
 async def cancel_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[CancelRequest | None, Body()] = None
 ) -> CancelResponse:
     """PENDING, ASSIGNED or ACTIVE → CANCELLED (owner or admin); 409 on a final task."""
-    require_scope(principal, "tasks:write")
     body = body or CancelRequest()
     async with ctx.db.transaction() as session:
         task = await service.cancel(
@@ -242,10 +247,9 @@ async def cancel_task(
     return CancelResponse.model_validate(task)
 
 
-@router.patch("/ains/tasks/{task_id}/priority", response_model=TaskOut)
+@router.patch("/ains/tasks/{task_id}/priority", response_model=TaskOut, dependencies=[requires("tasks:write")])
 async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
     """Change the base priority of a task that is not final (owner or admin); takes effect at once."""
-    require_scope(principal, "tasks:write")
     async with ctx.db.transaction() as session:
         task = await service.set_priority(
             session, principal, task_id, body.priority, now=utcnow(), settings=ctx.settings
@@ -253,10 +257,9 @@ async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPr
     return present(task, ctx.settings)
 
 
-@router.get("/ains/queue/metrics", response_model=QueueMetrics)
+@router.get("/ains/queue/metrics", response_model=QueueMetrics, dependencies=[requires("tasks:read")])
 async def queue_metrics(principal: CurrentPrincipal, ctx: Ctx) -> QueueMetrics:
     """Queue figures (SPEC 6): over all tasks for the admin, over the caller's own tasks otherwise."""
-    require_scope(principal, "tasks:read")
     async with ctx.db.read() as session:
         figures = await service.queue_metrics(session, principal, now=utcnow(), settings=ctx.settings)
     return QueueMetrics(**figures)

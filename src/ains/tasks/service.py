@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
+from ains.auth import quota
 from ains.auth.principal import Principal
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.cache import read_through
@@ -68,6 +69,7 @@ async def submit(
         if existing is not None:
             return existing, False
 
+    await quota.reserve(session, client_id, 1, settings)  # max_pending_tasks_per_client (SPEC 18)
     task = _new_task(client_id, body, now, settings)
     task.submitter_trusted = await trust.submitter_trusted(session, principal)
     if body.idempotency_key is None:
@@ -179,6 +181,7 @@ async def submit_batch(
         for index, body in valid
         if body.idempotency_key is None
     ]
+    await quota.reserve_many(session, [task.client_id for _, task in plain], settings)  # the pending cap (SPEC 18)
     trusted = await trust.submitter_trusted(session, principal) if plain else True
     for _, task in plain:
         task.submitter_trusted = trusted

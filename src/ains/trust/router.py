@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from ains.agents import service as agents
-from ains.auth.dependencies import Admin, CurrentPrincipal
+from ains.auth.dependencies import Admin, CurrentPrincipal, admin_only, any_key, public
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.pagination import decode_position, split_page
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/ains/agents", tags=["trust"])
 Ctx = Annotated[AppContext, Depends(get_context)]
 
 
-@router.get("/leaderboard", response_model=Leaderboard)
+@router.get("/leaderboard", response_model=Leaderboard, dependencies=[public()])
 async def leaderboard(
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -53,7 +53,7 @@ async def leaderboard(
     )
 
 
-@router.get("/{agent_id}/trust", response_model=TrustSummary)
+@router.get("/{agent_id}/trust", response_model=TrustSummary, dependencies=[public()])
 async def trust_summary(agent_id: str, ctx: Ctx) -> TrustSummary:
     """Public. Score, level and the agent's task metrics."""
     async with ctx.db.read() as session:
@@ -66,7 +66,7 @@ async def trust_summary(agent_id: str, ctx: Ctx) -> TrustSummary:
     )
 
 
-@router.get("/{agent_id}/trust/history", response_model=TrustHistory)
+@router.get("/{agent_id}/trust/history", response_model=TrustHistory, dependencies=[public()])
 async def trust_history(
     agent_id: str,
     ctx: Ctx,
@@ -84,7 +84,7 @@ async def trust_history(
     )
 
 
-@router.get("/{agent_id}/trust/verify", response_model=ChainVerification)
+@router.get("/{agent_id}/trust/verify", response_model=ChainVerification, dependencies=[any_key()])
 async def verify_trust_chain(agent_id: str, _principal: CurrentPrincipal, ctx: Ctx) -> ChainVerification:
     """Recompute the agent's trust hash chain: any record edited, deleted or inserted outside AINS shows."""
     async with ctx.db.read() as session:
@@ -95,7 +95,7 @@ async def verify_trust_chain(agent_id: str, _principal: CurrentPrincipal, ctx: C
     )
 
 
-@router.post("/{agent_id}/trust/adjust", response_model=TrustAdjusted)
+@router.post("/{agent_id}/trust/adjust", response_model=TrustAdjusted, dependencies=[admin_only()])
 async def adjust_trust(agent_id: str, body: TrustAdjust, admin: Admin, ctx: Ctx) -> TrustAdjusted:
     """Admin. Move the score by `delta` (clamped to [0, 1]); recorded and audited."""
     async with ctx.db.transaction() as session:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from ains.auth.dependencies import CurrentPrincipal
+from ains.auth.dependencies import CurrentPrincipal, requires
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.pagination import decode_position, split_page
@@ -48,7 +48,12 @@ async def _list(ctx: AppContext, principal, owner_kind: str, owner_id: str) -> W
     return WebhookList(webhooks=[WebhookOut.model_validate(h) for h in rows])
 
 
-@router.post("/ains/agents/{agent_id}/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookWithSecret)
+@router.post(
+    "/ains/agents/{agent_id}/webhooks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookWithSecret,
+    dependencies=[requires("webhooks:write")],
+)
 async def create_agent_webhook(
     agent_id: str, body: WebhookCreate, principal: CurrentPrincipal, ctx: Ctx
 ) -> WebhookWithSecret:
@@ -56,13 +61,16 @@ async def create_agent_webhook(
     return await _create(ctx, principal, "agent", agent_id, body)
 
 
-@router.get("/ains/agents/{agent_id}/webhooks", response_model=WebhookList)
+@router.get("/ains/agents/{agent_id}/webhooks", response_model=WebhookList, dependencies=[requires("webhooks:read")])
 async def list_agent_webhooks(agent_id: str, principal: CurrentPrincipal, ctx: Ctx) -> WebhookList:
     return await _list(ctx, principal, "agent", agent_id)
 
 
 @router.post(
-    "/ains/clients/{client_id}/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookWithSecret
+    "/ains/clients/{client_id}/webhooks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookWithSecret,
+    dependencies=[requires("webhooks:write")],
 )
 async def create_client_webhook(
     client_id: str, body: WebhookCreate, principal: CurrentPrincipal, ctx: Ctx
@@ -71,12 +79,14 @@ async def create_client_webhook(
     return await _create(ctx, principal, "client", client_id, body)
 
 
-@router.get("/ains/clients/{client_id}/webhooks", response_model=WebhookList)
+@router.get("/ains/clients/{client_id}/webhooks", response_model=WebhookList, dependencies=[requires("webhooks:read")])
 async def list_client_webhooks(client_id: str, principal: CurrentPrincipal, ctx: Ctx) -> WebhookList:
     return await _list(ctx, principal, "client", client_id)
 
 
-@router.patch("/ains/webhooks/{webhook_id}", response_model=WebhookWithSecret)
+@router.patch(
+    "/ains/webhooks/{webhook_id}", response_model=WebhookWithSecret, dependencies=[requires("webhooks:write")]
+)
 async def update_webhook(
     webhook_id: str, body: WebhookPatch, principal: CurrentPrincipal, ctx: Ctx
 ) -> WebhookWithSecret:
@@ -88,14 +98,21 @@ async def update_webhook(
     return WebhookWithSecret(**WebhookOut.model_validate(hook).model_dump(), secret=secret)
 
 
-@router.delete("/ains/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.delete(
+    "/ains/webhooks/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    dependencies=[requires("webhooks:write")],
+)
 async def delete_webhook(webhook_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     async with ctx.db.transaction() as session:
         await service.delete(session, principal, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/ains/webhooks/{webhook_id}/deliveries", response_model=DeliveryPage)
+@router.get(
+    "/ains/webhooks/{webhook_id}/deliveries", response_model=DeliveryPage, dependencies=[requires("webhooks:read")]
+)
 async def list_deliveries(
     webhook_id: str,
     principal: CurrentPrincipal,
@@ -134,6 +151,7 @@ def _delivery_out(d: WebhookDelivery, e: TaskEvent) -> DeliveryOut:
     "/ains/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DeliveryOut,
+    dependencies=[requires("webhooks:write")],
 )
 async def redeliver(webhook_id: str, delivery_id: str, principal: CurrentPrincipal, ctx: Ctx) -> DeliveryOut:
     """Send a finished delivery again: a new series of attempts, the same event_id and body. 409 while pending."""
@@ -143,7 +161,12 @@ async def redeliver(webhook_id: str, delivery_id: str, principal: CurrentPrincip
     return out
 
 
-@router.post("/ains/webhooks/{webhook_id}/recover", status_code=status.HTTP_202_ACCEPTED, response_model=RecoverOut)
+@router.post(
+    "/ains/webhooks/{webhook_id}/recover",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RecoverOut,
+    dependencies=[requires("webhooks:write")],
+)
 async def recover(webhook_id: str, body: RecoverRequest, principal: CurrentPrincipal, ctx: Ctx) -> RecoverOut:
     """Re-queue every delivery of this webhook that ended failed at or after `since`."""
     async with ctx.db.transaction() as session:

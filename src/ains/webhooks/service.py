@@ -27,8 +27,6 @@ def require_owner_path(principal: Principal, owner_kind: str, owner_id: str) -> 
         return
     if principal.kind != owner_kind or principal.id != owner_id:
         raise Forbidden(f"Only {owner_id} or an admin may manage these webhooks")
-    if not principal.has_scope("webhooks"):
-        raise Forbidden("This key lacks the webhooks scope")
 
 
 async def _check_url(url: str, allow_private: bool) -> None:
@@ -95,8 +93,6 @@ async def get_owned(
     )
     if not owns:
         raise NotFound(f"Webhook {webhook_id} not found")
-    if not principal.has_scope("webhooks"):
-        raise Forbidden("This key lacks the webhooks scope")
     return hook
 
 

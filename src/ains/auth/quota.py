@@ -1,0 +1,131 @@
+"""The cap on a client's non-final tasks (SPEC 18: `max_pending_tasks_per_client`, 429 beyond).
+
+Counting a client's open tasks on every submission would read up to a million
+index entries per request. Instead each client has an *allowance* row: how many
+more tasks it may submit before its tasks must be counted again. A submission
+takes `n` from it with one guarded statement (`UPDATE … SET allowance =
+allowance - n WHERE allowance >= n`). Only when that fails are the client's
+open tasks counted (on the partial index `ix_tasks_client_open`, and never past
+the cap), and the allowance set to `cap - count`. Tasks that finish do not give
+allowance back, so the allowance is a lower bound of the true headroom: it can
+only make AINS count sooner, never admit more. A client far from the cap is
+counted once per `cap - count` submissions; one at the cap at most once per
+`RECOUNT_SECONDS` in each process (in between it is refused from memory).
+
+On PostgreSQL the allowance is taken in a short transaction of its own, so a
+busy client's submissions do not queue on its allowance row while their own
+transactions run; an allowance taken by a submission that then fails is simply
+lost (the lower bound holds). Submissions in flight while a count runs are the
+only slack: the cap can be passed by at most the number of that client's
+submissions running concurrently at that moment. SQLite has one writer at a
+time, so there it is the submission's own transaction and exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Index, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.auth.models import ClientQuota
+from ains.core.clock import utcnow
+from ains.core.config import Settings
+from ains.core.errors import AinsError
+from ains.tasks.models import Task
+
+RECOUNT_SECONDS = 1.0
+OPEN_TASKS = "status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+
+# Declared here, next to its only reader (created by migration 0008).
+Index(
+    "ix_tasks_client_open",
+    Task.client_id,
+    postgresql_where=text(OPEN_TASKS),
+    sqlite_where=text(OPEN_TASKS),
+)
+
+
+class PendingCapReached(AinsError):
+    status_code = 429
+
+
+async def reserve(session: AsyncSession, client_id: str, n: int, settings: Settings) -> None:
+    """Take `n` from `client_id`'s allowance for a submission of `n` tasks, or refuse it (429)."""
+    if n <= 0:
+        return
+    cap = settings.max_pending_tasks_per_client
+    full = _full.setdefault(session.bind.sync_engine, {})
+    full_since = full.get(client_id)
+    if full_since is not None and utcnow().timestamp() - full_since < RECOUNT_SECONDS:
+        _refuse(cap)
+    dialect = session.bind.dialect.name
+    if dialect == "sqlite":
+        allowed = await _reserve(session, dialect, client_id, n, cap)
+    else:
+        async with session.bind.begin() as connection:
+            allowed = await _reserve(connection, dialect, client_id, n, cap)
+    if not allowed:
+        if len(full) > 10_000:
+            full.clear()
+        full[client_id] = utcnow().timestamp()
+        _refuse(cap)
+    full.pop(client_id, None)
+
+
+async def reserve_many(session: AsyncSession, client_ids: list[str], settings: Settings) -> None:
+    """`reserve` for a batch: each client's share of it (the admin may submit for several clients at once)."""
+    for client_id, n in Counter(client_ids).items():
+        await reserve(session, client_id, n, settings)
+
+
+# Clients found at the cap by this process (per database), and when: refused without a new count for
+# RECOUNT_SECONDS.
+_full: WeakKeyDictionary[Any, dict[str, float]] = WeakKeyDictionary()
+
+
+async def _reserve(conn: Any, dialect: str, client_id: str, n: int, cap: int) -> bool:
+    taken = await conn.execute(
+        update(ClientQuota)
+        .where(ClientQuota.client_id == client_id, ClientQuota.allowance >= n)
+        .values(allowance=ClientQuota.allowance - n)
+        .returning(ClientQuota.allowance)
+    )
+    if taken.first() is not None:
+        return True
+    allowance = cap - await _count_open(conn, client_id, cap)
+    allowed = allowance >= n
+    await _store(conn, dialect, client_id, allowance - n if allowed else allowance, utcnow())
+    return allowed
+
+
+async def _count_open(conn: Any, client_id: str, cap: int) -> int:
+    open_rows = (
+        select(Task.task_id)
+        .where(Task.client_id == client_id, Task.status.not_in(("COMPLETED", "FAILED", "CANCELLED")))
+        .limit(cap)
+        .subquery()
+    )
+    return int((await conn.execute(select(func.count()).select_from(open_rows))).scalar_one())
+
+
+async def _store(conn: Any, dialect: str, client_id: str, allowance: int, now: datetime) -> None:
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = dialect_insert(ClientQuota).values(client_id=client_id, allowance=allowance, counted_at=now)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ClientQuota.client_id], set_={"allowance": allowance, "counted_at": now}
+        )
+    )
+
+
+def _refuse(cap: int) -> None:
+    raise PendingCapReached(
+        f"This client already has {cap} tasks that are not final (max_pending_tasks_per_client); "
+        "wait for some to finish"
+    )
