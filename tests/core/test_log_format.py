@@ -1,0 +1,56 @@
+"""AINS_LOG_FORMAT: text on a terminal, JSON otherwise; no colour codes inside JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from ains.core.logging import JsonFormatter, TextFormatter, resolve_format
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _record(message: str, **extra) -> logging.LogRecord:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, message, None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_auto_is_text_on_a_terminal_and_json_otherwise():
+    assert resolve_format("auto", _Stream(tty=True)) == "text"
+    assert resolve_format("auto", _Stream(tty=False)) == "json"
+    assert resolve_format("json", _Stream(tty=True)) == "json"
+    assert resolve_format("TEXT", _Stream(tty=False)) == "text"
+    with pytest.raises(ValueError):
+        resolve_format("xml")
+
+
+def test_json_lines_carry_no_colour_codes():
+    record = _record(
+        "Uvicorn running on \x1b[1mhttp://127.0.0.1:8000\x1b[0m",
+        color_message="Uvicorn running on \x1b[1m%s\x1b[0m",
+        detail={"note": "\x1b[31mred\x1b[0m"},
+    )
+    line = JsonFormatter().format(record)
+    assert "\x1b" not in line and "\\u001b" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "Uvicorn running on http://127.0.0.1:8000"
+    assert "color_message" not in entry
+    assert entry["detail"] == {"note": "red"}
+
+
+def test_text_lines_are_for_people():
+    line = TextFormatter().format(_record("AINS started", database="sqlite", path="/a b"))
+    assert "INFO" in line and "AINS started" in line
+    assert "database=sqlite" in line and 'path="/a b"' in line
+    assert not line.startswith("{")
