@@ -30,10 +30,13 @@ from ains.core.listener import WakeupListener
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
 from ains.core.signals import CACHE, KEY, Wakeups
 from ains.migrate import upgrade
+from ains.ops.api_docs import install_api_docs
 from ains.ops.router import router as ops_router
+from ains.schedules.router import router as schedules_router
 from ains.tasks.router import router as tasks_router
 from ains.trust.router import router as trust_router
 from ains.webhooks.router import router as webhooks_router
+from ains.workflows.router import router as workflows_router
 
 log = logging.getLogger("ains")
 
@@ -97,13 +100,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Agent Intelligence Network System: a registry and task broker for AI agents.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_api_docs from the package's own assets
+        redoc_url=None,
     )
     install_error_handlers(app)
     # The trust router goes before the agents router: /ains/agents/leaderboard is not an agent id.
     for router in (ops_router, keys_router, trust_router, agents_router, tasks_router, webhooks_router, audit_router):
         app.include_router(router)
     app.include_router(registration_tokens_router)
+    app.include_router(workflows_router)  # SPEC 17
+    app.include_router(schedules_router)
     document_access(app)  # each route's declared access (scope, admin, agent, public) in /openapi.json
+    install_api_docs(app)  # /docs and /redoc, working offline
     install_console(app)  # /console: the operator console (SPEC 19), not part of the JSON API
     # The edge of every route: body size counted as it arrives, refused text and numbers (SPEC 13).
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, max_metadata_bytes=settings.max_metadata_bytes)

@@ -24,10 +24,11 @@ MIN_SLEEP_SECONDS = 0.02
 
 def all_duties() -> list[Duty]:
     from ains.agents.duties import STALE_AGENTS
+    from ains.schedules.duty import SCHEDULES
     from ains.tasks.duties import EXPIRED_LEASES, RETRY_WAKEUPS, TIMEOUTS
     from ains.webhooks.dispatcher import webhook_duty
 
-    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS, webhook_duty()]
+    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS, webhook_duty(), SCHEDULES]
 
 
 class DutyRunner:

@@ -1,0 +1,33 @@
+"""The schedules' "now": the process clock, or, for tests only, a time read from a file.
+
+`AINS_TEST_CLOCK_FILE` (test-only; never set it in production) names a file holding an ISO 8601 time: while it
+is set, the schedules (their next tick at creation, and the duty that submits due ticks) take "now" from that
+file, read afresh each time. Several `ains serve` processes given the same file share one clock a test moves
+by rewriting it, so "a tick comes due" happens at an instant the test chooses, in every process at once.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from ains.core.clock import utcnow
+
+TEST_CLOCK_ENV = "AINS_TEST_CLOCK_FILE"
+
+
+def test_clock_file() -> str | None:
+    return os.environ.get(TEST_CLOCK_ENV) or None
+
+
+def schedule_now() -> datetime:
+    path = test_clock_file()
+    if path is None:
+        return utcnow()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
+        value = datetime.fromisoformat(text)
+    except (OSError, ValueError):
+        return utcnow()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,104 @@
+"""`workflow.completed`, `workflow.failed` and `workflow.cancelled`: events to the workflow client's webhooks.
+
+Written in the transaction that finished the workflow, like a task's events (the outbox, SPEC 9): one event
+row and one delivery per active client webhook that asked for it. The delivery's ordering key is the
+workflow id, so a workflow's events reach a webhook in order.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ains.core.clock import new_id
+from ains.core.signals import announce_deadline
+from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
+
+WORKFLOW_COMPLETED = "workflow.completed"
+WORKFLOW_FAILED = "workflow.failed"
+WORKFLOW_CANCELLED = "workflow.cancelled"
+WORKFLOW_EVENTS = (WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED)
+_BY_STATUS = {"COMPLETED": WORKFLOW_COMPLETED, "FAILED": WORKFLOW_FAILED, "CANCELLED": WORKFLOW_CANCELLED}
+DEADLINE_DELIVERY = "webhook_delivery"  # the dispatcher's deadline kind (ains.webhooks.outbox)
+
+
+def _iso(value: datetime | None) -> str | None:
+    from ains.webhooks.outbox import iso
+
+    return iso(value)
+
+
+async def emit_workflow_event(session: AsyncSession, workflow: Any, status: str, *, now: datetime) -> None:
+    event = _BY_STATUS[status]
+    hooks = await session.execute(
+        select(Webhook.webhook_id, Webhook.events).where(
+            Webhook.active.is_(True), Webhook.owner_kind == "client", Webhook.owner_id == workflow.client_id
+        )
+    )
+    webhook_ids = [
+        webhook_id
+        for webhook_id, events in hooks
+        if event in (json.loads(events) if isinstance(events, str) else events or [])
+    ]
+    if not webhook_ids:
+        return
+    event_id = new_id("evt")
+    payload = {
+        "event_id": event_id,
+        "event": event,
+        "workflow_id": workflow.workflow_id,
+        "task_id": None,
+        "agent_id": None,
+        "timestamp": _iso(now),
+        "data": {
+            "status": status,
+            "name": workflow.name,
+            "client_id": workflow.client_id,
+            "completed_at": _iso(now),
+            "steps": {
+                "total": workflow.total_steps,
+                "completed": workflow.completed_steps,
+                "failed": workflow.failed_steps,
+                "cancelled": workflow.cancelled_steps,
+            },
+        },
+    }
+    await session.execute(
+        insert(TaskEvent.__table__),
+        [
+            {
+                "event_id": event_id,
+                "event": event,
+                "task_id": workflow.workflow_id,
+                "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                "created_at": now,
+            }
+        ],
+    )
+    await session.execute(
+        insert(WebhookDelivery.__table__),
+        [
+            {
+                "delivery_id": new_id("dlv"),
+                "webhook_id": webhook_id,
+                "event_id": event_id,
+                "task_id": workflow.workflow_id,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "leased_until": None,
+                "response_code": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+                "finished_at": None,
+                "history": [],
+            }
+            for webhook_id in webhook_ids
+        ],
+    )
+    announce_deadline(session, DEADLINE_DELIVERY, now)

@@ -1,0 +1,88 @@
+"""Workflow endpoints (SPEC 17)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, status
+from sqlalchemy.exc import DBAPIError
+
+from ains.auth.dependencies import CurrentPrincipal, requires
+from ains.core.clock import utcnow
+from ains.core.context import AppContext, get_context
+from ains.workflows import service
+from ains.workflows.schemas import WorkflowCancel, WorkflowList, WorkflowOut, WorkflowStatus, WorkflowSubmit
+
+router = APIRouter(tags=["workflows"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+# A cancel locks every open step; a step completing at that moment locks its dependents. PostgreSQL may find
+# the two waiting for each other and end one: the cancel then runs again (its work is all or nothing).
+DEADLOCK_RETRIES = 3
+
+
+@router.post(
+    "/ains/workflows",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WorkflowOut,
+    dependencies=[requires("workflows:write")],
+)
+async def submit_workflow(body: WorkflowSubmit, principal: CurrentPrincipal, ctx: Ctx) -> WorkflowOut:
+    """A graph of up to 100 steps in one transaction: a cycle, an unknown or duplicate key is 422 naming it,
+    and nothing is stored then. Steps with `depends_on` start WAITING."""
+    async with ctx.db.transaction() as session:
+        workflow = await service.submit(session, principal, body, now=utcnow(), settings=ctx.settings)
+    return WorkflowOut.model_validate(workflow)
+
+
+@router.get("/ains/workflows", response_model=WorkflowList, dependencies=[requires("workflows:read")])
+async def list_workflows(
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    status: WorkflowStatus | None = None,
+    client_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> WorkflowList:
+    """Newest first: the caller's own workflows (the admin: all, or one client's with `client_id`)."""
+    async with ctx.db.read() as session:
+        rows, next_cursor = await service.list_workflows(
+            session, principal, status=status, client_id=client_id, limit=limit, cursor=cursor
+        )
+    return WorkflowList.model_validate({"workflows": rows, "next_cursor": next_cursor})
+
+
+@router.get("/ains/workflows/{workflow_id}", response_model=WorkflowOut, dependencies=[requires("workflows:read")])
+async def get_workflow(workflow_id: str, principal: CurrentPrincipal, ctx: Ctx) -> WorkflowOut:
+    async with ctx.db.read() as session:
+        workflow = await service.get(session, principal, workflow_id)
+    return WorkflowOut.model_validate(workflow)
+
+
+@router.post(
+    "/ains/workflows/{workflow_id}/cancel", response_model=WorkflowOut, dependencies=[requires("workflows:write")]
+)
+async def cancel_workflow(
+    workflow_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[WorkflowCancel | None, Body()] = None
+) -> WorkflowOut:
+    """Cancel every step not yet final (owner or admin)."""
+    body = body or WorkflowCancel()
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            async with ctx.db.transaction() as session:
+                workflow = await service.cancel(
+                    session,
+                    principal,
+                    workflow_id,
+                    body.reason,
+                    now=utcnow(),
+                    settings=ctx.settings,
+                    signals=ctx.signals,
+                )
+            break
+        except DBAPIError as exc:
+            if attempt == DEADLOCK_RETRIES or "deadlock" not in str(exc.orig).lower():
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    return WorkflowOut.model_validate(workflow)
