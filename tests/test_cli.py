@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -169,7 +170,7 @@ def test_operator_commands_against_a_server(tmp_path):
         assert f"task {task_id} now has priority 9" in run("tasks", "priority", task_id, "9", env=client).stdout
         listed = run("tasks", "list", env=client | {"COLUMNS": "60"}).stdout
         assert task_id in listed  # whole, even in a narrow terminal
-        assert "ago (" in listed and " UTC)" in listed  # relative and absolute times
+        assert re.search(r"(just now|ago) \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", listed)  # relative, absolute
 
         # An agent does the task; its attempts, trust and chain are visible.
         identity = Identity.generate()
