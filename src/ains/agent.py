@@ -187,6 +187,7 @@ class Agent:
         self._executor: ThreadPoolExecutor | None = None
         self._link = _Link(agent_id, self.server_url)
         self._claim_uncertain = False
+        self._register_conflict = False
         self.completed = 0
         self.failed = 0
 
@@ -287,7 +288,9 @@ class Agent:
         if existing.status_code == 404:
             # A fresh signature each time: a signature is accepted once, and an earlier try may have been used.
             response = await self._answer("POST", "/ains/agents", json=identity.registration(self.agent_id) | profile)
-            if response.status_code == 409:
+            if response.status_code == 409 and not self._register_conflict:
+                # An earlier try may have registered us and lost its answer: look again (once).
+                self._register_conflict = True
                 raise _NotYet("registered meanwhile (an earlier answer was lost); looking again")
             self._raise_for(response, "register")
             log.info("agent registered", extra={"agent_id": self.agent_id})
