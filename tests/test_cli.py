@@ -132,6 +132,10 @@ def test_a_server_that_is_down_is_one_line(tmp_path):
 def test_agent_run_of_a_module_that_is_not_there_is_one_line(tmp_path):
     line = one_line_error(ains("agent", "run", "nosuchmod:agent", check=False))
     assert "nosuchmod" in line
+    # A usage error too: one line, exit code 2.
+    usage = ains("tasks", "submit", "--capability", "a:v1", "--priority", "11", check=False)
+    assert usage.returncode == 2
+    assert one_line_error(usage).startswith("error: Invalid value for '--priority'")
     line = one_line_error(run("agent", "run", "json:dumps", check=False))
     assert "not an ains.agent.Agent" in line
 

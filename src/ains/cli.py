@@ -23,7 +23,39 @@ import typer
 
 from ains.core.config import Settings
 
-app = typer.Typer(
+
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """Click's exception class `name`, both as typer raises it (newer typer vendors click) and as click does."""
+    import click
+
+    ours = [cls for cls in typer.BadParameter.__mro__ if cls.__name__ == name]
+    return tuple({*ours, getattr(click, name, getattr(click.exceptions, name, Exception))})
+
+
+class _OneLineErrors(typer.Typer):
+    """`ains` itself: a usage error (a missing argument, a bad option value) is one line too, exit code 2."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        command = typer.main.get_command(self)
+        try:
+            code = command.main(*args, standalone_mode=False, **kwargs)
+        except _click_classes("UsageError") as exc:
+            if not exc.format_message():  # `ains` alone: the help was the answer
+                sys.exit(2)
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx else ""
+            typer.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(2)
+        except _click_classes("ClickException") as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(getattr(exc, "exit_code", 1))
+        except _click_classes("Abort"):
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = _OneLineErrors(
     help="AINS, the Agent Intelligence Network System.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 db_app = typer.Typer(help="The local database: migrations.", no_args_is_help=True)
@@ -204,7 +236,6 @@ def _errors(function: Callable) -> Callable:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import click
         import httpx
 
         from ains.client import AINSError
@@ -212,7 +243,7 @@ def _errors(function: Callable) -> Callable:
         url = _need_url(kwargs.get("url") or os.environ.get("AINS_URL"))
         try:
             return function(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, *_click_classes("ClickException"), *_click_classes("Exit")):
             raise
         except CliError as exc:
             _fail(str(exc), exc.code)
@@ -701,6 +732,9 @@ def tasks_submit(
     timeout: Annotated[int, typer.Option("--timeout", min=1, max=3600, help="timeout_seconds")] = 300,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
     count: Annotated[int, typer.Option("--count", min=1, help="Submit this many (in batches of 100)")] = 1,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="With the admin key: the client the task is for")
+    ] = None,
     url: Url = None,
     api_key: ApiKey = None,
     as_json: Json = False,
@@ -718,6 +752,8 @@ def tasks_submit(
         "max_retries": max_retries,
         "timeout_seconds": timeout,
     }
+    if client_id:
+        fields["client_id"] = client_id
     with _client(_need_url(url), api_key) as ains:
         if count == 1:
             task = ains.submit_task(**fields, **({"idempotency_key": idempotency_key} if idempotency_key else {}))
