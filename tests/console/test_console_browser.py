@@ -245,6 +245,23 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
     _work(api, "summariser-1", summariser, [True, True, False, True])
     for capability in ("translate:v2", "images:v1"):
         _submit(api, carol, capability_required=capability, priority=8)
+    step = {"task_type": "etl", "capability_required": "etl:v1", "input_data": {}}
+    graph = {"fetch": [], "clean": ["fetch"], "enrich": ["fetch"], "load": ["clean", "enrich"], "report": ["load"]}
+    response = api.post(
+        "/ains/workflows",
+        json={"name": "nightly import", "steps": [step | {"key": k, "depends_on": d} for k, d in graph.items()]},
+        headers=bearer(carol),
+    )
+    assert response.status_code == 201, response.text
+    workflow_id = response.json()["workflow_id"]
+    etl_key = _register_agent(api, "etl-1", ["etl:v1"])
+    _work(api, "etl-1", etl_key, [True])
+    response = api.post(
+        "/ains/schedules",
+        json={"name": "hourly digest", "cron": "0 * * * *", "task": step | {"task_type": "digest"}},
+        headers=bearer(carol),
+    )
+    assert response.status_code == 201, response.text
 
     admin_key = ADMIN["Authorization"].split()[1]
     context, page = _signed_in(browser, server, admin_key, viewport={"width": 1280, "height": 900})
@@ -289,6 +306,15 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
         assert "trust.adjust" in page.locator("main").inner_text()
         assert "webhook.redeliver" in page.locator("main").inner_text()
         page.screenshot(path=str(shots / "audit.png"), full_page=True)
+
+        page.get_by_role("link", name="Workflows").click()
+        page.get_by_role("link", name=workflow_id).click()
+        assert page.locator("svg.graph a.node").count() == 5
+        assert page.locator("svg.graph .node-completed").count() == 1
+        page.screenshot(path=str(shots / "workflow.png"), full_page=True)
+        page.get_by_role("link", name="Schedules").click()
+        assert "hourly digest" in page.locator("main").inner_text()
+        page.screenshot(path=str(shots / "schedules.png"), full_page=True)
 
         # A narrow window: the same pages, one column, nothing cut off.
         page.set_viewport_size({"width": 390, "height": 844})

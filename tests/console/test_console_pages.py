@@ -130,3 +130,48 @@ async def test_a_revoked_key_ends_its_session(client):
 async def test_console_routes_are_not_in_the_api_schema(client):
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert not [path for path in paths if path.startswith("/console")]
+
+
+async def test_workflows_and_schedules(client):
+    alice = await create_client(client, "alice")
+    bob = await create_client(client, "bob")
+    steps = [
+        {"key": "fetch", "task_type": "t", "capability_required": "data:v1", "input_data": {}},
+        {"key": "parse", "task_type": "t", "capability_required": "data:v1", "input_data": {}, "depends_on": ["fetch"]},
+        {"key": "report", "task_type": "t", "capability_required": "data:v1", "input_data": {},
+         "depends_on": ["fetch", "parse"]},
+    ]  # fmt: skip
+    response = await client.post("/ains/workflows", json={"name": "nightly", "steps": steps}, headers=alice)
+    assert response.status_code == 201, response.text
+    workflow = response.json()
+    response = await client.post(
+        "/ains/schedules",
+        json={"name": "hourly report", "cron": "0 * * * *", "task": {"task_type": "t", "capability_required": "x:v1"}},
+        headers=alice,
+    )
+    assert response.status_code == 201, response.text
+    await sign_in(client, alice["Authorization"].split()[1])
+    listed = await client.get("/console/workflows")
+    assert workflow["workflow_id"] in listed.text and "nightly" in listed.text
+    page = await client.get(f"/console/workflows/{workflow['workflow_id']}")
+    assert page.status_code == 200
+    assert page.text.count('class="node node-') == 3 and page.text.count('class="edge"') == 3
+    schedules = await client.get("/console/schedules")
+    assert "hourly report" in schedules.text and "0 * * * *" in schedules.text
+
+    await client.post("/console/sign-out", data={"csrf": CSRF.search(page.text).group(1)})
+    await sign_in(client, bob["Authorization"].split()[1])
+    assert (await client.get(f"/console/workflows/{workflow['workflow_id']}")).status_code == 404
+    assert "No workflows yet" in (await client.get("/console/workflows")).text
+    assert "No schedules yet" in (await client.get("/console/schedules")).text
+
+
+async def test_a_key_without_a_scope_is_refused_that_page(client):
+    response = await client.post(
+        "/ains/api-keys", json={"client_id": "dora", "name": "t", "scopes": ["webhooks:read"]}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+    await sign_in(client, response.json()["api_key"])
+    assert (await client.get("/console/tasks")).status_code == 403
+    assert (await client.get("/console/workflows")).status_code == 403
+    assert (await client.get("/console/webhooks")).status_code == 200

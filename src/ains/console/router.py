@@ -348,6 +348,8 @@ async def task_list(request: Request) -> Response:
     viewer = await _viewer(request)
     if viewer.principal is None:
         return sign_in_redirect(viewer)
+    if not viewer.principal.has_scope(scope("tasks:read")):
+        return await problem_page(viewer, 403, "No tasks scope", "This key lacks the tasks:read scope.")
     query = request.query_params
     filters = {
         "status": query.get("status") if query.get("status") in lifecycle.STATUSES else None,
@@ -380,6 +382,8 @@ async def task_list(request: Request) -> Response:
 
 
 async def _task_page(viewer: Viewer, task_id: str, status_code: int = 200, **extra: Any) -> Response:
+    if not viewer.principal.has_scope(scope("tasks:read")):
+        return await problem_page(viewer, 403, "No tasks scope", "This key lacks the tasks:read scope.")
     ctx = _ctx(viewer.request)
     try:
         async with ctx.db.read() as session:
@@ -603,6 +607,83 @@ async def webhook_redeliver(request: Request, webhook_id: str, delivery_id: str)
             return await problem_page(viewer, 404, "Not found", _error_text(exc))
         return redirect(viewer, page, problem=f"Not redelivered: {_error_text(exc)}")
     return redirect(viewer, page, notice=f"Delivery {delivery_id} queued to be sent again.")
+
+
+# ---------------------------------------------------------------- workflows and schedules
+
+
+@router.get("/workflows")
+async def workflow_list(request: Request) -> Response:
+    from ains.workflows import service as workflows
+    from ains.workflows.models import WORKFLOW_STATUSES
+
+    viewer = await _viewer(request)
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if not viewer.principal.has_scope(scope("workflows:read")):
+        return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:read scope.")
+    status = request.query_params.get("status")
+    status = status if status in WORKFLOW_STATUSES else None
+    cursor = (request.query_params.get("cursor") or "")[:500] or None
+    try:
+        async with _ctx(request).db.read() as session:
+            rows, next_cursor = await workflows.list_workflows(
+                session, viewer.principal, status=status, client_id=None, limit=50, cursor=cursor
+            )
+    except AinsError as exc:
+        return await problem_page(viewer, exc.status_code, "Cannot list workflows", _error_text(exc))
+    older = None
+    if next_cursor:
+        older = f"{PREFIX}/workflows?" + urlencode({**({"status": status} if status else {}), "cursor": next_cursor})
+    return await render(
+        viewer,
+        "workflows.html",
+        workflows=rows,
+        status=status,
+        workflow_statuses=WORKFLOW_STATUSES,
+        older=older,
+        nav="workflows",
+    )
+
+
+@router.get("/workflows/{workflow_id}")
+async def workflow_page(request: Request, workflow_id: str) -> Response:
+    from ains.workflows import service as workflows
+
+    viewer = await _viewer(request)
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if not viewer.principal.has_scope(scope("workflows:read")):
+        return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:read scope.")
+    try:
+        async with _ctx(request).db.read() as session:
+            workflow = await workflows.get(session, viewer.principal, workflow_id[:64])
+    except AinsError as exc:
+        return await problem_page(viewer, exc.status_code, "Workflow not found", _error_text(exc))
+    return await render(
+        viewer, "workflow.html", workflow=workflow, graph=service.workflow_graph(workflow["steps"]), nav="workflows"
+    )
+
+
+@router.get("/schedules")
+async def schedule_list(request: Request) -> Response:
+    from ains.schedules import service as schedules
+
+    viewer = await _viewer(request)
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if not viewer.principal.has_scope(scope("schedules:read")):
+        return await problem_page(viewer, 403, "No schedules scope", "This key lacks the schedules:read scope.")
+    cursor = (request.query_params.get("cursor") or "")[:500] or None
+    try:
+        async with _ctx(request).db.read() as session:
+            rows, next_cursor = await schedules.list_schedules(
+                session, viewer.principal, client_id=None, limit=100, cursor=cursor
+            )
+    except AinsError as exc:
+        return await problem_page(viewer, exc.status_code, "Cannot list schedules", _error_text(exc))
+    older = f"{PREFIX}/schedules?" + urlencode({"cursor": next_cursor}) if next_cursor else None
+    return await render(viewer, "schedules.html", schedules=rows, older=older, nav="schedules")
 
 
 # ---------------------------------------------------------------- audit log

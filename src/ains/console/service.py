@@ -243,3 +243,50 @@ async def audit_entries(
     if before is not None:
         query = query.where(AuditLog.id < before)
     return list(await session.scalars(query))
+
+
+NODE_WIDTH, NODE_HEIGHT, COLUMN_GAP, ROW_GAP, MARGIN = 150, 46, 60, 22, 10
+
+
+def workflow_graph(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SVG layout of a workflow's steps: one column per dependency depth, edges from each step to those
+    that wait for it. `steps` come in dependency order (each after the steps it waits for)."""
+    depth: dict[str, int] = {}
+    columns: dict[int, list[dict[str, Any]]] = {}
+    for step in steps:
+        level = 1 + max((depth.get(key, 0) for key in step["depends_on"]), default=-1)
+        depth[step["key"]] = level
+        columns.setdefault(level, []).append(step)
+    nodes: dict[str, dict[str, Any]] = {}
+    for level, members in columns.items():
+        for row, step in enumerate(members):
+            nodes[step["key"]] = {
+                "x": MARGIN + level * (NODE_WIDTH + COLUMN_GAP),
+                "y": MARGIN + row * (NODE_HEIGHT + ROW_GAP),
+                "step": step,
+                "label": step["key"] if len(step["key"]) <= 20 else step["key"][:19] + "…",
+            }
+    edges = []
+    for step in steps:
+        target = nodes[step["key"]]
+        for key in step["depends_on"]:
+            source = nodes.get(key)
+            if source is None:
+                continue
+            edges.append(
+                {
+                    "x1": source["x"] + NODE_WIDTH,
+                    "y1": source["y"] + NODE_HEIGHT / 2,
+                    "x2": target["x"],
+                    "y2": target["y"] + NODE_HEIGHT / 2,
+                }
+            )
+    tallest = max((len(members) for members in columns.values()), default=0)
+    return {
+        "nodes": list(nodes.values()),
+        "edges": edges,
+        "width": MARGIN * 2 + len(columns) * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP if columns else 0,
+        "height": MARGIN * 2 + tallest * (NODE_HEIGHT + ROW_GAP) - ROW_GAP if tallest else 0,
+        "node_width": NODE_WIDTH,
+        "node_height": NODE_HEIGHT,
+    }
