@@ -227,3 +227,41 @@ def test_operator_commands_against_a_server(tmp_path):
         assert waited.returncode == 2 and "timed out after 0.2 s" in waited.stderr
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_workflows_and_schedules_commands(tmp_path):
+    import httpx
+
+    from tests.helpers import ADMIN_KEY, ServerProcess
+
+    server = ServerProcess({"AINS_DATA_DIR": str(tmp_path / "data")})
+    env = {"AINS_URL": server.url, "AINS_API_KEY": ADMIN_KEY}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        assert "no workflows yet" in run("workflows", "list", env=env).stdout
+        step = {"task_type": "t", "capability_required": "wf:v1"}
+        steps = [step | {"key": "a"}, step | {"key": "b", "depends_on": ["a"]}]
+        body = {"client_id": "ops", "name": "pair", "steps": steps}
+        workflow = httpx.post(f"{server.url}/ains/workflows", json=body, headers=headers).json()
+        listed = json.loads(run("workflows", "list", "--json", env=env).stdout)
+        assert [w["workflow_id"] for w in listed] == [workflow["workflow_id"]]
+        shown = run("workflows", "show", workflow["workflow_id"], env=env).stdout
+        assert "0 completed, 0 failed, 0 cancelled, of 2" in shown and workflow["steps"][1]["task_id"] in shown
+        cancelled = run("workflows", "cancel", workflow["workflow_id"], env=env).stdout
+        assert cancelled.startswith(f"workflow {workflow['workflow_id']} is ") and "cancelled" in cancelled
+
+        schedule = httpx.post(
+            f"{server.url}/ains/schedules",
+            json={"client_id": "ops", "name": "hourly", "cron": "0 * * * *", "task": step},
+            headers=headers,
+        ).json()
+        assert [s["name"] for s in json.loads(run("schedules", "list", "--json", env=env).stdout)] == ["hourly"]
+        assert run("schedules", "pause", schedule["schedule_id"], env=env).stdout.startswith("schedule")
+        paused = json.loads(run("schedules", "show", schedule["schedule_id"], "--json", env=env).stdout)
+        assert paused["active"] is False
+        assert "resumed" in run("schedules", "resume", schedule["schedule_id"], env=env).stdout
+        line = one_line_error(run("workflows", "show", "wf_nope", env=env, check=False))
+        assert line.startswith("error 404")
+    finally:
+        server.stop()

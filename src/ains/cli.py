@@ -1179,3 +1179,124 @@ def agent_run(target: Annotated[str, typer.Argument(help="module:attribute of an
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     agent.run()
+
+
+# ---------------------------------------------------------------- workflows and schedules (SPEC 17)
+
+workflows_app = typer.Typer(help="Workflows: graphs of tasks.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Schedules: tasks submitted on a cron expression.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(schedules_app, name="schedules")
+
+
+def _step_counts(workflow: dict[str, Any]) -> str:
+    counts = workflow.get("step_counts") or {}
+    return (
+        f"{counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed, "
+        f"{counts.get('cancelled', 0)} cancelled, of {counts.get('total', 0)}"
+    )
+
+
+@workflows_app.command("list")
+@_errors
+def workflows_list(
+    status: Annotated[str | None, typer.Option(help="RUNNING, COMPLETED, FAILED or CANCELLED")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Your workflows (all of them with the admin key), newest first."""
+    with Remote(url, api_key) as remote:
+        rows = remote.call("GET", "/ains/workflows", params={"status": status, "limit": limit})["workflows"]
+    if not as_json:
+        rows = [row | {"steps": _step_counts(row)} for row in rows]
+    _print(
+        rows,
+        as_json,
+        columns=["workflow_id", "name", "status", "steps", "client_id", "created_at"],
+        empty="no workflows yet: submit one with POST /ains/workflows",
+    )
+
+
+@workflows_app.command("show")
+@_errors
+def workflows_show(workflow_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """One workflow and its steps, each after the steps it waits for."""
+    with Remote(url, api_key) as remote:
+        workflow = remote.call("GET", f"/ains/workflows/{workflow_id}")
+    if as_json:
+        _print(workflow, True)
+        return
+    steps = workflow.pop("steps", [])
+    workflow["step_counts"] = _step_counts(workflow)
+    _print(workflow, False)
+    _print(steps, False, columns=["key", "status", "depends_on", "task_id"], title="steps")
+
+
+@workflows_app.command("cancel")
+@_errors
+def workflows_cancel(
+    workflow_id: str,
+    reason: Annotated[str, typer.Option()] = "Client requested cancellation",
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Cancel a workflow's steps that are not final."""
+    with Remote(url, api_key) as remote:
+        workflow = remote.call("POST", f"/ains/workflows/{workflow_id}/cancel", body={"reason": reason})
+    if as_json:
+        _print(workflow, True)
+        return
+    _say(f"workflow {workflow_id} is {workflow['status']}: {_step_counts(workflow)}")
+
+
+SCHEDULE_COLUMNS = ["schedule_id", "name", "cron", "timezone", "active", "next_run_at", "last_run_at", "last_task_id"]
+
+
+@schedules_app.command("list")
+@_errors
+def schedules_list(
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Your schedules (all of them with the admin key)."""
+    with Remote(url, api_key) as remote:
+        rows = remote.call("GET", "/ains/schedules", params={"limit": limit})["schedules"]
+    _print(rows, as_json, columns=SCHEDULE_COLUMNS, empty="no schedules yet: create one with POST /ains/schedules")
+
+
+@schedules_app.command("show")
+@_errors
+def schedules_show(schedule_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """One schedule: its expression, zone, the task it submits, and its next and last run."""
+    with Remote(url, api_key) as remote:
+        _print(remote.call("GET", f"/ains/schedules/{schedule_id}"), as_json)
+
+
+def _set_active(schedule_id: str, active: bool, url: str | None, api_key: str | None, as_json: bool) -> None:
+    with Remote(url, api_key) as remote:
+        schedule = remote.call("PATCH", f"/ains/schedules/{schedule_id}", body={"active": active})
+    if as_json:
+        _print(schedule, True)
+    elif active:
+        _say(f"schedule {schedule_id} resumed; next run {_when(schedule.get('next_run_at')) or 'not set'}")
+    else:
+        _say(f"schedule {schedule_id} paused")
+
+
+@schedules_app.command("pause")
+@_errors
+def schedules_pause(schedule_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """Stop a schedule submitting tasks until it is resumed."""
+    _set_active(schedule_id, False, url, api_key, as_json)
+
+
+@schedules_app.command("resume")
+@_errors
+def schedules_resume(schedule_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
+    """Start a paused schedule again from its next tick."""
+    _set_active(schedule_id, True, url, api_key, as_json)
