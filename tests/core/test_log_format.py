@@ -50,7 +50,7 @@ def test_json_lines_carry_no_colour_codes():
 
 
 def test_text_lines_are_for_people():
-    line = TextFormatter().format(_record("AINS started", database="sqlite", path="/a b"))
-    assert "INFO" in line and "AINS started" in line
+    line = TextFormatter().format(_record("AINS started", database="sqlite", path="/a b", duties=["a", "b"]))
+    assert "INFO" in line and "AINS started" in line and "duties=a,b" in line
     assert "database=sqlite" in line and 'path="/a b"' in line
     assert not line.startswith("{")

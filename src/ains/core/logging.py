@@ -62,7 +62,10 @@ class TextFormatter(logging.Formatter):
 
 
 def _text_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, list | tuple):
+        text = ",".join(str(item) for item in value)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = _plain(text)
     return json.dumps(text) if (" " in text or not text) else text
 
