@@ -118,3 +118,14 @@ async def test_an_agent_key_can_be_rotated_too(client, clock):
     beat = await client.post("/ains/agents/agent_1/heartbeat", json={}, headers=bearer(rotated["api_key"]))
     assert beat.status_code == 200
     assert (await client.post("/ains/agents/agent_1/heartbeat", json={}, headers=agent.headers)).status_code == 401
+
+
+async def test_an_expired_key_cannot_sign_in_to_the_console_either(client, clock):
+    import re
+
+    created = await _key(client, expires_at=_iso(clock.now + timedelta(seconds=5)))
+    csrf = re.compile(r'name="csrf" value="([^"]+)"')
+    token = csrf.search((await client.get("/console/sign-in")).text).group(1)
+    clock.advance(5)
+    refused = await client.post("/console/sign-in", data={"csrf": token, "api_key": created["api_key"]})
+    assert refused.status_code == 401

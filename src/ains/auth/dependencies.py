@@ -19,7 +19,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ains.auth import service
 from ains.auth.keys import hash_key
 from ains.auth.principal import CLIENT_SCOPES, Principal
-from ains.core.clock import utcnow
 from ains.core.errors import AinsError, Forbidden, Unauthorized
 
 log = logging.getLogger("ains.auth")
@@ -55,13 +54,13 @@ async def authenticate(
     if principal is None:
         generation = ctx.keys.generation
         async with ctx.db.read() as session:
-            principal = await service.resolve(session, digest)
+            principal = await service.resolve_key(session, digest)
         if principal is None:
             raise Unauthorized()
         if trusted:
             ctx.keys.put(digest, principal, generation)
     # Checked on every request, cached key or not: expiry is a time, not a change anyone announces.
-    if principal.expires_at is not None and principal.expires_at <= utcnow():
+    if service.is_expired(principal):
         await service.note_expired_use(ctx, principal)
         raise Unauthorized("API key expired")
     limiter = getattr(ctx, "limiter", None)

@@ -24,7 +24,20 @@ def resolve_admin(digest: str, admin_key_hash: str) -> Principal | None:
 
 
 async def resolve(session: AsyncSession, digest: str) -> Principal | None:
-    """The principal of an unrevoked key, by the key's hash (expired or not: the caller checks the time)."""
+    """The principal of a key that works now (not revoked, not expired), by the key's hash."""
+    principal = await resolve_key(session, digest)
+    if principal is None or is_expired(principal):
+        return None
+    return principal
+
+
+def is_expired(principal: Principal) -> bool:
+    return principal.expires_at is not None and principal.expires_at <= utcnow()
+
+
+async def resolve_key(session: AsyncSession, digest: str) -> Principal | None:
+    """The principal of an unrevoked key, by the key's hash, expired or not (the caller checks the time, so a
+    cached principal is checked the same way)."""
     row = (
         await session.execute(
             select(
