@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from ains.agents.schemas import AgentList, AgentOut, AgentRegistered, HeartbeatResponse
 from ains.auth.schemas import ApiKeyCreated, ApiKeyList
 from ains.identity import Identity
+from ains.schedules.schemas import ScheduleList, ScheduleOut
 from ains.tasks.schemas import (
     AttemptHistory,
     BatchResult,
@@ -38,8 +39,10 @@ from ains.tasks.schemas import (
 )
 from ains.trust.schemas import Leaderboard, TrustSummary
 from ains.webhooks.schemas import DeliveryPage, WebhookList, WebhookWithSecret
+from ains.workflows.builder import Step, Workflow
+from ains.workflows.schemas import WorkflowList, WorkflowOut
 
-__all__ = ["AINSClient", "AINSError", "AsyncAINSClient", "FINAL_STATUSES", "Task"]
+__all__ = ["AINSClient", "AINSError", "AsyncAINSClient", "FINAL_STATUSES", "Step", "Task", "Workflow"]
 
 Task = TaskOut
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -211,6 +214,60 @@ class _Endpoints:
             Call("GET", f"/ains/webhooks/{webhook_id}/deliveries", DeliveryPage, params=params, idempotent=True)
         )
 
+    # workflows (SPEC 17)
+    def submit_workflow(
+        self,
+        workflow: Workflow | dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        steps: list[dict[str, Any]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> WorkflowOut:
+        """Submit a graph of steps: a `Workflow` builder, a body, or `name` and `steps`."""
+        if isinstance(workflow, Workflow):
+            body = workflow.body()
+        elif workflow is not None:
+            body = dict(workflow)
+        else:
+            body = _drop_none({"name": name, "steps": steps, "metadata": metadata})
+        return self._send(Call("POST", "/ains/workflows", WorkflowOut, json=body))
+
+    def get_workflow(self, workflow_id: str) -> WorkflowOut:
+        return self._send(Call("GET", f"/ains/workflows/{workflow_id}", WorkflowOut, idempotent=True))
+
+    def list_workflows_page(self, cursor: str | None = None, limit: int = 50, **filters: Any) -> WorkflowList:
+        params = {"cursor": cursor, "limit": limit, **filters}
+        return self._send(Call("GET", "/ains/workflows", WorkflowList, params=params, idempotent=True))
+
+    def cancel_workflow(self, workflow_id: str, reason: str = "Client requested cancellation") -> WorkflowOut:
+        return self._send(Call("POST", f"/ains/workflows/{workflow_id}/cancel", WorkflowOut, json={"reason": reason}))
+
+    # schedules (SPEC 17)
+    def create_schedule(
+        self, name: str, cron: str, task: dict[str, Any], *, timezone: str = "UTC", **extra: Any
+    ) -> ScheduleOut:
+        body = {"name": name, "cron": cron, "timezone": timezone, "task": task, **extra}
+        return self._send(Call("POST", "/ains/schedules", ScheduleOut, json=body))
+
+    def get_schedule(self, schedule_id: str) -> ScheduleOut:
+        return self._send(Call("GET", f"/ains/schedules/{schedule_id}", ScheduleOut, idempotent=True))
+
+    def list_schedules(self, cursor: str | None = None, limit: int = 50, **filters: Any) -> ScheduleList:
+        params = {"cursor": cursor, "limit": limit, **filters}
+        return self._send(Call("GET", "/ains/schedules", ScheduleList, params=params, idempotent=True))
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleOut:
+        return self._send(Call("PATCH", f"/ains/schedules/{schedule_id}", ScheduleOut, json=changes, idempotent=True))
+
+    def pause_schedule(self, schedule_id: str) -> ScheduleOut:
+        return self.update_schedule(schedule_id, active=False)
+
+    def resume_schedule(self, schedule_id: str) -> ScheduleOut:
+        return self.update_schedule(schedule_id, active=True)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        return self._send(Call("DELETE", f"/ains/schedules/{schedule_id}", idempotent=True))
+
 
 MAX_RETRY_AFTER_SECONDS = 60.0
 
@@ -283,6 +340,17 @@ class AINSClient(_Endpoints):
                 raise TimeoutError(f"task {task_id} is still {task.status} after {timeout} s")
             time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
 
+    def wait_for_workflow(self, workflow_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> WorkflowOut:
+        """Poll until the workflow is final; TimeoutError if it isn't within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            workflow = self.get_workflow(workflow_id)
+            if workflow.status in FINAL_STATUSES:
+                return workflow
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {workflow_id} is still {workflow.status} after {timeout} s")
+            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
     def close(self) -> None:
         self._http.close()
 
@@ -342,6 +410,18 @@ class AsyncAINSClient(_Endpoints):
                 return task
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"task {task_id} is still {task.status} after {timeout} s")
+            await asyncio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    async def wait_for_workflow(
+        self, workflow_id: str, timeout: float = 60.0, poll_interval: float = 0.5
+    ) -> WorkflowOut:
+        deadline = time.monotonic() + timeout
+        while True:
+            workflow = await self.get_workflow(workflow_id)
+            if workflow.status in FINAL_STATUSES:
+                return workflow
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"workflow {workflow_id} is still {workflow.status} after {timeout} s")
             await asyncio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
 
     async def aclose(self) -> None:
