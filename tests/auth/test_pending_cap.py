@@ -63,3 +63,16 @@ async def test_the_admin_submitting_for_a_client_counts_against_that_client(clie
     assert (await client.post("/ains/tasks", json=task_body(), headers=owner)).status_code == 429
     response = await client.post("/ains/tasks", json=task_body(client_id="client_1"), headers=ADMIN)
     assert response.status_code == 429
+
+
+async def test_idempotent_submissions_count_and_a_repeat_is_not_refused(client, clock):
+    owner = await create_client(client)
+    first = await submit(client, owner, idempotency_key="k0")
+    for n in range(1, 3):
+        await submit(client, owner, idempotency_key=f"k{n}")
+    refused = await client.post("/ains/tasks", json=task_body(idempotency_key="k3"), headers=owner)
+    assert refused.status_code == 429
+    again = await client.post("/ains/tasks", json=task_body(idempotency_key="k0"), headers=owner)
+    assert again.status_code == 200 and again.json()["task_id"] == first["task_id"]
+    batch = await client.post("/ains/tasks/batch", json={"tasks": [task_body(idempotency_key="k4")]}, headers=owner)
+    assert batch.status_code == 429

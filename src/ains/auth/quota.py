@@ -15,7 +15,10 @@ counted once per `cap - count` submissions; one at the cap at most once per
 On PostgreSQL the allowance is taken in a short transaction of its own, so a
 busy client's submissions do not queue on its allowance row while their own
 transactions run; an allowance taken by a submission that then fails is simply
-lost (the lower bound holds). Submissions in flight while a count runs are the
+lost (the lower bound holds). When the submission's transaction already holds a
+connection (it looked up an idempotency key first), the allowance is taken in
+that transaction instead: a second connection taken while holding one could
+wait forever on a drained pool. Submissions in flight while a count runs are the
 only slack: the cap can be passed by at most the number of that client's
 submissions running concurrently at that moment. SQLite has one writer at a
 time, so there it is the submission's own transaction and exact.
@@ -65,7 +68,8 @@ async def reserve(session: AsyncSession, client_id: str, n: int, settings: Setti
     if full_since is not None and utcnow().timestamp() - full_since < RECOUNT_SECONDS:
         _refuse(cap)
     dialect = session.bind.dialect.name
-    if dialect == "sqlite":
+    if dialect == "sqlite" or _holds_connection(session):
+        # A second connection while holding one could wait forever on a drained pool: stay in the transaction.
         allowed = await _reserve(session, dialect, client_id, n, cap)
     else:
         async with session.bind.begin() as connection:
@@ -82,6 +86,11 @@ async def reserve_many(session: AsyncSession, client_ids: list[str], settings: S
     """`reserve` for a batch: each client's share of it (the admin may submit for several clients at once)."""
     for client_id, n in Counter(client_ids).items():
         await reserve(session, client_id, n, settings)
+
+
+def _holds_connection(session: AsyncSession) -> bool:
+    transaction = session.sync_session.get_transaction()
+    return bool(transaction is not None and transaction._connections)
 
 
 # Clients found at the cap by this process (per database), and when: refused without a new count for
