@@ -121,3 +121,25 @@ async def test_two_servers_share_one_bucket_through_redis(postgres_only_url, tmp
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_the_sdk_waits_out_a_429_and_sends_again(app, client):
+    from ains.client import AsyncAINSClient
+
+    created = await client.post(
+        "/ains/api-keys",
+        json={"client_id": "client_1", "name": "t", "rate_limit_per_second": 1, "rate_limit_burst": 1},
+        headers=ADMIN,
+    )
+    statuses: list[int] = []
+
+    async def record(response: httpx.Response) -> None:
+        statuses.append(response.status_code)
+
+    transport = httpx.ASGITransport(app=app)
+    async with AsyncAINSClient("http://ains.test", created.json()["api_key"], transport=transport) as sdk:
+        sdk._http.event_hooks["response"].append(record)
+        first = await sdk.submit_task(**task_body())  # not idempotent: a 429 is still safe to send again
+        second = await sdk.submit_task(**task_body())
+    assert first.task_id != second.task_id
+    assert statuses == [201, 429, 201]
