@@ -16,18 +16,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, String, bindparam, func, or_, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import Database, UTCDateTime, note_changed, note_changed_key
+from ains.core.database import Database, note_changed, note_changed_key
 from ains.core.errors import NotFound
 from ains.core.metrics import CLAIMED_TASKS
-from ains.tasks import lifecycle
+from ains.tasks import lifecycle, queries
 from ains.tasks.models import Task
 from ains.trust.levels import claim_limits
 
@@ -97,32 +96,16 @@ async def claim_once(
     return result
 
 
-# PostgreSQL's claim, as few statements as it can be: lock the agent; record the heartbeat and count what it
-# holds (a fresh snapshot, taken after the lock, so a concurrent claim of the same agent is counted); pick and
-# assign; insert the attempt rows. Plain SQL where SQLAlchemy would otherwise build and key a statement per call.
-_LOCK_AGENT = text(
-    "SELECT capabilities, trust_score, max_concurrency, status FROM agents WHERE agent_id = :agent_id FOR UPDATE"
-)
-_HEARTBEAT_AND_HELD = text(
-    """
-    WITH heartbeat AS (
-        UPDATE agents SET last_heartbeat_at = :now,
-            status = CASE WHEN status = 'INACTIVE' THEN 'AVAILABLE' ELSE status END
-        WHERE agent_id = :agent_id)
-    SELECT count(*) FROM tasks WHERE assigned_agent_id = :agent_id AND status IN ('ASSIGNED', 'ACTIVE')
-    """
-).bindparams(bindparam("now", type_=UTCDateTime))
-
-
 async def _claim_once_postgres(
     session: AsyncSession, agent_id: str, max_tasks: int, *, start: bool, settings: Settings, signals: Any
 ) -> ClaimTry:
-    agent = (await session.execute(_LOCK_AGENT, {"agent_id": agent_id})).first()
+    agent = (await session.execute(queries.CLAIM_LOCK_AGENT, {"agent_id": agent_id})).first()
     if agent is None or agent.status == "DEREGISTERED":
         raise NotFound(f"Agent {agent_id} not found")
     # Read the clock only once the agent is locked, so assignment times follow the order of claims.
     now = utcnow()
-    in_flight = (await session.execute(_HEARTBEAT_AND_HELD, {"now": now, "agent_id": agent_id})).scalar_one()
+    heartbeat = {"now": now, "agent_id": agent_id}
+    in_flight = (await session.execute(queries.CLAIM_HEARTBEAT_AND_HELD, heartbeat)).scalar_one()
     note_changed_key(session, AGENT_CACHE, agent_id)  # a claim counts as a heartbeat
     capabilities = list(agent.capabilities)
     limits = claim_limits(agent.trust_score)
@@ -140,36 +123,6 @@ async def _claim_once_postgres(
     return result
 
 
-# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It returns the columns
-# by name in the model's order (`.columns()` matches them by position; a migration may have added them elsewhere).
-_PICK_AND_ASSIGN = (
-    text(
-        """
-        WITH picked AS (SELECT tasks.task_id FROM tasks
-            WHERE tasks.status = 'PENDING' AND tasks.capability_required = ANY(:capabilities)
-              AND tasks.available_at <= :now
-              AND (tasks.min_trust_score IS NULL OR tasks.min_trust_score <= :trust_score)
-              AND tasks.priority <= :max_priority
-            ORDER BY tasks.queue_position, tasks.task_id LIMIT :wanted FOR UPDATE SKIP LOCKED)
-        UPDATE tasks SET status = :status, attempt = tasks.attempt + 1, assigned_agent_id = :agent_id,
-            assigned_at = :now, lease_expires_at = :lease_expires_at, next_retry_at = NULL, updated_at = :now,
-            started_at = CASE WHEN :start THEN :now ELSE tasks.started_at END,
-            deadline_at = CASE WHEN :start THEN :now + make_interval(secs => tasks.timeout_seconds)
-                          ELSE tasks.deadline_at END
-        FROM picked WHERE tasks.task_id = picked.task_id
-        RETURNING {columns}
-        """.format(columns=", ".join(f"tasks.{column.name}" for column in Task.__table__.columns))
-    )
-    .bindparams(
-        bindparam("capabilities", type_=ARRAY(String)),
-        bindparam("now", type_=UTCDateTime),
-        bindparam("lease_expires_at", type_=UTCDateTime),
-        bindparam("start", type_=Boolean),
-    )
-    .columns(*Task.__table__.columns)
-)
-
-
 async def _pick_and_assign(
     session: AsyncSession,
     agent_id: str,
@@ -181,7 +134,8 @@ async def _pick_and_assign(
     start: bool,
     settings: Settings,
 ) -> list[Task]:
-    """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement (`_PICK_AND_ASSIGN`)."""
+    """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement
+    (`queries.CLAIM_PICK_AND_ASSIGN`)."""
     params = {
         "capabilities": capabilities,
         "now": now,
@@ -193,7 +147,9 @@ async def _pick_and_assign(
     }
     tasks = list(
         await session.scalars(
-            select(Task).from_statement(_PICK_AND_ASSIGN), params, execution_options={"populate_existing": True}
+            select(Task).from_statement(queries.CLAIM_PICK_AND_ASSIGN),
+            params,
+            execution_options={"populate_existing": True},
         )
     )
     note_changed(session, *tasks)

@@ -1,9 +1,13 @@
 """The task state machine, written once as data, and the one function that moves a task.
 
 Every path that changes a task's status (claims, start, complete, fail,
-leases, lost agents, deregistration, cancellation) goes through `move`, which
-checks the move against `ALLOWED_MOVES`, keeps the attempt history, and
-keeps the stored queue fields and deadlines in step with the status.
+leases, lost agents, deregistration, cancellation) is checked against
+`ALLOWED_MOVES`. The object paths go through `move`, which also keeps the
+attempt history and the stored queue fields and deadlines in step with the
+status. The hot paths write the same columns with one guarded statement each
+(`ains.tasks.queries`): their WHERE lists `allowed_from(to)`, and what they set is
+written down here beside `move` (`claim_columns`, `failure_columns`) or in the
+statement itself (start, complete), to be kept in step with `move`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ains.core.config import Settings
 from ains.core.errors import Conflict
 from ains.core.signals import announce_cancel, announce_deadline, announce_task
+from ains.tasks import retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.trust import service as trust
 from ains.webhooks import outbox
@@ -63,12 +68,17 @@ _REASONS = {OUTCOME_FAILED: "error", OUTCOME_TIMEOUT: "timeout", OUTCOME_AGENT_L
 TRUST_FAILURES = frozenset({OUTCOME_FAILED, OUTCOME_TIMEOUT, OUTCOME_AGENT_LOST})
 
 
-def check_move(task: Task, to: str) -> None:
+def allowed_from(to: str) -> frozenset[str]:
+    """The statuses a task may move to `to` from: the WHERE of every guarded statement that moves tasks."""
+    return frozenset(status for status, targets in ALLOWED_MOVES.items() if to in targets)
+
+
+def check_move(task: Any, to: str) -> None:
     if to not in ALLOWED_MOVES[task.status]:
         raise Conflict(f"Task {task.task_id} is {task.status}; it cannot become {to}")
 
 
-def check_attempt(task: Task, attempt: int | None) -> None:
+def check_attempt(task: Any, attempt: int | None) -> None:
     """Fencing: an answer about an attempt that was already given up changes nothing."""
     if attempt is not None and attempt != task.attempt:
         raise Conflict(
@@ -189,14 +199,16 @@ async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, s
             for task in tasks
         ],
     )
+    events: list[tuple[str, Any, str | None, str | None]] = []
     for task in tasks:
         if task.lease_expires_at is not None:
             announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
         if task.deadline_at is not None:
             announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
-        await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id)
+        events.append((outbox.TASK_ASSIGNED, task, task.assigned_agent_id, None))
         if start:
-            await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id)
+            events.append((outbox.TASK_STARTED, task, task.assigned_agent_id, None))
+    await outbox.emit_many(session, events, now=now)
 
 
 async def move(
@@ -294,3 +306,53 @@ async def move(
             await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
             announce_cancel(session, holder)
         await outbox.emit(session, outbox.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)
+
+
+def failure_columns(
+    task: Any,
+    error: str,
+    *,
+    retryable: bool,
+    retry_after_seconds: float | None,
+    now: datetime,
+    settings: Settings,
+) -> tuple[str, dict[str, Any]]:
+    """What a reported failure of the task's current attempt writes, as (new status, the columns `/fail`'s one
+    statement sets): back to PENDING after the retry delay while retries are left (SPEC 4), else FAILED.
+    Keep in step with `ains.tasks.service.fail_attempt` and the PENDING and FAILED branches of `move`."""
+    values = {
+        "retry_count": task.retry_count,
+        "error_message": task.error_message,
+        "last_error": error,
+        "available_at": task.available_at,
+        "queue_position": task.queue_position,
+        "assigned_agent_id": task.assigned_agent_id,
+        "assigned_at": task.assigned_at,
+        "started_at": task.started_at,
+        "next_retry_at": task.next_retry_at,
+    }
+    if retryable and task.retry_count < task.max_retries:
+        check_move(task, PENDING)
+        delay = retry.retry_delay(
+            task.retry_policy,
+            task.retry_count,
+            retry.RetryBases.from_settings(settings),
+            requested_seconds=retry_after_seconds,
+            jitter=task.retry_jitter,
+        )
+        available_at = now + timedelta(seconds=delay)
+        values |= {
+            "status": PENDING,
+            "retry_count": task.retry_count + 1,
+            "available_at": available_at,
+            "queue_position": queue_position(available_at, task.priority, settings),
+            "assigned_agent_id": None,
+            "assigned_at": None,
+            "started_at": None,
+            "next_retry_at": available_at,
+        }
+    else:
+        check_move(task, FAILED)
+        values |= {"status": FAILED, "error_message": error}
+    values |= {"updated_at": now, "lease_expires_at": None, "deadline_at": None}
+    return values["status"], values

@@ -14,6 +14,7 @@ from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
 from ains.tasks import claim as claiming
 from ains.tasks import service
+from ains.tasks.answers import json_response, task_answer
 from ains.tasks.models import Task
 from ains.tasks.schemas import (
     AttemptHistory,
@@ -32,7 +33,6 @@ from ains.tasks.schemas import (
     FailRequest,
     PriorityRequest,
     QueueMetrics,
-    ReportResult,
     ReportResults,
     StartRequest,
     TaskList,
@@ -112,7 +112,7 @@ async def _report_batch(report_many: Any, items: list[Any], principal: Principal
         raise Forbidden("Only agents report on tasks")
     async with ctx.db.transaction() as session:
         results = await report_many(session, principal, items, now=utcnow(), settings=ctx.settings, signals=ctx.signals)
-    return ReportResults(results=[ReportResult(**r) for r in results])
+    return json_response({"results": results})
 
 
 @router.get("/ains/tasks", response_model=TaskList, dependencies=[requires("tasks:read")])
@@ -138,12 +138,17 @@ async def list_tasks(
             limit=limit,
             cursor=cursor,
         )
-    return TaskList(tasks=[present(t, ctx.settings) for t in rows], next_cursor=next_cursor)
+    now = utcnow()
+    return json_response(
+        {"tasks": [task_answer(row, now, ctx.settings) for row in rows], "next_cursor": next_cursor}
+    )
 
 
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
 async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
-    return present(await service.read_task(ctx.db, ctx.cache, principal, task_id), ctx.settings)
+    return json_response(
+        await service.read_task(ctx.db, ctx.cache, principal, task_id, now=utcnow(), settings=ctx.settings)
+    )
 
 
 @router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory, dependencies=[requires("tasks:read")])
@@ -175,9 +180,13 @@ async def claim_tasks(
         start=body.start,
         settings=ctx.settings,
     )
+    now = utcnow()
+    answer = json_response(
+        {"tasks": [task_answer(task, now, ctx.settings) for task in result.tasks], "reason": result.limited_reason}
+    )
     if result.limited_reason:
-        response.headers[CLAIM_LIMIT_HEADER] = result.limited_reason
-    return ClaimResponse(tasks=[present(t, ctx.settings) for t in result.tasks], reason=result.limited_reason)
+        answer.headers[CLAIM_LIMIT_HEADER] = result.limited_reason
+    return answer
 
 
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut, dependencies=[agents_only()])
@@ -194,7 +203,7 @@ async def start_task(
             settings=ctx.settings,
             signals=ctx.signals,
         )
-    return present(task, ctx.settings)
+    return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
 @router.post("/ains/tasks/{task_id}/complete", response_model=TaskOut, dependencies=[agents_only()])
@@ -213,7 +222,7 @@ async def complete_task(
             settings=ctx.settings,
             signals=ctx.signals,
         )
-    return present(task, ctx.settings)
+    return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
 @router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut, dependencies=[agents_only()])
@@ -231,7 +240,7 @@ async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal
             settings=ctx.settings,
             signals=ctx.signals,
         )
-    return present(task, ctx.settings)
+    return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
 @router.post("/ains/tasks/{task_id}/cancel", response_model=CancelResponse, dependencies=[requires("tasks:write")])

@@ -6,12 +6,11 @@ Functions here work inside the caller's transaction and never commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,7 +20,6 @@ from ains.audit import service as audit
 from ains.auth import quota
 from ains.auth.principal import Principal
 from ains.core.cache import TASK as TASK_CACHE
-from ains.core.cache import read_through
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.database import after_commit
@@ -29,9 +27,9 @@ from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTo
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
 from ains.core.signals import announce_task
-from ains.tasks import lifecycle, retry
+from ains.tasks import answers, lifecycle, queries, reports, retry
 from ains.tasks.models import Task, TaskAttempt
-from ains.tasks.schemas import TaskOut, TaskSubmit
+from ains.tasks.schemas import TaskSubmit
 from ains.trust import service as trust
 from ains.webhooks import outbox
 
@@ -121,7 +119,7 @@ def _row(task: Task) -> dict[str, Any]:
 
 async def _insert(session: AsyncSession, tasks: list[Task]) -> None:
     if tasks:
-        await session.execute(insert(Task.__table__), [_row(task) for task in tasks])
+        await session.execute(queries.INSERT_TASKS, [_row(task) for task in tasks])
 
 
 async def _insert_unless_duplicate(session: AsyncSession, task: Task) -> bool:
@@ -136,10 +134,16 @@ async def _insert_unless_duplicate(session: AsyncSession, task: Task) -> bool:
 
 
 async def _after_submit(session: AsyncSession, principal: Principal, task: Task, now: datetime, signals: Any) -> None:
-    if principal.is_admin:
-        audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
-    await outbox.emit(session, outbox.TASK_CREATED, task, now=now, agent_id=None, signals=signals)
-    announce_task(session, task.capability_required)
+    await _after_submit_many(session, principal, [task], now)
+
+
+async def _after_submit_many(session: AsyncSession, principal: Principal, tasks: list[Task], now: datetime) -> None:
+    """The audit entries (admin), the `task.created` events (one INSERT each for events and deliveries), wake-ups."""
+    for task in tasks:
+        if principal.is_admin:
+            audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
+        announce_task(session, task.capability_required)
+    await outbox.emit_many(session, [(outbox.TASK_CREATED, task, None, None) for task in tasks], now=now)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -186,10 +190,8 @@ async def submit_batch(
     for _, task in plain:
         task.submitter_trusted = trusted
     await _insert(session, [task for _, task in plain])
-    submitted = []
-    for index, task in plain:
-        await _after_submit(session, principal, task, now, signals)
-        submitted.append((index, task))
+    await _after_submit_many(session, principal, [task for _, task in plain], now)
+    submitted = list(plain)
     for index, body in valid:
         if body.idempotency_key is not None:
             task, _created = await submit(session, principal, body, now=now, settings=settings, signals=signals)
@@ -236,8 +238,9 @@ async def list_tasks(
     priority: int | None,
     limit: int,
     cursor: str | None,
-) -> tuple[list[Task], str | None]:
-    query = select(Task).where(visible_to(principal))
+) -> tuple[list[Any], str | None]:
+    """A page of rows with the task's attribute names (`queries.TASK_SELECT`), newest first."""
+    query = select(*queries.TASK_SELECT).where(visible_to(principal))
     if status:
         query = query.where(Task.status == status)
     if client_id:
@@ -256,80 +259,13 @@ async def list_tasks(
             or_(Task.created_at < created, and_(Task.created_at == created, Task.task_id < str(last_id)))
         )
     query = query.order_by(Task.created_at.desc(), Task.task_id.desc()).limit(limit + 1)
-    rows = list(await session.scalars(query))
+    rows = list(await session.execute(query))
     return split_page(rows, limit, lambda task: (task.created_at.isoformat(), task.task_id))
 
 
 async def attempts(session: AsyncSession, task: Task) -> list[TaskAttempt]:
     query = select(TaskAttempt).where(TaskAttempt.task_id == task.task_id).order_by(TaskAttempt.attempt)
     return list(await session.scalars(query))
-
-
-async def held_by_agent(session: AsyncSession, principal: Principal, task_id: str) -> Task:
-    """The task, locked, if the calling agent holds it; 409 if it held an earlier attempt; else 404."""
-    if principal.kind != "agent":
-        raise Forbidden("Only the assigned agent may report on a task")
-    # Lock order everywhere: the agent row before its task rows (the trust change needs both).
-    await trust.lock_agent(session, principal.id)
-    task = session.info.get("locked_tasks", {}).get(task_id)
-    if task is None:
-        task = await session.scalar(select(Task).where(Task.task_id == task_id).with_for_update())
-    if task is None:
-        raise NotFound(f"Task {task_id} not found")
-    if task.assigned_agent_id != principal.id:
-        earlier = await session.scalar(
-            select(TaskAttempt.attempt)
-            .where(TaskAttempt.task_id == task_id, TaskAttempt.agent_id == principal.id)
-            .limit(1)
-        )
-        if earlier is None:
-            raise NotFound(f"Task {task_id} not found")
-        raise Conflict(f"Task {task_id} is {task.status} and no longer assigned to you")
-    return task
-
-
-class AlreadyReported(Exception):
-    """The same report again for the task's current attempt (its answer was lost): answer with the task as it is."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-
-async def held_for_move(
-    session: AsyncSession, principal: Principal, task_id: str, to: str, attempt: int | None
-) -> Task:
-    """The calling agent's task, locked, once the move and the attempt number (fencing) check out.
-
-    Raises `AlreadyReported` instead of 409 when the move is a repeat of the report that already ended (or, for
-    a start, started) the task's current attempt by this agent: reports are idempotent per attempt (SPEC 14).
-    """
-    try:
-        task = await held_by_agent(session, principal, task_id)
-        lifecycle.check_move(task, to)
-        lifecycle.check_attempt(task, attempt)
-    except Conflict:
-        if await _is_repeat(session, principal, task_id, to, attempt):
-            raise AlreadyReported(await session.get(Task, task_id)) from None
-        raise
-    return task
-
-
-# The attempt outcome each report writes: a repeat must find the same one.
-_REPORTED_OUTCOME = {lifecycle.COMPLETED: lifecycle.OUTCOME_COMPLETED, lifecycle.FAILED: lifecycle.OUTCOME_FAILED}
-
-
-async def _is_repeat(session: AsyncSession, principal: Principal, task_id: str, to: str, attempt: int | None) -> bool:
-    task = await session.get(Task, task_id)  # locked by held_by_agent
-    if task is None or task.attempt == 0 or (attempt is not None and attempt != task.attempt):
-        return False
-    if to == lifecycle.ACTIVE:
-        return task.status == lifecycle.ACTIVE and task.assigned_agent_id == principal.id
-    outcome = await session.scalar(
-        select(TaskAttempt.outcome).where(
-            TaskAttempt.task_id == task_id, TaskAttempt.attempt == task.attempt, TaskAttempt.agent_id == principal.id
-        )
-    )
-    return outcome is not None and outcome == _REPORTED_OUTCOME.get(to)
 
 
 async def held_tasks(session: AsyncSession, agent_id: str) -> list[Task]:
@@ -342,6 +278,15 @@ async def held_tasks(session: AsyncSession, agent_id: str) -> list[Task]:
     return list(rows)
 
 
+async def _report_one(
+    session: AsyncSession, principal: Principal, to: str, item: reports.Report, *, now: datetime, settings: Settings
+) -> Any:
+    (answer,) = await reports.report(session, principal, to, [item], now=now, settings=settings)
+    if isinstance(answer, AinsError):
+        raise answer
+    return answer
+
+
 async def start(
     session: AsyncSession,
     principal: Principal,
@@ -350,28 +295,11 @@ async def start(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any,
-) -> Task:
-    try:
-        task = await held_for_move(session, principal, task_id, lifecycle.ACTIVE, attempt)
-    except AlreadyReported as repeat:
-        return repeat.task
-    await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
-    return task
-
-
-async def check_complete(
-    session: AsyncSession,
-    principal: Principal,
-    task_id: str,
-    attempt: int | None,
-    result_data: dict[str, Any],
-    settings: Settings,
-) -> Task:
-    """The task the calling agent may complete now, locked; raises before anything is written."""
-    if json_size(result_data) > settings.max_input_bytes:
-        raise PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
-    return await held_for_move(session, principal, task_id, lifecycle.COMPLETED, attempt)
+    signals: Any = None,
+) -> Any:
+    """`/start`: the task as a row (see `ains.tasks.reports`)."""
+    item = reports.Report(task_id, attempt)
+    return await _report_one(session, principal, lifecycle.ACTIVE, item, now=now, settings=settings)
 
 
 async def complete(
@@ -383,16 +311,10 @@ async def complete(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any,
-) -> Task:
-    try:
-        task = await check_complete(session, principal, task_id, attempt, result_data, settings)
-    except AlreadyReported as repeat:
-        return repeat.task
-    await lifecycle.move(
-        session, task, lifecycle.COMPLETED, now=now, settings=settings, signals=signals, result_data=result_data
-    )
-    return task
+    signals: Any = None,
+) -> Any:
+    item = reports.Report(task_id, attempt, result_data=result_data)
+    return await _report_one(session, principal, lifecycle.COMPLETED, item, now=now, settings=settings)
 
 
 async def fail(
@@ -406,68 +328,62 @@ async def fail(
     retry_after_seconds: float | None,
     now: datetime,
     settings: Settings,
-    signals: Any,
-) -> Task:
-    try:
-        task = await held_for_move(session, principal, task_id, lifecycle.FAILED, attempt)
-    except AlreadyReported as repeat:
-        return repeat.task
-    await fail_attempt(
-        session,
-        task,
-        error_message,
-        retryable=retryable,
-        now=now,
-        settings=settings,
-        signals=signals,
-        retry_after_seconds=retry_after_seconds,
+    signals: Any = None,
+) -> Any:
+    item = reports.Report(
+        task_id, attempt, error_message=error_message, retryable=retryable, retry_after_seconds=retry_after_seconds
     )
-    return task
+    return await _report_one(session, principal, lifecycle.FAILED, item, now=now, settings=settings)
+
+
+def _batch_results(answers: list[Any], items: list[Any]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for item, answer in zip(items, answers, strict=True):
+        if isinstance(answer, AinsError):
+            detail = answer.detail if isinstance(answer.detail, str) else str(answer.detail)
+            results.append({"task_id": item.task_id, "error": detail, "status_code": answer.status_code})
+        else:
+            results.append({"task_id": item.task_id, "status": answer.status})
+    return results
 
 
 async def complete_many(
-    session: AsyncSession, principal: Principal, items: list[Any], *, now: datetime, settings: Settings, signals: Any
+    session: AsyncSession,
+    principal: Principal,
+    items: list[Any],
+    *,
+    now: datetime,
+    settings: Settings,
+    signals: Any = None,
 ) -> list[dict[str, Any]]:
     """`POST /ains/tasks/complete-batch`: items with task_id, attempt and result_data."""
-
-    async def check(item: Any) -> Task:
-        return await check_complete(session, principal, item.task_id, item.attempt, item.result_data, settings)
-
-    async def apply(task: Task, item: Any) -> None:
-        await lifecycle.move(
-            session,
-            task,
-            lifecycle.COMPLETED,
-            now=now,
-            settings=settings,
-            signals=signals,
-            result_data=item.result_data,
-        )
-
-    return await report_each(session, principal, items, check, apply)
+    batch = [reports.Report(item.task_id, item.attempt, result_data=item.result_data) for item in items]
+    answers = await reports.report(session, principal, lifecycle.COMPLETED, batch, now=now, settings=settings)
+    return _batch_results(answers, items)
 
 
 async def fail_many(
-    session: AsyncSession, principal: Principal, items: list[Any], *, now: datetime, settings: Settings, signals: Any
+    session: AsyncSession,
+    principal: Principal,
+    items: list[Any],
+    *,
+    now: datetime,
+    settings: Settings,
+    signals: Any = None,
 ) -> list[dict[str, Any]]:
     """`POST /ains/tasks/fail-batch`: items as the body of `/fail`, each with its task_id; retry rules as `/fail`."""
-
-    async def check(item: Any) -> Task:
-        return await held_for_move(session, principal, item.task_id, lifecycle.FAILED, item.attempt)
-
-    async def apply(task: Task, item: Any) -> None:
-        await fail_attempt(
-            session,
-            task,
-            item.error_message,
+    batch = [
+        reports.Report(
+            item.task_id,
+            item.attempt,
+            error_message=item.error_message,
             retryable=item.retryable,
-            now=now,
-            settings=settings,
-            signals=signals,
             retry_after_seconds=item.retry_after_seconds,
         )
-
-    return await report_each(session, principal, items, check, apply)
+        for item in items
+    ]
+    answers = await reports.report(session, principal, lifecycle.FAILED, batch, now=now, settings=settings)
+    return _batch_results(answers, items)
 
 
 async def fail_attempt(
@@ -608,26 +524,30 @@ async def take_cancelled_for_agent(session: AsyncSession, agent_id: str, now: da
 
 def effective_priority(task: Any, now: datetime, settings: Settings) -> float:
     """SPEC 6: base priority plus one step per aging interval waited while claimable; shown rounded, at most 10."""
-    if task.status != lifecycle.PENDING:
-        return float(task.priority)
-    waited = max(0.0, (now - task.available_at).total_seconds())
-    return round(min(10.0, task.priority + waited / settings.aging_interval_seconds), 1)
+    return answers.effective_priority(task.status, task.priority, task.available_at, now, settings)
 
 
-async def read_task(db: Any, cache: Any, principal: Principal, task_id: str) -> TaskOut:
-    """A task as its owner, holder or the admin sees it, from the cache when it can (SPEC 10)."""
-
-    async def load() -> TaskOut:
+async def read_task(
+    db: Any, cache: Any, principal: Principal, task_id: str, *, now: datetime, settings: Settings
+) -> dict[str, Any]:
+    """A task as its owner, holder or the admin sees it (`TaskOut`'s shape), from the cache when it can (SPEC 10)."""
+    record = await cache.get(TASK_CACHE, task_id)
+    if record is None:
         async with db.read() as session:
-            task = await session.get(Task, task_id)
-            if task is None:
-                raise NotFound(f"Task {task_id} not found")
-            return TaskOut.model_validate(task)
-
-    out = await read_through(cache, TASK_CACHE, task_id, TaskOut, load)
-    if not can_see(principal, out):
+            row = (await session.execute(queries.READ_TASK, {"task_id": task_id})).first()
+        if row is None:
+            raise NotFound(f"Task {task_id} not found")
+        record = answers.task_answer(row, now, settings)
+        await cache.set(TASK_CACHE, task_id, record)
+    else:
+        record = answers.refresh_priority(dict(record), now, settings)
+    if not (
+        principal.is_admin
+        or record["client_id"] == principal.id
+        or (principal.kind == "agent" and record["assigned_agent_id"] == principal.id)
+    ):
         raise NotFound(f"Task {task_id} not found")
-    return out
+    return record
 
 
 async def queue_metrics(
@@ -664,46 +584,3 @@ async def queue_metrics(
         "scheduled_retries": scheduled or 0,
         "oldest_pending_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
     }
-
-
-async def lock_tasks(session: AsyncSession, task_ids: list[str]) -> list[Task]:
-    """Lock many tasks in one statement (in task_id order, so two batches never wait on each other in a circle)."""
-    tasks = list(
-        await session.scalars(
-            select(Task).where(Task.task_id.in_(sorted(set(task_ids)))).order_by(Task.task_id).with_for_update()
-        )
-    )
-    session.info.setdefault("locked_tasks", {}).update((task.task_id, task) for task in tasks)
-    return tasks
-
-
-async def report_each(
-    session: AsyncSession,
-    principal: Principal,
-    items: list[Any],
-    check: Callable[[Any], Awaitable[Task]],
-    apply: Callable[[Task, Any], Awaitable[None]],
-) -> list[dict[str, Any]]:
-    """A batch of reports from one agent, each item answered on its own.
-
-    `check(item)` raises before anything is written for the item, so a refused
-    item changes nothing without needing a savepoint; `apply` then moves the task.
-    The agent and all the tasks are locked and the current attempts read up
-    front, so fifty items cost a few statements, not fifty times a few.
-    """
-    await trust.lock_agent(session, principal.id)  # lock order: the agent before its tasks
-    await lifecycle.load_current_attempts(session, await lock_tasks(session, [item.task_id for item in items]))
-    results: list[dict[str, Any]] = []
-    for item in items:
-        try:
-            task = await check(item)
-        except AlreadyReported as repeat:
-            results.append({"task_id": item.task_id, "status": repeat.task.status})
-            continue
-        except AinsError as exc:
-            detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-            results.append({"task_id": item.task_id, "error": detail, "status_code": exc.status_code})
-            continue
-        await apply(task, item)
-        results.append({"task_id": item.task_id, "status": task.status})
-    return results

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import Float, Integer, bindparam, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit import service as audit
 from ains.auth.principal import Principal
+from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import new_id
+from ains.core.database import UTCDateTime, note_changed_key
 from ains.core.errors import NotFound
 from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, TRUSTED_SUBMITTER_FLOOR, clamp
 from ains.trust.models import TrustRecord
@@ -30,7 +32,7 @@ TASK_TIMEOUT = "task_timeout"
 MANUAL_ADJUSTMENT = "manual_adjustment"
 
 
-def record_digest(previous_hash: str, record: TrustRecord) -> str:
+def record_digest(previous_hash: str, record: Any) -> str:
     """SHA-256 over the previous record's hash and this record's fields, in a canonical JSON form."""
     fields = {
         "record_id": record.record_id,
@@ -236,3 +238,116 @@ async def submitter_trusted(session: AsyncSession, principal: Principal) -> bool
         return True
     score = await session.scalar(select(Agent.trust_score).where(Agent.agent_id == principal.id))
     return score is not None and score >= TRUSTED_SUBMITTER_FLOOR
+
+
+# --- reports, in plain statements -------------------------------------------------------------------------------
+# A report (`ains.tasks.reports`) locks the agent row once, appends the records of all its outcomes in one
+# INSERT and writes the agent's score, chain head and metrics in one UPDATE: no ORM object, no flush.
+
+_AGENT_FOR_TRUST = """
+SELECT agent_id, trust_score, trust_records_count, trust_chain_head, total_tasks_completed, total_tasks_failed,
+    total_completion_seconds, last_task_completed_at, updated_at
+FROM agents WHERE agent_id = :agent_id {lock}
+"""
+LOCK_AGENT = {
+    dialect: text(_AGENT_FOR_TRUST.format(lock=lock)).columns(
+        last_task_completed_at=UTCDateTime, updated_at=UTCDateTime, trust_score=Float, total_completion_seconds=Float
+    )
+    # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
+    for dialect, lock in (("postgresql", "FOR UPDATE"), ("sqlite", ""))
+}
+_INSERT_RECORDS = insert(TrustRecord.__table__)
+_UPDATE_AGENT = text(
+    """
+    UPDATE agents SET trust_score = :trust_score, trust_records_count = :trust_records_count,
+        trust_chain_head = :trust_chain_head, total_tasks_completed = :total_tasks_completed,
+        total_tasks_failed = :total_tasks_failed, total_completion_seconds = :total_completion_seconds,
+        last_task_completed_at = :last_task_completed_at, updated_at = :updated_at
+    WHERE agent_id = :agent_id
+    """
+).bindparams(
+    bindparam("trust_score", type_=Float),
+    bindparam("total_completion_seconds", type_=Float),
+    bindparam("trust_records_count", type_=Integer),
+    bindparam("last_task_completed_at", type_=UTCDateTime),
+    bindparam("updated_at", type_=UTCDateTime),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt of a report ended, for the agent's trust and metrics."""
+
+    task_id: str
+    completed: bool
+    moves_trust: bool
+    started_at: datetime | None = None  # completions: for the average completion time
+    reason: str | None = None  # failures: the error, kept in the trust record
+
+
+async def lock_agent_row(session: AsyncSession, agent_id: str) -> Any:
+    """The agent's trust fields, its row locked for the rest of the transaction (lock order: agent, then tasks)."""
+    row = (await session.execute(LOCK_AGENT[session.bind.dialect.name], {"agent_id": agent_id})).first()
+    if row is None:
+        raise NotFound(f"Agent {agent_id} not found")
+    return row
+
+
+async def record_outcomes(session: AsyncSession, agent: Any, outcomes: list[Outcome], now: datetime) -> None:
+    """What `attempt_completed` and `attempt_failed` do for each outcome in turn, for an agent locked by
+    `lock_agent_row`, written in two statements: the chained records (those that move trust), and the agent."""
+    if not outcomes:
+        return
+    state = {
+        "agent_id": agent.agent_id,
+        "trust_score": agent.trust_score,
+        "trust_records_count": agent.trust_records_count,
+        "trust_chain_head": agent.trust_chain_head,
+        "total_tasks_completed": agent.total_tasks_completed,
+        "total_tasks_failed": agent.total_tasks_failed,
+        "total_completion_seconds": agent.total_completion_seconds,
+        "last_task_completed_at": agent.last_task_completed_at,
+        "updated_at": agent.updated_at,
+    }
+    records: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if outcome.moves_trust:
+            before = state["trust_score"]
+            after = clamp(before + (COMPLETED_DELTA if outcome.completed else FAILED_DELTA))
+            record = {
+                "record_id": new_id("trust"),
+                "agent_id": agent.agent_id,
+                "seq": state["trust_records_count"] + 1,
+                "event_type": TASK_COMPLETED if outcome.completed else TASK_FAILED,
+                "task_id": outcome.task_id,
+                "trust_delta": round(after - before, 6),
+                "trust_score_before": before,
+                "trust_score_after": after,
+                "reason": None if outcome.completed else outcome.reason,
+                "created_at": now,
+                "previous_hash": state["trust_chain_head"],
+            }
+            record["record_hash"] = record_digest(state["trust_chain_head"], _Fields(record))
+            records.append(record)
+            state |= {
+                "trust_score": after,
+                "trust_records_count": record["seq"],
+                "trust_chain_head": record["record_hash"],
+                "updated_at": now,
+            }
+        if outcome.completed:
+            state["total_tasks_completed"] += 1
+            if outcome.started_at is not None:
+                state["total_completion_seconds"] += max(0.0, (now - outcome.started_at).total_seconds())
+            state["last_task_completed_at"] = now
+        else:
+            state["total_tasks_failed"] += 1
+    if records:
+        await session.execute(_INSERT_RECORDS, records)
+    await session.execute(_UPDATE_AGENT, state)
+    note_changed_key(session, AGENT_CACHE, agent.agent_id)
+
+
+class _Fields(dict):
+    def __getattr__(self, name: str) -> Any:
+        return self[name]

@@ -13,12 +13,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, bindparam, text
+from sqlalchemy import Float, Integer, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id
 from ains.core.signals import announce_deadline
-from ains.tasks.models import Task
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
 from ains.webhooks.models import TaskEvent, WebhookDelivery
 
@@ -39,7 +38,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def event_data(event: str, task: Task, reason: str | None = None) -> dict[str, Any]:
+def event_data(event: str, task: Any, reason: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"status": task.status}
     if event == TASK_CREATED:
         data |= {
@@ -105,7 +104,7 @@ _SUBSCRIBER_QUERIES = {
 }
 
 
-async def _subscribers(session: AsyncSession, event: str, task: Task, agent_id: str | None) -> list[str]:
+async def _subscribers(session: AsyncSession, event: str, task: Any, agent_id: str | None) -> list[str]:
     """Ids of the active webhooks that hear this event of this task."""
     # Asked once per audience and transaction: a batch of tasks for one client and capability costs one query.
     created = event == TASK_CREATED
@@ -140,48 +139,75 @@ def _as_list(events: Any) -> list[str]:
 async def emit(
     session: AsyncSession,
     event: str,
-    task: Task,
+    task: Any,
     *,
     now: datetime,
     agent_id: str | None,
     reason: str | None = None,
     signals: Any = None,
 ) -> None:
-    webhook_ids = await _subscribers(session, event, task, agent_id)
-    if not webhook_ids:
+    await emit_many(session, [(event, task, agent_id, reason)], now=now)
+
+
+# The outbox rows, written by Core: one INSERT of events and one of deliveries for however many events.
+_INSERT_EVENTS = insert(TaskEvent.__table__)
+_INSERT_DELIVERIES = insert(WebhookDelivery.__table__)
+
+
+async def emit_many(
+    session: AsyncSession, events: list[tuple[str, Any, str | None, str | None]], *, now: datetime
+) -> None:
+    """Store the events (event, task, agent_id, reason), in order, with one delivery per webhook that hears each.
+
+    `task` is anything with the task's attributes: a `Task`, a row of `ains.tasks.queries`, a `TaskRow`.
+    Deliveries are inserted in the order of the events, and their ids are the delivery order (SPEC 15).
+    """
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    for event, task, agent_id, reason in events:
+        webhook_ids = await _subscribers(session, event, task, agent_id)
+        if not webhook_ids:
+            continue
+        event_id = new_id("evt")
+        payload = {
+            "event_id": event_id,
+            "event": event,
+            "task_id": task.task_id,
+            "agent_id": agent_id,
+            "timestamp": iso(now),
+            "data": event_data(event, task, reason),
+        }
+        event_rows.append(
+            {
+                "event_id": event_id,
+                "event": event,
+                "task_id": task.task_id,
+                "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                "created_at": now,
+            }
+        )
+        delivery_rows.extend(
+            {
+                "delivery_id": new_id("dlv"),
+                "webhook_id": webhook_id,
+                "event_id": event_id,
+                "task_id": task.task_id,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "leased_until": None,
+                "response_code": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+                "finished_at": None,
+                "history": [],
+            }
+            for webhook_id in webhook_ids
+        )
+    if not event_rows:
         return
-    event_id = new_id("evt")
-    payload = {
-        "event_id": event_id,
-        "event": event,
-        "task_id": task.task_id,
-        "agent_id": agent_id,
-        "timestamp": iso(now),
-        "data": event_data(event, task, reason),
-    }
-    session.add(
-        TaskEvent(
-            event_id=event_id,
-            event=event,
-            task_id=task.task_id,
-            body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
-            created_at=now,
-        )
-    )
-    for webhook_id in webhook_ids:
-        session.add(
-            WebhookDelivery(
-                delivery_id=new_id("dlv"),
-                webhook_id=webhook_id,
-                event_id=event_id,
-                task_id=task.task_id,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-                history=[],
-            )
-        )
+    await session.execute(_INSERT_EVENTS, event_rows)
+    await session.execute(_INSERT_DELIVERIES, delivery_rows)
     # Due at once: wakes the dispatchers of this process and, through the wake-up link, of the others.
     announce_deadline(session, DEADLINE_DELIVERY, now)

@@ -1,0 +1,83 @@
+"""Task answers built once from rows: plain dicts shaped exactly like `TaskOut`, serialised in one call.
+
+A list of fifty tasks is one `to_json` over dicts, not fifty Pydantic models validated
+and dumped. `task_answer` reads attributes, so it takes a row of `ains.tasks.queries`
+(attribute names), a `Task` object or a `TaskRow`; `tests/tasks/test_answers.py`
+checks it against `TaskOut` field for field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+from fastapi import Response
+from pydantic_core import to_json
+
+from ains.core.config import Settings
+from ains.tasks import lifecycle
+from ains.tasks.schemas import TaskOut
+
+
+class TaskRow(dict):
+    """A task's columns by attribute name, read as attributes too (`row.status`), like a `Task` or a row."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def iso(value: datetime | None) -> str | None:
+    """As `UTCTime` serialises it: ISO 8601 UTC ending in Z."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _is_time(annotation: Any) -> bool:
+    """UTCTime or UTCTime | None."""
+    return any(arg is datetime for arg in (annotation, *get_args(annotation), *_flat(annotation)))
+
+
+def _flat(annotation: Any) -> list[Any]:
+    return [inner for arg in get_args(annotation) for inner in (arg, *get_args(arg))]
+
+
+def effective_priority(status: str, priority: int, available_at: datetime, now: datetime, settings: Settings) -> float:
+    """SPEC 6: base priority plus one step per aging interval waited while claimable; shown rounded, at most 10."""
+    if status != lifecycle.PENDING:
+        return float(priority)
+    waited = max(0.0, (now - available_at).total_seconds())
+    return round(min(10.0, priority + waited / settings.aging_interval_seconds), 1)
+
+
+_COMPUTED = {"metadata", "min_trust_score", "effective_priority"}
+# Fields copied as they are, and times, in TaskOut's order. A field TaskOut gains is read from the attribute of
+# its name (a time is written like `UTCTime`), so the answers follow the model without an edit here.
+_ORDER = tuple(TaskOut.model_fields)
+_TIMES = frozenset(name for name, info in TaskOut.model_fields.items() if _is_time(info.annotation))
+_PLAIN = tuple(name for name in _ORDER if name not in _TIMES and name not in _COMPUTED)
+
+
+def task_answer(task: Any, now: datetime, settings: Settings) -> dict[str, Any]:
+    """The task as `TaskOut` would serialise it, with the effective priority as of `now`."""
+    values: dict[str, Any] = {name: getattr(task, name) for name in _PLAIN}
+    for name in _TIMES:
+        values[name] = iso(getattr(task, name))
+    values["metadata"] = task.task_metadata
+    score = task.min_trust_score
+    values["min_trust_score"] = None if score is None else float(score)
+    values["effective_priority"] = effective_priority(task.status, task.priority, task.available_at, now, settings)
+    return {name: values[name] for name in _ORDER}
+
+
+def refresh_priority(answer: dict[str, Any], now: datetime, settings: Settings) -> dict[str, Any]:
+    """A stored answer (the task cache holds them) with its effective priority as of `now`."""
+    available_at = datetime.fromisoformat(answer["available_at"])
+    answer["effective_priority"] = effective_priority(answer["status"], answer["priority"], available_at, now, settings)
+    return answer
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    """An answer already shaped for JSON (dicts, lists, strings, numbers), serialised once."""
+    return Response(to_json(content), status_code=status_code, media_type="application/json")

@@ -1,0 +1,221 @@
+"""The hot statements of the tasks domain, in one place so their shape can be read at a glance.
+
+Claim (`ains.tasks.claim`) and submission (`ains.tasks.service`) use the
+statements named here too; the reports (`ains.tasks.reports`) and the task read
+use nothing else. Plain SQL where SQLAlchemy would otherwise build, key and
+compile a statement per call; the few spots where PostgreSQL and SQLite differ
+are per-dialect fragments, so both run the same statement shape.
+
+Every statement that moves a task is guarded: its WHERE names the statuses the
+move may start from (`lifecycle.allowed_from`, read from `lifecycle.ALLOWED_MOVES`),
+the holder and the attempt (fencing), so a row that changed meanwhile is left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Integer, String, bindparam, column, insert, text
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import TextClause
+
+from ains.core.database import UTCDateTime
+from ains.tasks import lifecycle
+from ains.tasks.models import Task
+
+# (attribute, column) of every task column. Statements return them under the attribute's name (`metadata` as
+# `task_metadata`), so a row reads like a `Task` object: `row.task_metadata`, `row.status`.
+TASK_COLUMNS: list[tuple[str, Any]] = [
+    (attribute.key, attribute.columns[0]) for attribute in sa_inspect(Task).column_attrs
+]
+TASK_ATTRIBUTES = [attribute for attribute, _ in TASK_COLUMNS]
+
+# SELECT list for Core queries built with SQLAlchemy (listing, read): rows with the attribute names.
+TASK_SELECT = [col.label(attribute) for attribute, col in TASK_COLUMNS]
+
+_RETURNING = ", ".join(f"tasks.{col.name} AS {attribute}" for attribute, col in TASK_COLUMNS)
+_TYPED = [column(attribute, col.type) for attribute, col in TASK_COLUMNS]
+
+
+def _statuses(statuses: Any) -> str:
+    """SQL list of status literals (constants of `lifecycle`, never input)."""
+    assert all(status in lifecycle.STATUSES for status in statuses)
+    return ", ".join(f"'{status}'" for status in sorted(statuses))
+
+
+# --- read ---------------------------------------------------------------------------------------------------------
+# `GET /ains/tasks/{id}` on a cache miss: one task, as a row with the task's attribute names.
+READ_TASK = text(f"SELECT {_RETURNING} FROM tasks WHERE tasks.task_id = :task_id").columns(*_TYPED)
+
+# --- claim (PostgreSQL; SQLite claims through the ORM and `lifecycle.move`, see `ains.tasks.claim`) ----------
+# PostgreSQL's claim, as few statements as it can be: lock the agent; record the heartbeat and count what it
+# holds (a fresh snapshot, taken after the lock, so a concurrent claim of the same agent is counted); pick and
+# assign; insert the attempt rows. Plain SQL where SQLAlchemy would otherwise build and key a statement per call.
+CLAIM_LOCK_AGENT = text(
+    "SELECT capabilities, trust_score, max_concurrency, status FROM agents WHERE agent_id = :agent_id FOR UPDATE"
+)
+CLAIM_HEARTBEAT_AND_HELD = text(
+    """
+    WITH heartbeat AS (
+        UPDATE agents SET last_heartbeat_at = :now,
+            status = CASE WHEN status = 'INACTIVE' THEN 'AVAILABLE' ELSE status END
+        WHERE agent_id = :agent_id)
+    SELECT count(*) FROM tasks WHERE assigned_agent_id = :agent_id AND status IN ('ASSIGNED', 'ACTIVE')
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It returns the columns
+# by name in the model's order (`.columns()` matches them by position; a migration may have added them elsewhere).
+CLAIM_PICK_AND_ASSIGN = (
+    text(
+        """
+        WITH picked AS (SELECT tasks.task_id FROM tasks
+            WHERE tasks.status = 'PENDING' AND tasks.capability_required = ANY(:capabilities)
+              AND tasks.available_at <= :now
+              AND (tasks.min_trust_score IS NULL OR tasks.min_trust_score <= :trust_score)
+              AND tasks.priority <= :max_priority
+            ORDER BY tasks.queue_position, tasks.task_id LIMIT :wanted FOR UPDATE SKIP LOCKED)
+        UPDATE tasks SET status = :status, attempt = tasks.attempt + 1, assigned_agent_id = :agent_id,
+            assigned_at = :now, lease_expires_at = :lease_expires_at, next_retry_at = NULL, updated_at = :now,
+            started_at = CASE WHEN :start THEN :now ELSE tasks.started_at END,
+            deadline_at = CASE WHEN :start THEN :now + make_interval(secs => tasks.timeout_seconds)
+                          ELSE tasks.deadline_at END
+        FROM picked WHERE tasks.task_id = picked.task_id
+        RETURNING {columns}
+        """.format(columns=", ".join(f"tasks.{column.name}" for column in Task.__table__.columns))
+    )
+    .bindparams(
+        bindparam("capabilities", type_=ARRAY(String)),
+        bindparam("now", type_=UTCDateTime),
+        bindparam("lease_expires_at", type_=UTCDateTime),
+        bindparam("start", type_=Boolean),
+    )
+    .columns(*Task.__table__.columns)
+)
+
+
+# --- reports -----------------------------------------------------------------------------------------------------
+# Items travel as one JSON array parameter, so a batch of fifty is one statement: PostgreSQL unpacks it with
+# jsonb_to_recordset, SQLite with json_each. Only the first item of a task is in it (see `reports`).
+
+_ITEMS = {
+    "postgresql": ("jsonb_to_recordset(CAST(:items AS JSONB)) AS v(task_id TEXT, attempt INTEGER, result_data JSONB)"),
+    "sqlite": (
+        "(SELECT json_extract(value, '$.task_id') AS task_id, json_extract(value, '$.attempt') AS attempt,"
+        " json_extract(value, '$.result_data') AS result_data FROM json_each(:items)) AS v"
+    ),
+}
+# A started task's deadline: now + its timeout. SQLite keeps times as text with microseconds; whole seconds
+# added by strftime keep them, so they are copied from `:now`.
+_DEADLINE = {
+    "postgresql": ":now + make_interval(secs => tasks.timeout_seconds)",
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%S', :now, '+' || tasks.timeout_seconds || ' seconds') || substr(:now, 20)",
+}
+
+_GUARD = """tasks.task_id = v.task_id AND tasks.assigned_agent_id = :agent_id AND tasks.status IN ({from_})
+    AND tasks.attempt = COALESCE(v.attempt, tasks.attempt)"""
+
+# `/start`: ASSIGNED → ACTIVE, with the timeout's deadline; the lease ends.
+_START = """
+UPDATE tasks SET status = '{to}', updated_at = :now, started_at = :now, lease_expires_at = NULL,
+    deadline_at = {deadline}
+FROM {items}
+WHERE {guard}
+RETURNING {returning}
+"""
+
+# `/complete` and complete-batch: ACTIVE → COMPLETED with each item's result.
+_COMPLETE = """
+UPDATE tasks SET status = '{to}', updated_at = :now, completed_at = :now, result_data = v.result_data,
+    deadline_at = NULL
+FROM {items}
+WHERE {guard}
+RETURNING {returning}
+"""
+
+
+def _move_statement(template: str, to: str, dialect: str, **more: str) -> TextClause:
+    sql = template.format(
+        to=to,
+        items=_ITEMS[dialect],
+        guard=_GUARD.format(from_=_statuses(lifecycle.allowed_from(to))),
+        returning=_RETURNING,
+        deadline=_DEADLINE[dialect],
+        **more,
+    )
+    return text(sql).bindparams(bindparam("now", type_=UTCDateTime)).columns(*_TYPED)
+
+
+START = {dialect: _move_statement(_START, lifecycle.ACTIVE, dialect) for dialect in _ITEMS}
+COMPLETE = {dialect: _move_statement(_COMPLETE, lifecycle.COMPLETED, dialect) for dialect in _ITEMS}
+
+# The tasks of a report that did not move (or, for `/fail`, all of them, locked), with what judging the report
+# needs besides the row: the outcome this agent reported for the current attempt, and whether it ever held the
+# task (409 rather than 404 when it no longer does).
+_REPORTED = """
+SELECT {returning},
+    (SELECT a.outcome FROM task_attempts a
+     WHERE a.task_id = tasks.task_id AND a.attempt = tasks.attempt AND a.agent_id = :agent_id) AS reported_outcome,
+    EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = tasks.task_id AND a.agent_id = :agent_id) AS held_before
+FROM tasks
+WHERE {ids}
+ORDER BY tasks.task_id
+{lock}
+"""
+_IDS = {
+    "postgresql": "tasks.task_id = ANY(:ids)",
+    "sqlite": "tasks.task_id IN (SELECT value FROM json_each(:ids))",
+}
+_LOCK = {"postgresql": "FOR UPDATE OF tasks", "sqlite": ""}
+
+
+def _reported(dialect: str, *, lock: bool) -> TextClause:
+    sql = _REPORTED.format(returning=_RETURNING, ids=_IDS[dialect], lock=_LOCK[dialect] if lock else "")
+    statement = text(sql)
+    if dialect == "postgresql":
+        statement = statement.bindparams(bindparam("ids", type_=ARRAY(String)))
+    return statement.columns(*_TYPED, column("reported_outcome", String), column("held_before", Boolean))
+
+
+REPORTED = {dialect: _reported(dialect, lock=False) for dialect in _ITEMS}
+REPORTED_LOCKED = {dialect: _reported(dialect, lock=True) for dialect in _ITEMS}
+
+# `/fail` and fail-batch: the tasks were read locked (`REPORTED_LOCKED`), so the new values are computed in
+# Python (the retry delay follows the task's policy, `ains.tasks.retry`) and written by one executemany. The
+# guard still checks the status, holder and attempt the values were computed from.
+# A failure goes to FAILED, or back to PENDING for a retry: from where both are allowed.
+_FAIL_FROM = _statuses(lifecycle.allowed_from(lifecycle.FAILED) & lifecycle.allowed_from(lifecycle.PENDING))
+FAIL = text(
+    f"""
+        UPDATE tasks SET status = :status, updated_at = :now, retry_count = :retry_count,
+            error_message = :error_message, last_error = :last_error, available_at = :available_at,
+            queue_position = :queue_position, assigned_agent_id = :assigned_agent_id, assigned_at = :assigned_at,
+            started_at = :started_at, lease_expires_at = NULL, deadline_at = NULL, next_retry_at = :next_retry_at
+        WHERE task_id = :task_id AND assigned_agent_id = :agent_id AND attempt = :attempt
+            AND status IN ({_FAIL_FROM})
+        """
+).bindparams(
+    bindparam("now", type_=UTCDateTime),
+    bindparam("available_at", type_=UTCDateTime),
+    bindparam("assigned_at", type_=UTCDateTime),
+    bindparam("started_at", type_=UTCDateTime),
+    bindparam("next_retry_at", type_=UTCDateTime),
+    bindparam("queue_position", type_=Float),
+    bindparam("retry_count", type_=Integer),
+)
+
+# The current attempt's row, as a report ends or starts it (one executemany for a batch).
+ATTEMPT_FINISHED = text(
+    "UPDATE task_attempts SET finished_at = :now, outcome = :outcome, error = :error"
+    " WHERE task_id = :task_id AND attempt = :attempt"
+).bindparams(bindparam("now", type_=UTCDateTime))
+ATTEMPT_STARTED = text(
+    "UPDATE task_attempts SET started_at = :now WHERE task_id = :task_id AND attempt = :attempt"
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+# --- submission ---------------------------------------------------------------------------------------------------
+# New tasks, many rows in one statement (`service._insert`; with an idempotency key, `service._insert_unless_duplicate`
+# adds ON CONFLICT DO NOTHING).
+INSERT_TASKS = insert(Task.__table__)
