@@ -141,8 +141,10 @@ class _Link:
                 message, extra={"agent_id": self.agent_id, "server_url": self.server_url, "error": _brief(error)}
             )
 
-    def ok(self) -> None:
-        if self.down_since is not None:
+    def ok(self, sent_at: float | None = None) -> None:
+        """An answer came; `sent_at`, when its request was sent (an answer to a request sent before the outage
+        began, such as a long poll, proves nothing)."""
+        if self.down_since is not None and (sent_at is None or sent_at >= self.down_since):
             seconds = round(time.monotonic() - self.down_since, 1)
             self.down_since = None
             log.info("server reachable again", extra={"agent_id": self.agent_id, "unreachable_seconds": seconds})
@@ -354,7 +356,7 @@ class Agent:
                 if response.status_code >= 500:
                     self._link.failed(f"{response.status_code} {response.text[:200]}")
                 else:
-                    self._link.ok()
+                    self._link.ok(started)
                     if response.status_code != 429:
                         return response
             pause = delay
@@ -444,6 +446,7 @@ class Agent:
                     await asyncio.wait([stop, slot], return_when="FIRST_COMPLETED")
                     slot.cancel()
                     continue
+                claim_sent = time.monotonic()
                 claim = asyncio.create_task(
                     self._http.post(
                         f"/ains/agents/{self.agent_id}/tasks/claim",
@@ -469,7 +472,7 @@ class Agent:
                         self._link.failed(f"{response.status_code} {response.text[:200]}")
                         self._claim_uncertain = True
                     else:
-                        self._link.ok()
+                        self._link.ok(claim_sent)
                         if response.status_code != 429:
                             log.warning(
                                 "claim refused",
@@ -482,7 +485,7 @@ class Agent:
                     await self._pause(delay)
                     delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
-                self._link.ok()
+                self._link.ok(claim_sent)
                 delay = BACKOFF_FIRST_SECONDS
                 for task in response.json().get("tasks", []):
                     self._take(task)

@@ -183,6 +183,95 @@ async def test_a_server_killed_and_restarted_under_agents_loses_and_repeats_noth
     assert not [r for r in caplog.records if r.name == "ains.agent" and r.exc_info]
 
 
+class FaultyProxy:
+    """A real HTTP proxy in front of the server that answers 503 "Database unavailable" to everything while
+    `failing` is set, counting what it refused by the path's last part (claim, start, complete, heartbeat…)."""
+
+    def __init__(self, target: str) -> None:
+        import httpx
+
+        self.http = httpx.AsyncClient(base_url=target, timeout=60)
+        self.failing = False
+        self.refused: Counter = Counter()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def __call__(self, scope, receive, send) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if self.failing:
+            self.refused[scope["path"].rsplit("/", 1)[-1]] += 1
+            status, headers, content = (
+                503,
+                [(b"content-type", b"application/json")],
+                b'{"detail":"Database unavailable"}',
+            )
+        else:
+            skip = {b"host", b"content-length", b"connection"}
+            response = await self.http.request(
+                scope["method"],
+                scope["path"],
+                params=scope["query_string"].decode(),
+                content=body,
+                headers=[(k.decode(), v.decode()) for k, v in scope["headers"] if k.lower() not in skip],
+            )
+            status, content = response.status_code, response.content
+            headers = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def __aenter__(self) -> FaultyProxy:
+        import uvicorn
+
+        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.serving = asyncio.create_task(self.server.serve())
+        await until(lambda: self.server.started, 20, "the proxy starting")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.serving, 30)
+        await self.http.aclose()
+
+
+async def test_503s_on_claims_heartbeats_and_reports_are_waited_out(server, tmp_path, agent_logs):
+    async with FaultyProxy(server.url) as proxy:
+        group = Agents(proxy.url, tmp_path)
+        agent = group.make()
+        loop = asyncio.get_running_loop()
+
+        @agent.handler(CAPABILITY)
+        async def work(input_data):
+            if input_data["n"] == 2:  # the server "loses its database" just as this one finishes
+                proxy.failing = True
+                loop.call_later(2, setattr, proxy, "failing", False)
+            return {"n": input_data["n"]}
+
+        job = group.start(agent)
+        try:
+            async with await client_for(server.url) as client:
+                first = await client.submit_task(**body(input_data={"n": 1}))
+                assert (await client.wait_for_task(first.task_id, timeout=20)).status == "COMPLETED"
+                proxy.failing = True  # claims (and heartbeats) answered 503 for a while
+                await until(lambda: proxy.refused["claim"] >= 2, 20, "claims refused")
+                second = await client.submit_task(**body(input_data={"n": 2}))
+                proxy.failing = False
+                done = await client.wait_for_task(second.task_id, timeout=30)
+                assert done.status == "COMPLETED" and done.result_data == {"n": 2}
+                assert proxy.refused["complete"] >= 1  # its report met 503s and was sent again
+                third = await client.submit_task(**body(input_data={"n": 3}))
+                assert (await client.wait_for_task(third.task_id, timeout=20)).status == "COMPLETED"
+            assert not job.done()  # nothing raised out of run()
+        finally:
+            await group.stop()
+    assert len(agent_logs("server unreachable; retrying until it is back")) == 2  # one per outage
+    assert len(agent_logs("server reachable again")) == 2
+
+
 # -- (b) run() started before the server is up ------------------------------------------------------------------
 
 
