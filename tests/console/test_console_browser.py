@@ -268,6 +268,7 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
     try:
         assert page.locator("h1").inner_text() == "Overview"
         assert page.locator("svg.chart").count() == 1
+        assert "4 completed · 1 failed attempts" in " ".join(page.locator("#throughput").inner_text().split())
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
         page.get_by_role("link", name="Tasks").click()
@@ -318,9 +319,13 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
 
         # A narrow window: the same pages, one column, nothing cut off.
         page.set_viewport_size({"width": 390, "height": 844})
+        for path in ("/console", "/console/tasks", "/console/agents/summariser-1", f"/console/workflows/{workflow_id}"):
+            page.goto(f"{server.url}{path}")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390 + 1, f"{path} scrolls sideways at 390 px: {width}"
+            if path == "/console":
+                page.screenshot(path=str(shots / "overview-narrow.png"), full_page=True)
         page.goto(f"{server.url}/console/tasks")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390 + 1, f"the page scrolls sideways at 390 px: {width}"
         page.screenshot(path=str(shots / "tasks-narrow.png"), full_page=True)
     finally:
         context.close()

@@ -37,7 +37,7 @@ async def test_every_page_renders_with_data(client):
     )
     await sign_in(client, ADMIN_KEY)
     for path, expected in (
-        ("/console", "Throughput, last hour"),
+        ("/console", "1 completed · <span class=\"key key-bad\"></span> 0 failed attempts"),
         ("/console/tasks", done["task_id"]),
         ("/console/tasks?status=COMPLETED&priority=9&capability=data:v1", done["task_id"]),
         (f"/console/tasks/{done['task_id']}", "attempt 1 completed"),

@@ -75,16 +75,26 @@ async def overview(session: AsyncSession, principal: Principal, *, now: datetime
         .limit(20)
     )
     status_rows = await session.execute(select(Task.status, func.count()).where(scope).group_by(Task.status))
-    # Throughput and failures in 5-minute bars over the last hour, in one scan: a CASE per bar and outcome.
+    # Throughput and failures in 5-minute bars over the last hour, from the attempts that ended then (a failed
+    # attempt that is retried counts as a failure too), in one scan: a CASE per bar and outcome.
     start = now - timedelta(seconds=BUCKETS * BUCKET_SECONDS)
+    failed_outcomes = [
+        lifecycle.OUTCOME_FAILED,
+        lifecycle.OUTCOME_TIMEOUT,
+        lifecycle.OUTCOME_AGENT_LOST,
+        lifecycle.OUTCOME_LEASE_EXPIRED,
+    ]
     columns = []
     for index in range(BUCKETS):
         low = start + timedelta(seconds=index * BUCKET_SECONDS)
         high = low + timedelta(seconds=BUCKET_SECONDS)
-        for status in (lifecycle.COMPLETED, lifecycle.FAILED):
-            hit = and_(Task.status == status, Task.completed_at >= low, Task.completed_at < high)
-            columns.append(func.coalesce(func.sum(case((hit, 1), else_=0)), 0))
-    counts = (await session.execute(select(*columns).where(scope, Task.completed_at >= start))).one()
+        in_bar = and_(TaskAttempt.finished_at >= low, TaskAttempt.finished_at < high)
+        for outcome in (TaskAttempt.outcome == lifecycle.OUTCOME_COMPLETED, TaskAttempt.outcome.in_(failed_outcomes)):
+            columns.append(func.coalesce(func.sum(case((and_(in_bar, outcome), 1), else_=0)), 0))
+    attempts_query = select(*columns).select_from(TaskAttempt).where(TaskAttempt.finished_at >= start)
+    if not principal.is_admin:
+        attempts_query = attempts_query.join(Task, Task.task_id == TaskAttempt.task_id).where(scope)
+    counts = (await session.execute(attempts_query)).one()
     buckets = []
     for index in range(BUCKETS):
         buckets.append(
