@@ -71,7 +71,7 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, r
 
 @router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
 async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> BatchResult:
-    """Up to 100 tasks in one transaction; each item is validated and answered on its own (SPEC 5)."""
+    """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
     async with ctx.db.transaction() as session:
         submitted, failed = await service.submit_batch(
             session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings, signals=ctx.signals
@@ -268,7 +268,7 @@ async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPr
 
 @router.get("/ains/queue/metrics", response_model=QueueMetrics, dependencies=[requires("tasks:read")])
 async def queue_metrics(principal: CurrentPrincipal, ctx: Ctx) -> QueueMetrics:
-    """Queue figures (SPEC 6): over all tasks for the admin, over the caller's own tasks otherwise."""
+    """Queue figures: over all tasks for the admin, over the caller's own tasks otherwise."""
     async with ctx.db.read() as session:
         figures = await service.queue_metrics(session, principal, now=utcnow(), settings=ctx.settings)
     return QueueMetrics(**figures)

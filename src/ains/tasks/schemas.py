@@ -58,7 +58,7 @@ class TaskOut(ApiModel):
     attempt: int = Field(description="Current attempt number (0 before the first claim)")
     effective_priority: float = Field(
         0.0,
-        description="Priority plus one step per aging interval waited while claimable (SPEC 6), rounded, at most 10",
+        description="Priority plus one step per aging interval waited while claimable, rounded, at most 10",
     )
     created_at: UTCTime
     updated_at: UTCTime
@@ -105,7 +105,7 @@ class ClaimRequest(RequestModel):
 class ClaimResponse(ApiModel):
     tasks: list[TaskOut]
     reason: str | None = Field(
-        None, description="Why the agent's trust level blocked or narrowed this claim (SPEC 8); null otherwise"
+        None, description="Why the agent's trust level blocked or narrowed this claim; null otherwise"
     )
 
 
