@@ -1183,10 +1183,12 @@ def agent_run(target: Annotated[str, typer.Argument(help="module:attribute of an
 
 # ---------------------------------------------------------------- workflows and schedules (SPEC 17)
 
-workflows_app = typer.Typer(help="Workflows: graphs of tasks.", no_args_is_help=True)
-schedules_app = typer.Typer(help="Schedules: tasks submitted on a cron expression.", no_args_is_help=True)
-app.add_typer(workflows_app, name="workflows")
-app.add_typer(schedules_app, name="schedules")
+# `workflows submit|show` and `schedules list|create|pause|delete` live with the workflows domain
+# (ains.workflows.cli); the operator's other commands join those same groups here.
+from ains.workflows.cli import register as _register_workflows  # noqa: E402
+from ains.workflows.cli import schedules_app, workflows_app  # noqa: E402
+
+_register_workflows(app)
 
 
 def _step_counts(workflow: dict[str, Any]) -> str:
@@ -1215,23 +1217,8 @@ def workflows_list(
         rows,
         as_json,
         columns=["workflow_id", "name", "status", "steps", "client_id", "created_at"],
-        empty="no workflows yet: submit one with POST /ains/workflows",
+        empty="no workflows yet: submit one with `ains workflows submit FILE`",
     )
-
-
-@workflows_app.command("show")
-@_errors
-def workflows_show(workflow_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
-    """One workflow and its steps, each after the steps it waits for."""
-    with Remote(url, api_key) as remote:
-        workflow = remote.call("GET", f"/ains/workflows/{workflow_id}")
-    if as_json:
-        _print(workflow, True)
-        return
-    steps = workflow.pop("steps", [])
-    workflow["step_counts"] = _step_counts(workflow)
-    _print(workflow, False)
-    _print(steps, False, columns=["key", "status", "depends_on", "task_id"], title="steps")
 
 
 @workflows_app.command("cancel")
@@ -1252,23 +1239,6 @@ def workflows_cancel(
     _say(f"workflow {workflow_id} is {workflow['status']}: {_step_counts(workflow)}")
 
 
-SCHEDULE_COLUMNS = ["schedule_id", "name", "cron", "timezone", "active", "next_run_at", "last_run_at", "last_task_id"]
-
-
-@schedules_app.command("list")
-@_errors
-def schedules_list(
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    url: Url = None,
-    api_key: ApiKey = None,
-    as_json: Json = False,
-) -> None:
-    """Your schedules (all of them with the admin key)."""
-    with Remote(url, api_key) as remote:
-        rows = remote.call("GET", "/ains/schedules", params={"limit": limit})["schedules"]
-    _print(rows, as_json, columns=SCHEDULE_COLUMNS, empty="no schedules yet: create one with POST /ains/schedules")
-
-
 @schedules_app.command("show")
 @_errors
 def schedules_show(schedule_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
@@ -1277,26 +1247,13 @@ def schedules_show(schedule_id: str, url: Url = None, api_key: ApiKey = None, as
         _print(remote.call("GET", f"/ains/schedules/{schedule_id}"), as_json)
 
 
-def _set_active(schedule_id: str, active: bool, url: str | None, api_key: str | None, as_json: bool) -> None:
-    with Remote(url, api_key) as remote:
-        schedule = remote.call("PATCH", f"/ains/schedules/{schedule_id}", body={"active": active})
-    if as_json:
-        _print(schedule, True)
-    elif active:
-        _say(f"schedule {schedule_id} resumed; next run {_when(schedule.get('next_run_at')) or 'not set'}")
-    else:
-        _say(f"schedule {schedule_id} paused")
-
-
-@schedules_app.command("pause")
-@_errors
-def schedules_pause(schedule_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
-    """Stop a schedule submitting tasks until it is resumed."""
-    _set_active(schedule_id, False, url, api_key, as_json)
-
-
 @schedules_app.command("resume")
 @_errors
 def schedules_resume(schedule_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
     """Start a paused schedule again from its next tick."""
-    _set_active(schedule_id, True, url, api_key, as_json)
+    with Remote(url, api_key) as remote:
+        schedule = remote.call("PATCH", f"/ains/schedules/{schedule_id}", body={"active": True})
+    if as_json:
+        _print(schedule, True)
+        return
+    _say(f"schedule {schedule_id} resumed; next run {_when(schedule.get('next_run_at')) or 'not set'}")
