@@ -251,13 +251,13 @@ async def _resolve(session: AsyncSession, completed: list[str], *, now: datetime
         _DECREMENT.execution_options(synchronize_session=False),
         [{"b_task_id": row.task_id, "b_n": counts[row.task_id]} for row in waiting],
     )
-    ready_ids = [row.task_id for row in waiting]
-    zero = {
-        task_id
-        for (task_id,) in await session.execute(
-            select(TASKS.c.task_id).where(TASKS.c.task_id.in_(ready_ids), TASKS.c.pending_dependencies <= 0)
+    zero: set[str] = set()
+    for chunk in _chunks([row.task_id for row in waiting]):
+        zero.update(
+            await session.scalars(
+                select(TASKS.c.task_id).where(TASKS.c.task_id.in_(chunk), TASKS.c.pending_dependencies <= 0)
+            )
         )
-    }
     ready = [row for row in waiting if row.task_id in zero]
     if not ready:
         return
@@ -320,13 +320,23 @@ async def _cascade(session: AsyncSession, doomed: list[tuple[str, str]], *, now:
             [{"b_task_id": task_id, "b_reason": reason} for task_id, reason in reasons.items()],
         )
         ids = list(reasons)
-        rows = list(await session.execute(select(TASKS).where(TASKS.c.task_id.in_(ids)).order_by(TASKS.c.task_id)))
+        rows = []
+        for chunk in _chunks(ids):
+            rows.extend(
+                await session.execute(select(TASKS).where(TASKS.c.task_id.in_(chunk)).order_by(TASKS.c.task_id))
+            )
         _note_changed(session, ids)
         seen.update(ids)
         await outbox.emit_many(session, [(outbox.TASK_CANCELLED, _as_task(row), None, None) for row in rows], now=now)
         cancelled.extend(rows)
         frontier = [(row.task_id, "CANCELLED") for row in rows]
     return cancelled
+
+
+def _chunks(ids: Sequence[str], size: int = 1000) -> Iterable[list[str]]:
+    """Ids in lists short enough for one IN (...) on either database."""
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
 
 
 def _as_task(row: Any) -> Any:

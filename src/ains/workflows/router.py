@@ -6,7 +6,6 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, status
-from sqlalchemy.exc import DBAPIError
 
 from ains.auth.dependencies import CurrentPrincipal, requires
 from ains.core.clock import utcnow
@@ -17,9 +16,9 @@ from ains.workflows.schemas import WorkflowCancel, WorkflowList, WorkflowOut, Wo
 router = APIRouter(tags=["workflows"])
 Ctx = Annotated[AppContext, Depends(get_context)]
 
-# A cancel locks every open step; a step completing at that moment locks its dependents. PostgreSQL may find
-# the two waiting for each other and end one: the cancel then runs again (its work is all or nothing).
-DEADLOCK_RETRIES = 3
+# A cancel skips the steps other transactions hold (a step being completed locks its dependents, which the
+# cancel locks too: waiting for each other would deadlock) and cancels them in a later round, once free.
+CANCEL_ROUNDS = 100
 
 
 @router.post(
@@ -68,21 +67,19 @@ async def cancel_workflow(
 ) -> WorkflowOut:
     """Cancel every step not yet final (owner or admin)."""
     body = body or WorkflowCancel()
-    for attempt in range(DEADLOCK_RETRIES + 1):
-        try:
-            async with ctx.db.transaction() as session:
-                workflow = await service.cancel(
-                    session,
-                    principal,
-                    workflow_id,
-                    body.reason,
-                    now=utcnow(),
-                    settings=ctx.settings,
-                    signals=ctx.signals,
-                )
+    for round_ in range(CANCEL_ROUNDS):
+        async with ctx.db.transaction() as session:
+            workflow, busy = await service.cancel(
+                session,
+                principal,
+                workflow_id,
+                body.reason,
+                now=utcnow(),
+                settings=ctx.settings,
+                signals=ctx.signals,
+                first_round=round_ == 0,
+            )
+        if not busy:
             break
-        except DBAPIError as exc:
-            if attempt == DEADLOCK_RETRIES or "deadlock" not in str(exc.orig).lower():
-                raise
-            await asyncio.sleep(0.01 * (attempt + 1))
+        await asyncio.sleep(0.01)
     return WorkflowOut.model_validate(workflow)

@@ -211,11 +211,15 @@ def _may_see(principal: Principal, workflow: Any) -> bool:
 
 
 async def _steps(session: AsyncSession, workflow_id: str, *, lock: bool = False) -> list[Any]:
+    """The workflow's steps; with `lock`, only the open ones this transaction could lock (skipping those another
+    transaction holds, such as a step being completed right now)."""
     query = select(TASKS.c.task_id, TASKS.c.step_key, TASKS.c.status, TASKS.c.depends_on, TASKS.c.workflow_id).where(
         TASKS.c.workflow_id == workflow_id
     )
     if lock:
-        query = query.order_by(TASKS.c.task_id).with_for_update()
+        query = (
+            query.where(TASKS.c.status.not_in(deps.FINAL)).order_by(TASKS.c.task_id).with_for_update(skip_locked=True)
+        )
     return list(await session.execute(query))
 
 
@@ -268,8 +272,12 @@ async def cancel(
     now: datetime,
     settings: Settings,
     signals: Any,
-) -> dict[str, Any]:
-    """Cancel every step not yet final: the WAITING ones here, the others through the task state machine."""
+    first_round: bool = True,
+) -> tuple[dict[str, Any], bool]:
+    """Cancel every step not yet final that no other transaction holds: the WAITING ones here, the others through
+    the task state machine. Answers the workflow, and whether some open step was held (send another round, in a
+    new transaction, once the holder has committed: waiting for it here could deadlock with a completion that
+    waits for a dependent this transaction locked)."""
     from ains.tasks import lifecycle
     from ains.tasks.models import Task
     from ains.webhooks import outbox
@@ -278,6 +286,8 @@ async def cancel(
     if workflow is None or not _may_see(principal, workflow):
         raise NotFound(f"Workflow {workflow_id} not found")
     steps = await _steps(session, workflow_id, lock=True)  # task_id order, as every path locks tasks
+    open_steps = [step for step in await _steps(session, workflow_id) if step.status not in deps.FINAL]
+    busy = len(open_steps) > len(steps)
     waiting = [step.task_id for step in steps if step.status == deps.WAITING]
     if waiting:
         await session.execute(
@@ -314,7 +324,8 @@ async def cancel(
                 cancelled_by=principal.id,
                 cancellation_reason=reason,
             )
-    audit.record(session, principal, "workflow.cancel", "workflow", workflow_id, {"reason": reason})
+    if first_round:
+        audit.record(session, principal, "workflow.cancel", "workflow", workflow_id, {"reason": reason})
     await session.flush()
     await session.refresh(workflow)
-    return answer(workflow, await _steps(session, workflow_id))
+    return answer(workflow, await _steps(session, workflow_id)), busy
