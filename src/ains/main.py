@@ -27,6 +27,7 @@ from ains.core.context import AppContext
 from ains.core.database import Database
 from ains.core.errors import install_error_handlers
 from ains.core.listener import WakeupListener
+from ains.core.long_poll import stop_long_polls_on_signals
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
 from ains.core.signals import CACHE, KEY, Wakeups
 from ains.migrate import upgrade
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await open_context(settings)
         app.state.ctx = ctx
+        # A stop signal ends waiting claims and heartbeats at once, so they do not hold the stop up.
+        restore_signals = stop_long_polls_on_signals(ctx.signals.stop)
         runner = DutyRunner(ctx) if settings.run_background else None
         if runner:
             runner.start()
@@ -91,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            restore_signals()
+            ctx.signals.stop()
             if runner:
                 await runner.stop()
             await ctx.close()

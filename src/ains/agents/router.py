@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from ains.agents import service
 from ains.agents.schemas import (
@@ -80,7 +80,11 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrinci
 
 @router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse, dependencies=[agents_only()])
 async def heartbeat(
-    agent_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[HeartbeatRequest | None, Body()] = None
+    agent_id: str,
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    request: Request,
+    body: Annotated[HeartbeatRequest | None, Body()] = None,
 ) -> HeartbeatResponse:
     """Record that the agent is alive; with `wait_seconds`, answer early when one of its tasks is cancelled."""
     body = body or HeartbeatRequest()
@@ -92,6 +96,7 @@ async def heartbeat(
         body.status,
         wait_seconds=body.wait_seconds,
         settings=ctx.settings,
+        request=request,
     )
     return HeartbeatResponse(
         acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from ains.agents.models import Agent
 from ains.agents.schemas import AgentOut, AgentPatch, AgentRegister
@@ -25,6 +23,7 @@ from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.core.database import Database, json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ains.core.long_poll import LongPoll
 from ains.tasks import service as tasks
 
 INITIAL_TRUST = 0.5
@@ -183,25 +182,25 @@ async def heartbeat_and_wait(
     *,
     wait_seconds: float,
     settings: Settings,
+    request: Request | None = None,
 ) -> list[str]:
     """A heartbeat; with `wait_seconds`, held open until one of the agent's tasks is cancelled (SPEC 14).
 
     The wait subscribes before the first look, so a cancellation committed while the heartbeat itself runs
-    wakes it; it looks again every `wakeup_fallback_seconds` in case a wake-up from another process was lost.
+    wakes it; it looks again every `wakeup_fallback_seconds` in case a wake-up from another process was lost,
+    and ends early when the server stops or the agent hangs up.
     """
-    deadline = time.monotonic() + wait_seconds
     with signals.subscribe_cancels(agent_id) as cancelled_event:
         async with db.transaction() as session:
             cancelled = await heartbeat(session, principal, agent_id, status, now=utcnow())
-        while not cancelled:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(cancelled_event.wait(), timeout=min(remaining, settings.wakeup_fallback_seconds))
-            cancelled_event.clear()
-            async with db.transaction() as session:
-                cancelled = await tasks.take_cancelled_for_agent(session, agent_id, utcnow())
+        async with LongPoll(signals.stopping, wait_seconds, request) as poll:
+            while not cancelled and not poll.over:
+                await poll.wait(cancelled_event, settings.wakeup_fallback_seconds)
+                if poll.caller_gone:
+                    break  # nobody to tell: what was cancelled stays to be told by the next heartbeat
+                cancelled_event.clear()
+                async with db.transaction() as session:
+                    cancelled = await tasks.take_cancelled_for_agent(session, agent_id, utcnow())
     return cancelled
 
 

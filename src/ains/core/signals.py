@@ -103,6 +103,8 @@ class Wakeups:
         self.connected = True
         # The longest any duty sleeps (`timeout_check_seconds`): deadlines further out are not published.
         self.deadline_horizon_seconds = float("inf")
+        # Set when the server begins to stop: every long poll answers at once (see ains.core.long_poll).
+        self.stopping = asyncio.Event()
 
     # -- delivery -------------------------------------------------------------------------------------------
 
@@ -202,6 +204,9 @@ class Wakeups:
                     waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[capability]
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     # -- waiting heartbeats ---------------------------------------------------------------------------------
 

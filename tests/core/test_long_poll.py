@@ -1,0 +1,52 @@
+"""Long polls end early when the server stops or the caller hangs up, instead of sitting out their wait.
+
+The fallback look-again is set far above the waits, so nothing but the stop or the hang-up can end them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from ains.identity import Identity
+from tests.helpers import ServerProcess, bearer
+
+WAIT_SECONDS = 30
+
+
+@pytest.fixture
+def server(tmp_path):
+    process = ServerProcess({"AINS_DATA_DIR": str(tmp_path / "data"), "AINS_WAKEUP_FALLBACK_SECONDS": "60"})
+    yield process
+    process.stop()
+
+
+async def _agent(http: httpx.AsyncClient, agent_id: str) -> dict[str, str]:
+    body = Identity.generate().registration(agent_id) | {"capabilities": ["data:v1"]}
+    response = await http.post("/ains/agents", json=body)
+    assert response.status_code == 201, response.text
+    return bearer(response.json()["api_key"])
+
+
+@pytest.mark.slow
+async def test_a_stop_answers_a_waiting_heartbeat_at_once(server):
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        agent = await _agent(http, "agent_1")
+        waiting = asyncio.create_task(
+            http.post("/ains/agents/agent_1/heartbeat", json={"wait_seconds": WAIT_SECONDS}, headers=agent)
+        )
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        stopped_at = time.monotonic()
+        server.process.terminate()
+        answer = await waiting
+        await asyncio.to_thread(server.process.wait, WAIT_SECONDS)
+        took = time.monotonic() - stopped_at
+    assert answer.status_code == 200
+    assert answer.json()["cancelled_task_ids"] == []
+    # Without the stop reaching the wait, the server would stop only once the 30 s wait had run out.
+    assert took < WAIT_SECONDS / 2, took
+    print(f"stopped with a waiting heartbeat open in {took:.2f} s")
