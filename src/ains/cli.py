@@ -397,14 +397,14 @@ def worker() -> None:
 
     from ains.background.runner import DutyRunner
     from ains.core.logging import configure_logging
-    from ains.main import open_context
+    from ains.main import background_duties, open_context
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
 
     async def run() -> None:
         ctx = await open_context(settings, with_admin_key=False)
-        runner = DutyRunner(ctx)
+        runner = DutyRunner(ctx, background_duties())
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ains import __version__
+from ains.agents.duties import STALE_AGENTS
 from ains.agents.router import router as agents_router
 from ains.audit.router import router as audit_router
 from ains.auth.admin_key import prepare_data_dir, resolve_admin_key
@@ -19,6 +20,7 @@ from ains.auth.keys import hash_key
 from ains.auth.ratelimit import RateLimiter
 from ains.auth.router import router as keys_router
 from ains.auth.router import tokens_router as registration_tokens_router
+from ains.background.duty import Duty
 from ains.background.runner import DutyRunner
 from ains.console.router import install as install_console
 from ains.core.cache import make_cache
@@ -33,9 +35,12 @@ from ains.core.signals import CACHE, KEY, Wakeups
 from ains.migrate import upgrade
 from ains.ops.api_docs import install_api_docs
 from ains.ops.router import router as ops_router
+from ains.schedules.duty import SCHEDULES
 from ains.schedules.router import router as schedules_router
+from ains.tasks.duties import EXPIRED_LEASES, RETRY_WAKEUPS, TIMEOUTS
 from ains.tasks.router import router as tasks_router
 from ains.trust.router import router as trust_router
+from ains.webhooks.dispatcher import webhook_duty
 from ains.webhooks.router import router as webhooks_router
 from ains.workflows.router import router as workflows_router
 
@@ -75,6 +80,11 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
     )
 
 
+def background_duties() -> list[Duty]:
+    """Every background duty, for `ains serve` (unless AINS_RUN_BACKGROUND=false) and `ains worker`."""
+    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS, webhook_duty(), SCHEDULES]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -84,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ctx = ctx
         # A stop signal ends waiting claims and heartbeats at once, so they do not hold the stop up.
         restore_signals = stop_long_polls_on_signals(ctx.signals.stop)
-        runner = DutyRunner(ctx) if settings.run_background else None
+        runner = DutyRunner(ctx, background_duties()) if settings.run_background else None
         if runner:
             runner.start()
         log.info(

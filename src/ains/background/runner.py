@@ -22,19 +22,10 @@ log = logging.getLogger("ains.background")
 MIN_SLEEP_SECONDS = 0.02
 
 
-def all_duties() -> list[Duty]:
-    from ains.agents.duties import STALE_AGENTS
-    from ains.schedules.duty import SCHEDULES
-    from ains.tasks.duties import EXPIRED_LEASES, RETRY_WAKEUPS, TIMEOUTS
-    from ains.webhooks.dispatcher import webhook_duty
-
-    return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS, webhook_duty(), SCHEDULES]
-
-
 class DutyRunner:
-    def __init__(self, ctx: AppContext, duties: list[Duty] | None = None) -> None:
+    def __init__(self, ctx: AppContext, duties: list[Duty]) -> None:
         self.ctx = ctx
-        self.duties = duties if duties is not None else all_duties()
+        self.duties = duties
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._wake = {duty.name: asyncio.Event() for duty in self.duties}

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 
-from ains.auth.key_cache import KeyCache
 from ains.core.config import Settings
 from ains.core.database import Database
 from ains.core.listener import WakeupListener
 from ains.core.signals import Wakeups
+
+
+class VerifiedKeys(Protocol):
+    """Keys this process has verified, by hash (ains.auth.key_cache.KeyCache)."""
+
+    generation: int
+
+    def get(self, digest: str) -> Any: ...
+
+    def put(self, digest: str, principal: Any, generation: int) -> None: ...
+
+    def forget(self, principal_id: str, _value: str = "") -> None: ...
 
 
 @dataclass
@@ -20,7 +31,7 @@ class AppContext:
     db: Database
     admin_key_hash: str
     signals: Wakeups
-    keys: KeyCache
+    keys: VerifiedKeys
     listener: WakeupListener | None = None  # the link to the other processes (PostgreSQL only)
     limiter: Any = None  # per-key rate limits (ains.auth.ratelimit.RateLimiter)
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ains.agents import service as agents
 from ains.auth.dependencies import Admin, CurrentPrincipal, admin_only, any_key, public
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
@@ -57,7 +56,7 @@ async def leaderboard(
 async def trust_summary(agent_id: str, ctx: Ctx) -> TrustSummary:
     """Public. Score, level and the agent's task metrics."""
     async with ctx.db.read() as session:
-        agent = await agents.get(session, agent_id)
+        agent = await service.registered_agent(session, agent_id)
     return TrustSummary(
         agent_id=agent.agent_id,
         trust_score=agent.trust_score,
@@ -76,7 +75,7 @@ async def trust_history(
     """Public. Trust records, newest first."""
     before_seq = decode_position(cursor)
     async with ctx.db.read() as session:
-        await agents.get(session, agent_id)
+        await service.registered_agent(session, agent_id)
         rows = await service.history(session, agent_id, limit=limit + 1, before_seq=before_seq)
     page, next_cursor = split_page(rows, limit, lambda record: (record.seq,))
     return TrustHistory(
@@ -88,7 +87,7 @@ async def trust_history(
 async def verify_trust_chain(agent_id: str, _principal: CurrentPrincipal, ctx: Ctx) -> ChainVerification:
     """Recompute the agent's trust hash chain: any record edited, deleted or inserted outside AINS shows."""
     async with ctx.db.read() as session:
-        agent = await agents.get(session, agent_id)
+        agent = await service.registered_agent(session, agent_id)
         check = await service.verify(session, agent)
     return ChainVerification(
         valid=check.valid, records_checked=check.records_checked, first_bad_record_id=check.first_bad_record_id

@@ -351,3 +351,11 @@ async def record_outcomes(session: AsyncSession, agent: Any, outcomes: list[Outc
 class _Fields(dict):
     def __getattr__(self, name: str) -> Any:
         return self[name]
+
+
+async def registered_agent(session: AsyncSession, agent_id: str) -> Agent:
+    """The agent whose trust is asked about; a deregistered or unknown one is 404."""
+    agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id))
+    if agent is None or agent.status == "DEREGISTERED":
+        raise NotFound(f"Agent {agent_id} not found")
+    return agent
