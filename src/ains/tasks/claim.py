@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.core.cache import AGENT as AGENT_CACHE
+from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import Database, note_changed, note_changed_key
+from ains.core.database import Database, note_changed_key
 from ains.core.errors import NotFound
 from ains.core.metrics import CLAIMED_TASKS
 from ains.tasks import lifecycle, queries
@@ -33,7 +34,7 @@ from ains.trust.levels import claim_limits
 
 @dataclass
 class ClaimTry:
-    tasks: list[Task]
+    tasks: list[Any]  # Task objects (SQLite) or rows with the task's attribute names (PostgreSQL)
     capabilities: list[str]
     trust_score: float
     limited_reason: str | None  # set when the agent's trust level blocked or narrowed the claim
@@ -133,9 +134,9 @@ async def _pick_and_assign(
     now: Any,
     start: bool,
     settings: Settings,
-) -> list[Task]:
+) -> list[Any]:
     """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement
-    (`queries.CLAIM_PICK_AND_ASSIGN`)."""
+    (`queries.CLAIM_PICK_AND_ASSIGN`), as rows with the task's attribute names (no ORM objects)."""
     params = {
         "capabilities": capabilities,
         "now": now,
@@ -145,14 +146,9 @@ async def _pick_and_assign(
         "agent_id": agent_id,
         **lifecycle.claim_columns(now, settings, start=start),
     }
-    tasks = list(
-        await session.scalars(
-            select(Task).from_statement(queries.CLAIM_PICK_AND_ASSIGN),
-            params,
-            execution_options={"populate_existing": True},
-        )
-    )
-    note_changed(session, *tasks)
+    tasks = list(await session.execute(queries.CLAIM_PICK_AND_ASSIGN, params))
+    for task in tasks:
+        note_changed_key(session, TASK_CACHE, task.task_id)
     return sorted(tasks, key=lambda task: (task.queue_position, task.task_id))
 
 

@@ -67,10 +67,11 @@ CLAIM_HEARTBEAT_AND_HELD = text(
 
 
 # Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It returns the columns
-# by name in the model's order (`.columns()` matches them by position; a migration may have added them elsewhere).
+# by name, under their attribute names, in the model's order (`.columns()` matches them by position; a migration
+# may have added them to the table elsewhere): rows that read like `Task` objects, and no ORM object is made.
 CLAIM_PICK_AND_ASSIGN = (
     text(
-        """
+        f"""
         WITH picked AS (SELECT tasks.task_id FROM tasks
             WHERE tasks.status = 'PENDING' AND tasks.capability_required = ANY(:capabilities)
               AND tasks.available_at <= :now
@@ -83,8 +84,8 @@ CLAIM_PICK_AND_ASSIGN = (
             deadline_at = CASE WHEN :start THEN :now + make_interval(secs => tasks.timeout_seconds)
                           ELSE tasks.deadline_at END
         FROM picked WHERE tasks.task_id = picked.task_id
-        RETURNING {columns}
-        """.format(columns=", ".join(f"tasks.{column.name}" for column in Task.__table__.columns))
+        RETURNING {_RETURNING}
+        """
     )
     .bindparams(
         bindparam("capabilities", type_=ARRAY(String)),
@@ -92,7 +93,7 @@ CLAIM_PICK_AND_ASSIGN = (
         bindparam("lease_expires_at", type_=UTCDateTime),
         bindparam("start", type_=Boolean),
     )
-    .columns(*Task.__table__.columns)
+    .columns(*_TYPED)
 )
 
 
