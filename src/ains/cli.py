@@ -24,7 +24,7 @@ import typer
 from ains.core.config import Settings
 
 
-def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+def _click_classes(name: str) -> tuple[type[Any], ...]:
     """Click's exception class `name`, both as typer raises it (newer typer vendors click) and as click does."""
     import click
 
@@ -38,7 +38,7 @@ class _OneLineErrors(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         command = typer.main.get_command(self)
         try:
-            code = command.main(*args, standalone_mode=False, **kwargs)
+            code = command.main(*args, **{**kwargs, "standalone_mode": False})
         except _click_classes("UsageError") as exc:
             if not exc.format_message():  # `ains` alone: the help was the answer
                 sys.exit(2)
@@ -243,7 +243,7 @@ def _errors(function: Callable) -> Callable:
         url = _need_url(kwargs.get("url") or os.environ.get("AINS_URL"))
         try:
             return function(*args, **kwargs)
-        except (typer.Exit, typer.Abort, *_click_classes("ClickException"), *_click_classes("Exit")):
+        except _click_classes("ClickException") + _click_classes("Exit") + (typer.Exit, typer.Abort):
             raise
         except CliError as exc:
             _fail(str(exc), exc.code)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pydantic import BaseModel
@@ -395,7 +395,10 @@ class AsyncAINSClient(_Endpoints):
     async def list_tasks(self, limit: int = 100, **filters: Any) -> AsyncIterator[TaskOut]:
         cursor = None
         while True:
-            page = await self.list_tasks_page(cursor=cursor, limit=limit, **filters)
+            # The shared endpoint table is typed for the blocking client; here each call is awaitable.
+            page: TaskList = await cast(
+                Awaitable[TaskList], self.list_tasks_page(cursor=cursor, limit=limit, **filters)
+            )
             for task in page.tasks:
                 yield task
             if page.next_cursor is None:
@@ -405,7 +408,7 @@ class AsyncAINSClient(_Endpoints):
     async def wait_for_task(self, task_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> TaskOut:
         deadline = time.monotonic() + timeout
         while True:
-            task = await self.get_task(task_id)
+            task: TaskOut = await cast(Awaitable[TaskOut], self.get_task(task_id))
             if task.status in FINAL_STATUSES:
                 return task
             if time.monotonic() >= deadline:
@@ -417,7 +420,7 @@ class AsyncAINSClient(_Endpoints):
     ) -> WorkflowOut:
         deadline = time.monotonic() + timeout
         while True:
-            workflow = await self.get_workflow(workflow_id)
+            workflow: WorkflowOut = await cast(Awaitable[WorkflowOut], self.get_workflow(workflow_id))
             if workflow.status in FINAL_STATUSES:
                 return workflow
             if time.monotonic() >= deadline:

@@ -23,7 +23,7 @@ from ains.auth.router import tokens_router as registration_tokens_router
 from ains.background.duty import Duty
 from ains.background.runner import DutyRunner
 from ains.console.router import install as install_console
-from ains.core.cache import make_cache
+from ains.core.cache import MemoryCache, make_cache
 from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import Database
@@ -58,7 +58,7 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
     wakeups.deadline_horizon_seconds = max(settings.timeout_check_seconds, settings.webhook_dispatch_interval_seconds)
     keys = KeyCache()
     wakeups.watch(KEY, keys.forget)
-    if not cache.shared:
+    if isinstance(cache, MemoryCache):
         wakeups.watch(CACHE, cache.drop)
     listener = None
     if not db.is_sqlite:
@@ -66,7 +66,7 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
         # caches whenever that link is down.
         listener = WakeupListener(db.url, wakeups, check_seconds=settings.wakeup_fallback_seconds)
         db.origin = listener.origin
-        if not cache.shared:
+        if isinstance(cache, MemoryCache):
             cache.usable = lambda: wakeups.connected
         listener.start()
     return AppContext(

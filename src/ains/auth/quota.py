@@ -34,7 +34,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Index, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ains.auth.models import ClientQuota
 from ains.core.clock import utcnow
@@ -63,16 +63,18 @@ async def reserve(session: AsyncSession, client_id: str, n: int, settings: Setti
     if n <= 0:
         return
     cap = settings.max_pending_tasks_per_client
-    full = _full.setdefault(session.bind.sync_engine, {})
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine), "sessions of ains.core.database are bound to the engine"
+    full = _full.setdefault(engine.sync_engine, {})
     full_since = full.get(client_id)
     if full_since is not None and utcnow().timestamp() - full_since < RECOUNT_SECONDS:
         _refuse(cap)
-    dialect = session.bind.dialect.name
+    dialect = engine.dialect.name
     if dialect == "sqlite" or _holds_connection(session):
         # A second connection while holding one could wait forever on a drained pool: stay in the transaction.
         allowed = await _reserve(session, dialect, client_id, n, cap)
     else:
-        async with session.bind.begin() as connection:
+        async with engine.begin() as connection:
             allowed = await _reserve(connection, dialect, client_id, n, cap)
     if not allowed:
         if len(full) > 10_000:

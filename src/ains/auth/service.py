@@ -54,7 +54,7 @@ async def resolve_key(session: AsyncSession, digest: str) -> Principal | None:
     if row is None:
         return None
     return Principal(
-        row.kind,  # type: ignore[arg-type]
+        row.kind,
         row.principal_id,
         frozenset(row.scopes),
         key_id=row.key_id,

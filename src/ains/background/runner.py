@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ class DutyRunner:
         self._planned_wake: dict[str, datetime] = {}
         for duty in self.duties:
             if duty.deadline_kind:
-                ctx.signals.watch_deadlines(duty.deadline_kind, lambda at, name=duty.name: self._nearer(name, at))
+                ctx.signals.watch_deadlines(duty.deadline_kind, functools.partial(self._nearer, duty.name))
 
     def _nearer(self, name: str, at: datetime) -> None:
         planned = self._planned_wake.get(name)

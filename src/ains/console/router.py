@@ -124,6 +124,12 @@ class Viewer:
         self.csrf = signer.csrf_token(session)
         self.fresh_cookie: str | None = None
 
+    @property
+    def user(self) -> Principal:
+        """The signed-in principal, on pages that are shown only after sign-in."""
+        assert self.principal is not None, "a page past sign-in was reached signed out"
+        return self.principal
+
 
 def _ctx(request: Request) -> AppContext:
     return request.app.state.ctx
@@ -351,7 +357,7 @@ async def task_list(request: Request) -> Response:
     if not viewer.principal.has_scope(scope("tasks:read")):
         return await problem_page(viewer, 403, "No tasks scope", "This key lacks the tasks:read scope.")
     query = request.query_params
-    filters = {
+    filters: dict[str, Any] = {
         "status": query.get("status") if query.get("status") in lifecycle.STATUSES else None,
         "capability": (query.get("capability") or "").strip()[:130] or None,
         "priority": p if (p := _int(query.get("priority"))) and 1 <= p <= 10 else None,
@@ -382,15 +388,15 @@ async def task_list(request: Request) -> Response:
 
 
 async def _task_page(viewer: Viewer, task_id: str, status_code: int = 200, **extra: Any) -> Response:
-    if not viewer.principal.has_scope(scope("tasks:read")):
+    if not viewer.user.has_scope(scope("tasks:read")):
         return await problem_page(viewer, 403, "No tasks scope", "This key lacks the tasks:read scope.")
     ctx = _ctx(viewer.request)
     try:
         async with ctx.db.read() as session:
-            task, attempts, events = await service.task_detail(session, viewer.principal, task_id)
+            task, attempts, events = await service.task_detail(session, viewer.user, task_id)
     except AinsError as exc:
         return await problem_page(viewer, exc.status_code, "Task not found", _error_text(exc))
-    principal = viewer.principal
+    principal = viewer.user
     can_act = (
         task.status not in lifecycle.FINAL_STATUSES
         and (principal.is_admin or task.client_id == principal.id)
@@ -506,7 +512,7 @@ async def _agent_page(viewer: Viewer, agent_id: str, **extra: Any) -> Response:
         view = await service.agent_detail(session, agent_id)
     if view is None:
         return await problem_page(viewer, 404, "Agent not found", f"Agent {agent_id} not found")
-    principal = viewer.principal
+    principal = viewer.user
     held = [task for task in view.held if tasks.can_see(principal, task)]
     return await render(
         viewer,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
@@ -65,7 +65,7 @@ class Overview:
 
 
 async def overview(session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings) -> Overview:
-    scope = tasks.visible_to(principal) if not principal.is_admin else True
+    scope = tasks.visible_to(principal) if not principal.is_admin else true()
     metrics = await tasks.queue_metrics(session, principal, now=now, settings=settings)
     capability_rows = await session.execute(
         select(Task.capability_required, func.count())
@@ -95,7 +95,7 @@ async def overview(session: AsyncSession, principal: Principal, *, now: datetime
     if not principal.is_admin:
         attempts_query = attempts_query.join(Task, Task.task_id == TaskAttempt.task_id).where(scope)
     counts = (await session.execute(attempts_query)).one()
-    buckets = []
+    buckets: list[dict[str, Any]] = []
     for index in range(BUCKETS):
         buckets.append(
             {
@@ -177,7 +177,7 @@ async def held_counts(session: AsyncSession, agent_ids: list[str]) -> dict[str, 
         .where(Task.assigned_agent_id.in_(agent_ids), Task.status.in_(lifecycle.HELD_STATUSES))
         .group_by(Task.assigned_agent_id)
     )
-    return {agent_id: count for agent_id, count in rows}
+    return {agent_id: count for agent_id, count in rows if agent_id is not None}
 
 
 @dataclass

@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from cachetools import TTLCache
@@ -78,7 +78,7 @@ class MemoryCache:
         if store is not None:
             store[key] = value
 
-    async def invalidate(self, kind: str, keys: set[str]) -> None:
+    async def invalidate(self, kind: str, keys: Collection[str]) -> None:
         store = self._stores[kind]
         if store is not None:
             for key in keys:
@@ -103,6 +103,7 @@ class RedisCache:
     def __init__(self, settings: Settings) -> None:
         from redis.asyncio import Redis
 
+        assert settings.redis_url, "a RedisCache is made only when redis_url is set"
         self._redis = Redis.from_url(
             settings.redis_url,
             socket_timeout=self.TIMEOUT_SECONDS,
@@ -190,7 +191,7 @@ class RedisCache:
         except Exception as exc:
             self._failed(exc)
 
-    async def invalidate(self, kind: str, keys: set[str]) -> None:
+    async def invalidate(self, kind: str, keys: Collection[str]) -> None:
         if not keys:
             return
         names = [self._key(kind, key) for key in keys]

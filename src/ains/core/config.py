@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # Seconds before each retry of a delivery (SPEC 15): 8 attempts over about 27 hours, so a receiver
     # down for hours loses nothing. Past the list's end its last value repeats.
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0], min_length=1
     )
     webhook_max_attempts: int = Field(8, ge=1)
     # When set, retry delays are base, 2×base, 4×base… instead of the list (tests and demos).

@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, event
+from sqlalchemy import JSON, DateTime, Table, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -202,11 +202,23 @@ class Database:
             await self.read_engine.dispose()
 
 
+def table_of(model: Any) -> Table:
+    """A model's table, for Core statements (typed as the Table it always is)."""
+    return cast(Table, model.__table__)
+
+
+def dialect_name(session: AsyncSession) -> str:
+    """`postgresql` or `sqlite`: the database this session talks to."""
+    bind = session.bind
+    assert bind is not None, "every session of Database is bound to its engine"
+    return bind.dialect.name
+
+
 def json_array_contains(session: AsyncSession, column: Any, value: str) -> Any:
     """SQL: the JSON array in `column` holds `value` (JSONB containment on PostgreSQL, json_each on SQLite)."""
     from sqlalchemy import bindparam, exists, func, literal_column, select, type_coerce
 
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return type_coerce(column, JSONB).contains([value])
     each = func.json_each(column).table_valued("value")
     return exists(select(literal_column("1")).select_from(each).where(each.c.value == bindparam(None, value)))

@@ -108,7 +108,7 @@ class Wakeups:
 
     # -- delivery -------------------------------------------------------------------------------------------
 
-    def committed(self, announcements: list[Announcement], *, remote_only: list[Announcement] = ()) -> None:
+    def committed(self, announcements: list[Announcement], *, remote_only: Iterable[Announcement] = ()) -> None:
         """A transaction of this process committed: wake here at once, and tell the other processes.
 
         Key announcements already went to the others inside the transaction; `remote_only` is what this

@@ -48,4 +48,6 @@ async def _run_async(url: str) -> None:
 
 
 url = context.config.attributes.get("database_url") or context.config.get_main_option("sqlalchemy.url")
-asyncio.run(_run_async(url))
+if not url:
+    raise SystemExit("no database URL: pass one to ains.migrate.upgrade or set sqlalchemy.url")
+asyncio.run(_run_async(str(url)))

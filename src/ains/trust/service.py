@@ -21,7 +21,7 @@ from ains.audit import service as audit
 from ains.auth.principal import Principal
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import new_id
-from ains.core.database import UTCDateTime, note_changed_key
+from ains.core.database import UTCDateTime, dialect_name, note_changed_key, table_of
 from ains.core.errors import NotFound
 from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, TRUSTED_SUBMITTER_FLOOR, clamp
 from ains.trust.models import TrustRecord
@@ -256,7 +256,7 @@ LOCK_AGENT = {
     # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
     for dialect, lock in (("postgresql", "FOR UPDATE"), ("sqlite", ""))
 }
-_INSERT_RECORDS = insert(TrustRecord.__table__)
+_INSERT_RECORDS = insert(table_of(TrustRecord))
 _UPDATE_AGENT = text(
     """
     UPDATE agents SET trust_score = :trust_score, trust_records_count = :trust_records_count,
@@ -287,7 +287,7 @@ class Outcome:
 
 async def lock_agent_row(session: AsyncSession, agent_id: str) -> Any:
     """The agent's trust fields, its row locked for the rest of the transaction (lock order: agent, then tasks)."""
-    row = (await session.execute(LOCK_AGENT[session.bind.dialect.name], {"agent_id": agent_id})).first()
+    row = (await session.execute(LOCK_AGENT[dialect_name(session)], {"agent_id": agent_id})).first()
     if row is None:
         raise NotFound(f"Agent {agent_id} not found")
     return row

@@ -17,6 +17,7 @@ from sqlalchemy import Float, Integer, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id
+from ains.core.database import dialect_name, table_of
 from ains.core.signals import announce_deadline
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
 from ains.webhooks.models import TaskEvent, WebhookDelivery
@@ -113,7 +114,7 @@ async def _subscribers(session: AsyncSession, event: str, task: Any, agent_id: s
     memo = session.info.setdefault("webhook_subscribers", {})
     if audience not in memo:
         rows = await session.execute(
-            _SUBSCRIBER_QUERIES[session.bind.dialect.name],
+            _SUBSCRIBER_QUERIES[dialect_name(session)],
             {
                 "client_id": task.client_id,
                 "agent_id": agent_id or "",
@@ -150,8 +151,8 @@ async def emit(
 
 
 # The outbox rows, written by Core: one INSERT of events and one of deliveries for however many events.
-_INSERT_EVENTS = insert(TaskEvent.__table__)
-_INSERT_DELIVERIES = insert(WebhookDelivery.__table__)
+_INSERT_EVENTS = insert(table_of(TaskEvent))
+_INSERT_DELIVERIES = insert(table_of(WebhookDelivery))
 
 
 async def emit_many(

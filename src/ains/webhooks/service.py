@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,10 +89,9 @@ async def get_owned(
     if for_update:
         query = query.with_for_update()
     hook = await session.scalar(query)
-    owns = hook is not None and (
+    if hook is None or not (
         principal.is_admin or (principal.kind == hook.owner_kind and principal.id == hook.owner_id)
-    )
-    if not owns:
+    ):
         raise NotFound(f"Webhook {webhook_id} not found")
     return hook
 
@@ -192,6 +192,7 @@ async def redeliver(
     for field, value in _requeued(now).items():
         setattr(delivery, field, value)
     event = await session.get(TaskEvent, delivery.event_id)
+    assert event is not None, "a delivery's event is removed only with the delivery"
     audit.record(
         session, principal, "webhook.redeliver", "webhook", webhook_id, {"delivery_id": delivery_id, "was": previous}
     )
@@ -215,7 +216,7 @@ async def recover(
         .values(**_requeued(now))
         .execution_options(synchronize_session=False)
     )
-    count = result.rowcount or 0
+    count = cast(CursorResult, result).rowcount or 0
     audit.record(
         session,
         principal,

@@ -34,7 +34,7 @@ class ForbiddenTarget(ValueError):
 
 async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]
 
 
 # What check_target and resolve_target call when not given a resolver (looked up at each call).
