@@ -463,9 +463,9 @@ def keys_create(
             created = _admin_call(ains, "POST", "/ains/api-keys", {"client_id": client_id, "name": name, **options})
     else:
         from ains.auth import service
-        from ains.auth.principal import ADMIN_ID, Principal
         from ains.core.clock import utcnow
         from ains.core.database import Database
+        from ains.core.principal import ADMIN_ID, Principal
 
         settings = _local_database(create)
         _prepare(settings)
@@ -559,7 +559,7 @@ def _expiry(value: str | None) -> str | None:
 def _key_options(
     scopes: list[str] | None, expires: str | None, per_second: float | None, burst: int | None
 ) -> dict[str, Any]:
-    from ains.auth.principal import CLIENT_SCOPES
+    from ains.core.principal import CLIENT_SCOPES
 
     for scope in scopes or ():
         if scope not in CLIENT_SCOPES:

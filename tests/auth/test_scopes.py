@@ -9,7 +9,7 @@ import re
 import pytest
 
 from ains.auth.dependencies import ACCESS_LEVELS, ADMIN, AGENT, ANY_KEY, PUBLIC, api_routes, route_access
-from ains.auth.principal import CLIENT_SCOPES
+from ains.core.principal import CLIENT_SCOPES
 from tests.helpers import ADMIN as ADMIN_HEADERS
 from tests.helpers import create_client, register_agent
 

@@ -15,7 +15,6 @@ from ains.audit import service as audit
 from ains.auth import registration
 from ains.auth import service as keys
 from ains.auth.models import ApiKey
-from ains.auth.principal import Principal
 from ains.auth.signatures import registration_message, token_message, verify_signed
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.cache import read_through
@@ -24,6 +23,7 @@ from ains.core.config import Settings
 from ains.core.database import Database, json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.core.long_poll import LongPoll
+from ains.core.principal import Principal
 from ains.tasks import service as tasks
 
 INITIAL_TRUST = 0.5

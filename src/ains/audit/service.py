@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit.models import AuditLog
-from ains.auth.principal import Principal
 from ains.core.clock import utcnow
+from ains.core.principal import Principal
 
 
 def record(

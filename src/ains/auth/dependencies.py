@@ -18,8 +18,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ains.auth import service
 from ains.auth.keys import hash_key
-from ains.auth.principal import CLIENT_SCOPES, Principal
 from ains.core.errors import AinsError, Forbidden, Unauthorized
+from ains.core.principal import CLIENT_SCOPES, Principal
 
 log = logging.getLogger("ains.auth")
 

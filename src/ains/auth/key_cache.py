@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from cachetools import LRUCache
 
-from ains.auth.principal import Principal
+from ains.core.principal import Principal
 from ains.core.signals import EVERYTHING
 
 

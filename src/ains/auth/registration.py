@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ains.audit import service as audit
 from ains.auth.keys import hash_key
 from ains.auth.models import RegistrationToken
-from ains.auth.principal import Principal
 from ains.core.clock import new_id, random_token
 from ains.core.config import Settings
 from ains.core.errors import NotFound, Unauthorized, Unprocessable
+from ains.core.principal import Principal
 
 
 def generate_token() -> str:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, StringConstraints
 
-from ains.auth.principal import CLIENT_SCOPES
+from ains.core.principal import CLIENT_SCOPES
 from ains.core.schemas import ApiModel, ClientId, RequestModel, UTCTime
 
 Scope = Literal[CLIENT_SCOPES]  # type: ignore[valid-type]

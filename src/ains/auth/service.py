@@ -13,9 +13,9 @@ from ains.agents.models import Agent
 from ains.audit import service as audit
 from ains.auth.keys import generate_key, hash_key
 from ains.auth.models import ApiKey
-from ains.auth.principal import ADMIN_ID, CLIENT_SCOPES, Principal
 from ains.core.clock import new_id, utcnow
 from ains.core.errors import Conflict, NotFound, Unprocessable
+from ains.core.principal import ADMIN_ID, CLIENT_SCOPES, Principal
 from ains.core.signals import announce_key
 
 

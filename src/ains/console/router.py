@@ -27,12 +27,12 @@ from ains import __version__
 from ains.agents import service as agents
 from ains.auth import service as auth
 from ains.auth.keys import hash_key
-from ains.auth.principal import CLIENT_SCOPES, Principal
 from ains.console import service
 from ains.console.session import COOKIE, Session, SessionSigner
 from ains.core.clock import utcnow
 from ains.core.context import AppContext
 from ains.core.errors import AinsError
+from ains.core.principal import CLIENT_SCOPES, Principal
 from ains.tasks import lifecycle
 from ains.tasks import service as tasks
 from ains.tasks.schemas import CancelRequest, PriorityRequest

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit.models import AuditLog
-from ains.auth.principal import Principal
 from ains.core.config import Settings
+from ains.core.principal import Principal
 from ains.tasks import lifecycle
 from ains.tasks import service as tasks
 from ains.tasks.models import Task, TaskAttempt

@@ -16,11 +16,11 @@ from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ains.auth.principal import Principal
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.errors import AinsError, NotFound, Unprocessable
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
+from ains.core.principal import Principal
 from ains.core.signals import announce_deadline
 from ains.schedules import cron
 from ains.schedules.models import Schedule

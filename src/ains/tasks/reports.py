@@ -29,12 +29,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ains.auth.principal import Principal
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.config import Settings
 from ains.core.database import after_commit, note_changed_key
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
+from ains.core.principal import Principal
 from ains.core.signals import announce_deadline, announce_task
 from ains.tasks import lifecycle, queries
 from ains.tasks.answers import TaskRow

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from ains.auth.dependencies import CurrentPrincipal, agents_only, requires
-from ains.auth.principal import Principal
 from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
+from ains.core.principal import Principal
 from ains.tasks import claim as claiming
 from ains.tasks import service
 from ains.tasks.answers import json_response, task_answer
@@ -139,9 +139,7 @@ async def list_tasks(
             cursor=cursor,
         )
     now = utcnow()
-    return json_response(
-        {"tasks": [task_answer(row, now, ctx.settings) for row in rows], "next_cursor": next_cursor}
-    )
+    return json_response({"tasks": [task_answer(row, now, ctx.settings) for row in rows], "next_cursor": next_cursor})
 
 
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])

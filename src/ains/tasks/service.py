@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
 from ains.auth import quota
-from ains.auth.principal import Principal
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import new_id
 from ains.core.config import Settings
@@ -26,6 +25,7 @@ from ains.core.database import after_commit
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
+from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.tasks import answers, lifecycle, queries, reports, retry
 from ains.tasks.models import Task, TaskAttempt

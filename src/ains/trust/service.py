@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit import service as audit
-from ains.auth.principal import Principal
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import new_id
 from ains.core.database import UTCDateTime, dialect_name, note_changed_key, table_of
 from ains.core.errors import NotFound
+from ains.core.principal import Principal
 from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, TRUSTED_SUBMITTER_FLOOR, clamp
 from ains.trust.models import TrustRecord
 

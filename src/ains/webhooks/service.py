@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit import service as audit
-from ains.auth.principal import Principal
 from ains.core.clock import new_id
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ains.core.principal import Principal
 from ains.core.signals import announce_deadline
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import DEADLINE_DELIVERY

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
 from ains.auth import quota
-from ains.auth.principal import Principal
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
+from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.trust import service as trust
 from ains.workflows import dependencies as deps
