@@ -10,14 +10,12 @@ attempt rows and events follow in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from ains.agents.models import Agent
 from ains.core.cache import AGENT as AGENT_CACHE
@@ -26,6 +24,7 @@ from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.core.database import Database, note_changed_key
 from ains.core.errors import NotFound
+from ains.core.long_poll import LongPoll
 from ains.core.metrics import CLAIMED_TASKS
 from ains.tasks import lifecycle, queries
 from ains.tasks.models import Task
@@ -161,13 +160,14 @@ async def claim(
     wait_seconds: float,
     start: bool,
     settings: Settings,
+    request: Request | None = None,
 ) -> ClaimTry:
     """Claim now; with `wait_seconds`, park until a task for one of the agent's capabilities arrives.
 
     Waiting claims are woken one at a time, highest trust score first (SPEC 8); one
-    that wakes and finds nothing it may take passes the wake-up on to the next.
+    that wakes and finds nothing it may take passes the wake-up on to the next. The
+    wait ends early when the server stops, and without claiming when the agent hangs up.
     """
-    deadline = time.monotonic() + wait_seconds
 
     async def attempt() -> ClaimTry:
         async with db.transaction() as session:
@@ -176,21 +176,20 @@ async def claim(
     result = await attempt()
     blocked = claim_limits(result.trust_score).blocked
     if not result.tasks and wait_seconds > 0 and not blocked:
-        with signals.subscribe(result.capabilities, rank=result.trust_score) as woken:
-            while True:
-                was_woken = woken.is_set()
-                # Subscribed and cleared before each try, so a task arriving during it wakes the wait below.
-                woken.clear()
-                result = await attempt()
-                remaining = deadline - time.monotonic()
-                if result.tasks or remaining <= 0:
-                    break
-                if was_woken:
+        async with LongPoll(signals.stopping, wait_seconds, request) as poll:
+            with signals.subscribe(result.capabilities, rank=result.trust_score) as woken:
+                while not poll.caller_gone:  # tasks claimed for an agent that hung up would wait out their lease
+                    was_woken = woken.is_set()
+                    # Subscribed and cleared before each try, so a task arriving during it wakes the wait below.
+                    woken.clear()
+                    result = await attempt()
+                    if result.tasks or poll.over:
+                        break
+                    if was_woken:
+                        signals.pass_on(result.capabilities, passer=woken)
+                    # Another process, or a retry delay ending, wakes nobody here: look again now and then.
+                    await poll.wait(woken, settings.wakeup_fallback_seconds)
+                if woken.is_set():
                     signals.pass_on(result.capabilities, passer=woken)
-                # Another process, or a retry delay ending, wakes nobody here: look again now and then.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), timeout=min(remaining, settings.wakeup_fallback_seconds))
-            if woken.is_set():
-                signals.pass_on(result.capabilities, passer=woken)
     CLAIMED_TASKS.inc(len(result.tasks))
     return result

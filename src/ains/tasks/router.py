@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from ains.auth.dependencies import CurrentPrincipal, agents_only, requires
 from ains.core.clock import utcnow
@@ -163,6 +163,7 @@ async def claim_tasks(
     principal: CurrentPrincipal,
     ctx: Ctx,
     response: Response,
+    request: Request,
     body: Annotated[ClaimRequest | None, Body()] = None,
 ) -> ClaimResponse:
     """Up to `max_tasks` tasks, now ASSIGNED to the caller (ACTIVE with `start`); waits up to `wait_seconds`."""
@@ -177,6 +178,7 @@ async def claim_tasks(
         wait_seconds=body.wait_seconds,
         start=body.start,
         settings=ctx.settings,
+        request=request,
     )
     now = utcnow()
     answer = json_response(
