@@ -13,7 +13,7 @@ step should not grow with the graph. Each shape runs at a small and a large size
   the first claim to the last completion; per step = that time / N.
 - plain: the same number of tasks as the fan-in without dependencies, the same agents: the baseline.
 
-    cd benchmarks && ../.venv/bin/python workflow_graphs.py --backend postgres --runs 3
+    cd benchmarks && ../.venv/bin/python workflow_graphs.py --backend postgres --runs 3 [--shapes fan-in,plain,chain]
 """
 
 from __future__ import annotations
@@ -126,14 +126,15 @@ async def chain(url: str, length: int) -> tuple[float, int]:
 
 SHAPES = {
     "fan-in": (fan_in, (1_000, 10_000)),
-    "plain (no dependencies)": (plain, (1_000, 10_000)),
+    "plain": (plain, (1_000, 10_000)),  # the same tasks without dependencies
     "chain": (chain, (100, 1_000)),
 }
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], runs=3)
-    for shape, (run, sizes) in SHAPES.items():
+    args = arguments(__doc__.splitlines()[0], runs=3, shapes=(str, ",".join(SHAPES)))
+    for shape in args.shapes.split(","):
+        run, sizes = SHAPES[shape]
         for size in sizes:
             totals, per_step = [], []
             for _ in range(args.runs):
@@ -142,7 +143,7 @@ def main() -> None:
                 totals.append(seconds)
                 per_step.append(seconds / steps * 1000)
             print(
-                f"{args.backend:8} {shape:24} {size:>6,}: {spread(totals, '{:.2f} s'.format)}, "
+                f"{args.backend:8} {shape:7} {size:>6,}: {spread(totals, '{:.2f} s'.format)}, "
                 f"per step {spread(per_step, '{:.2f} ms'.format)}",
                 flush=True,
             )

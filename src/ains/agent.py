@@ -105,6 +105,11 @@ class TaskContext:
     timed_out: bool = False  # set (with `cancelled`) when the attempt's deadline passed
     deadline: float | None = None  # the attempt's deadline on this process's `time.monotonic()` clock
 
+    @property
+    def dependency_results(self) -> dict[str, Any]:
+        """{task_id: result_data} of each task this one waited for (empty without dependencies)."""
+        return self.task.get("dependency_results") or {}
+
     def seconds_left(self) -> float | None:
         """Seconds until the attempt's deadline (None before the task started)."""
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())

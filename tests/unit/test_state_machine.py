@@ -35,7 +35,17 @@ def test_only_an_active_task_can_complete():
 
 
 def test_any_unfinished_task_can_be_cancelled():
-    assert allowed_from(lifecycle.CANCELLED) == {lifecycle.PENDING, lifecycle.ASSIGNED, lifecycle.ACTIVE}
+    assert allowed_from(lifecycle.CANCELLED) == {
+        lifecycle.WAITING,
+        lifecycle.PENDING,
+        lifecycle.ASSIGNED,
+        lifecycle.ACTIVE,
+    }
+
+
+def test_a_waiting_task_becomes_pending_or_cancelled_only():
+    assert ALLOWED_MOVES[lifecycle.WAITING] == {lifecycle.PENDING, lifecycle.CANCELLED}
+    assert lifecycle.WAITING not in allowed_from(lifecycle.ASSIGNED)
 
 
 def test_a_move_outside_the_table_is_a_conflict():

@@ -43,3 +43,22 @@ async def stored_counts(db) -> dict[str, int]:
             "dependencies": await session.scalar(select(func.count()).select_from(TaskDependency)),
             "schedules": await session.scalar(select(func.count()).select_from(Schedule)),
         }
+
+
+async def complete(client, agent, task_id: str, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await client.post(
+        f"/ains/tasks/{task_id}/complete", json={"result_data": result or {}}, headers=agent.headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def workflow_events(db, workflow_id: str) -> list[str]:
+    """The workflow.* events stored in the outbox for this workflow, in order."""
+    from ains.webhooks.models import TaskEvent
+
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(TaskEvent.event).where(TaskEvent.task_id == workflow_id).order_by(TaskEvent.created_at)
+        )
+        return list(rows)

@@ -26,6 +26,7 @@ from ains.tasks.models import Task, TaskAttempt
 from ains.trust import service as trust
 from ains.webhooks import outbox
 
+WAITING = "WAITING"
 PENDING = "PENDING"
 ASSIGNED = "ASSIGNED"
 ACTIVE = "ACTIVE"
@@ -33,11 +34,13 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 CANCELLED = "CANCELLED"
 
-STATUSES = (PENDING, ASSIGNED, ACTIVE, COMPLETED, FAILED, CANCELLED)
+STATUSES = (WAITING, PENDING, ASSIGNED, ACTIVE, COMPLETED, FAILED, CANCELLED)
 FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
 HELD_STATUSES = (ASSIGNED, ACTIVE)
 
 ALLOWED_MOVES: dict[str, frozenset[str]] = {
+    # dependencies not all COMPLETED (SPEC 17): PENDING when the last one completes, or CANCELLED
+    WAITING: frozenset({PENDING, CANCELLED}),
     PENDING: frozenset({ASSIGNED, CANCELLED}),
     # back to PENDING: lease expired, agent lost or deregistered
     ASSIGNED: frozenset({ACTIVE, PENDING, CANCELLED}),
@@ -306,6 +309,16 @@ async def move(
             await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
             announce_cancel(session, holder)
         await outbox.emit(session, outbox.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)
+    if to in FINAL_STATUSES:
+        await finished(session, [task], now=now, settings=settings)
+
+
+async def finished(session: AsyncSession, tasks: list[Any], *, now: datetime, settings: Settings) -> None:
+    """Tasks became final in this transaction: resolve or cancel their dependents and count their workflows'
+    steps (SPEC 17), in the same transaction. Every path that makes a task final calls this once for it."""
+    from ains.tasks.dependencies import after_finished
+
+    await after_finished(session, tasks, now=now, settings=settings)
 
 
 def failure_columns(

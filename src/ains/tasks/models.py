@@ -66,6 +66,13 @@ class Task(Base):
     # When the assigned agent was told of the cancellation (its next heartbeat).
     cancel_acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    # Workflows (SPEC 17): the ids this task waits for, how many of them are not COMPLETED yet (a WAITING task
+    # becomes PENDING at zero), and the workflow and step it belongs to. The edges are in task_dependencies.
+    depends_on: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    pending_dependencies: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    workflow_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    step_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
     __table_args__ = (
         UniqueConstraint("client_id", "idempotency_key", name="uq_tasks_client_idempotency"),
         Index("ix_tasks_status", "status"),
@@ -97,6 +104,13 @@ class Task(Base):
             "available_at",
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_tasks_workflow",
+            "workflow_id",
+            "step_key",
+            postgresql_where=text("workflow_id IS NOT NULL"),
+            sqlite_where=text("workflow_id IS NOT NULL"),
         ),
         Index(
             "ix_tasks_deadline_due",

@@ -136,6 +136,9 @@ async def report(
 
     ordered = sorted(moves.values(), key=lambda move: move.index)
     await _consequences(session, agent_id, agent, to, reports, ordered, now=now)
+    if to != lifecycle.ACTIVE:  # dependents and workflows of the tasks that became final (SPEC 17)
+        final = [move.after for move in ordered if move.after.status in lifecycle.FINAL_STATUSES]
+        await lifecycle.finished(session, final, now=now, settings=settings)
     return answers
 
 

@@ -13,7 +13,7 @@ from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
 from ains.core.principal import Principal
 from ains.tasks import claim as claiming
-from ains.tasks import service
+from ains.tasks import dependencies, service
 from ains.tasks.answers import json_response, task_answer
 from ains.tasks.models import Task
 from ains.tasks.schemas import (
@@ -123,6 +123,7 @@ async def list_tasks(
     client_id: str | None = None,
     capability: str | None = None,
     priority: Annotated[int | None, Query(ge=1, le=10)] = None,
+    workflow_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> TaskList:
@@ -137,6 +138,7 @@ async def list_tasks(
             priority=priority,
             limit=limit,
             cursor=cursor,
+            workflow_id=workflow_id,
         )
     now = utcnow()
     return json_response({"tasks": [task_answer(row, now, ctx.settings) for row in rows], "next_cursor": next_cursor})
@@ -181,9 +183,15 @@ async def claim_tasks(
         request=request,
     )
     now = utcnow()
-    answer = json_response(
-        {"tasks": [task_answer(task, now, ctx.settings) for task in result.tasks], "reason": result.limited_reason}
-    )
+    tasks = [task_answer(task, now, ctx.settings) for task in result.tasks]
+    waited = [task["task_id"] for task in tasks if task["depends_on"]]
+    results = {}
+    if waited:  # SPEC 17: what each dependency answered
+        async with ctx.db.read() as session:
+            results = await dependencies.dependency_results(session, waited)
+    for task in tasks:
+        task["dependency_results"] = results.get(task["task_id"], {}) if task["depends_on"] else None
+    answer = json_response({"tasks": tasks, "reason": result.limited_reason})
     if result.limited_reason:
         answer.headers[CLAIM_LIMIT_HEADER] = result.limited_reason
     return answer

@@ -10,7 +10,7 @@ from ains.core.middleware import check_item
 from ains.core.schemas import ApiModel, Capability, ClientId, RequestModel, UTCTime, bounded_metadata
 
 RetryPolicy = Literal["exponential", "linear", "fixed"]
-TaskStatus = Literal["PENDING", "ASSIGNED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED"]
+TaskStatus = Literal["WAITING", "PENDING", "ASSIGNED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED"]
 Score = Annotated[StrictFloat | StrictInt, Field(ge=0.0, le=1.0)]
 
 
@@ -31,6 +31,19 @@ class TaskSubmit(RequestModel):
         default_factory=dict, description="Free-form JSON object, at most `max_metadata_bytes` serialised (413)"
     )
     min_trust_score: Score | None = None
+    depends_on: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=100)] = Field(
+        default_factory=list, description="Ids of tasks of the same client this one waits for (at most 100)"
+    )
+    run_at: UTCTime | None = Field(None, description="Not claimable before this time")
+    delay_seconds: Annotated[StrictInt, Field(ge=0, le=31_536_000)] | None = Field(
+        None, description="Not claimable for this many seconds (not with run_at)"
+    )
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> TaskSubmit:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give run_at or delay_seconds, not both")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -74,6 +87,15 @@ class TaskOut(ApiModel):
     cancelled_at: UTCTime | None
     cancelled_by: str | None
     cancellation_reason: str | None
+    depends_on: list[str] | None = Field(None, description="The tasks this one waits for")
+    workflow_id: str | None = None
+    step_key: str | None = None
+
+
+class ClaimedTask(TaskOut):
+    dependency_results: dict[str, Any] | None = Field(
+        None, description="{task_id: result_data} of each task this one depended on"
+    )
 
 
 class TaskList(ApiModel):
@@ -103,7 +125,7 @@ class ClaimRequest(RequestModel):
 
 
 class ClaimResponse(ApiModel):
-    tasks: list[TaskOut]
+    tasks: list[ClaimedTask]
     reason: str | None = Field(
         None, description="Why the agent's trust level blocked or narrowed this claim; null otherwise"
     )

@@ -27,7 +27,7 @@ from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_task
-from ains.tasks import answers, lifecycle, queries, reports, retry
+from ains.tasks import answers, dependencies, lifecycle, queries, reports, retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import TaskSubmit
 from ains.trust import service as trust
@@ -70,6 +70,8 @@ async def submit(
     await quota.reserve(session, client_id, 1, settings)  # max_pending_tasks_per_client (SPEC 18)
     task = _new_task(client_id, body, now, settings)
     task.submitter_trusted = await trust.submitter_trusted(session, principal)
+    if body.depends_on:
+        await _wait_for_dependencies(session, task, body.depends_on, now)
     if body.idempotency_key is None:
         await _insert(session, [task])
     elif not await _insert_unless_duplicate(session, task):
@@ -78,12 +80,39 @@ async def submit(
         if existing is None:
             raise Conflict(f"idempotency_key {body.idempotency_key!r} is being used by another request; send it again")
         return existing, False
+    if task.depends_on:
+        await dependencies.insert_edges(session, [(task.task_id, dep) for dep in task.depends_on])
     await _after_submit(session, principal, task, now, signals)
     return task, True
 
 
+async def _wait_for_dependencies(session: AsyncSession, task: Task, depends_on: list[str], now: datetime) -> None:
+    """SPEC 17: lock and read the dependencies (422 for unknown or other clients' ids). All COMPLETED: the task is
+    PENDING; one FAILED or CANCELLED: the task is CANCELLED at once; otherwise it is WAITING for the rest."""
+    found = await dependencies.check_dependencies(session, task.client_id, depends_on)
+    task.depends_on = found.task_ids
+    if found.ended is not None:
+        task.status = lifecycle.CANCELLED
+        task.cancelled_at = now
+        task.cancelled_by = dependencies.CASCADE_BY
+        task.cancellation_reason = dependencies.dependency_reason(*found.ended)
+    elif found.pending:
+        task.status = lifecycle.WAITING
+        task.pending_dependencies = found.pending
+
+
+def _available_at(body: TaskSubmit, now: datetime) -> datetime:
+    """When a new task may first be claimed (SPEC 17): `run_at`, now + `delay_seconds`, or now."""
+    if body.run_at is not None:
+        return body.run_at
+    if body.delay_seconds:
+        return now + timedelta(seconds=body.delay_seconds)
+    return now
+
+
 def _new_task(client_id: str, body: TaskSubmit, now: datetime, settings: Settings) -> Task:
     """The new task's row, as an object the answer and the outbox read (it is inserted by `_insert`)."""
+    available_at = _available_at(body, now)
     return Task(
         task_id=new_id("task"),
         client_id=client_id,
@@ -103,8 +132,12 @@ def _new_task(client_id: str, body: TaskSubmit, now: datetime, settings: Setting
         retry_count=0,
         created_at=now,
         updated_at=now,
-        available_at=now,
-        queue_position=lifecycle.queue_position(now, body.priority, settings),
+        available_at=available_at,
+        queue_position=lifecycle.queue_position(available_at, body.priority, settings),
+        depends_on=None,
+        pending_dependencies=0,
+        workflow_id=None,
+        step_key=None,
     )
 
 
@@ -142,8 +175,20 @@ async def _after_submit_many(session: AsyncSession, principal: Principal, tasks:
     for task in tasks:
         if principal.is_admin:
             audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
-        announce_task(session, task.capability_required)
-    await outbox.emit_many(session, [(outbox.TASK_CREATED, task, None, None) for task in tasks], now=now)
+        if task.status == lifecycle.PENDING:
+            announce_task(session, task.capability_required)
+    events = [(outbox.TASK_CREATED, task, None, None) for task in tasks]
+    # A task whose dependency had already failed or been cancelled is cancelled at once (SPEC 17).
+    events += [(outbox.TASK_CANCELLED, task, None, None) for task in tasks if task.status == lifecycle.CANCELLED]
+    await outbox.emit_many(session, events, now=now)
+
+
+def _detail(detail: Any) -> str:
+    """A 422's detail list as one line: "field: message"."""
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        where = ".".join(str(part) for part in detail[0].get("loc", [])[1:])
+        return f"{where}: {detail[0].get('msg')}" if where else str(detail[0].get("msg"))
+    return str(detail)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -177,13 +222,25 @@ async def submit_batch(
             failed.append((index, exc.detail if isinstance(exc.detail, str) else str(exc.detail)))
         else:
             valid.append((index, body))
+    checked = []
+    for index, body in valid:  # dependencies (SPEC 17): an unknown or foreign id fails its item alone
+        try:
+            if body.depends_on:
+                owner = resolve_client_id(principal, body.client_id)
+                await dependencies.check_dependencies(session, owner, body.depends_on)
+        except AinsError as exc:
+            failed.append((index, exc.detail if isinstance(exc.detail, str) else _detail(exc.detail)))
+        else:
+            checked.append((index, body))
+    valid = checked
+    failed.sort()
     if atomic and failed:
         return [], failed
     # Items without an idempotency key go in one INSERT; the others one by one, each checked for its key.
     plain = [
         (index, _new_task(resolve_client_id(principal, body.client_id), body, now, settings))
         for index, body in valid
-        if body.idempotency_key is None
+        if body.idempotency_key is None and not body.depends_on
     ]
     await quota.reserve_many(session, [task.client_id for _, task in plain], settings)  # the pending cap (SPEC 18)
     trusted = await trust.submitter_trusted(session, principal) if plain else True
@@ -193,7 +250,7 @@ async def submit_batch(
     await _after_submit_many(session, principal, [task for _, task in plain], now)
     submitted = list(plain)
     for index, body in valid:
-        if body.idempotency_key is not None:
+        if body.idempotency_key is not None or body.depends_on:
             task, _created = await submit(session, principal, body, now=now, settings=settings, signals=signals)
             submitted.append((index, task))
     return sorted(submitted, key=lambda pair: pair[0]), failed
@@ -238,6 +295,7 @@ async def list_tasks(
     priority: int | None,
     limit: int,
     cursor: str | None,
+    workflow_id: str | None = None,
 ) -> tuple[list[Any], str | None]:
     """A page of rows with the task's attribute names (`queries.TASK_SELECT`), newest first."""
     query = select(*queries.TASK_SELECT).where(visible_to(principal))
@@ -249,6 +307,8 @@ async def list_tasks(
         query = query.where(Task.capability_required == capability)
     if priority is not None:
         query = query.where(Task.priority == priority)
+    if workflow_id:
+        query = query.where(Task.workflow_id == workflow_id)
     if cursor:
         created_iso, last_id = decode_cursor(cursor, 2)
         try:

@@ -29,7 +29,22 @@ TASK_COMPLETED = "task.completed"
 TASK_FAILED = "task.failed"
 TASK_RETRYING = "task.retrying"
 TASK_CANCELLED = "task.cancelled"
-EVENTS = (TASK_CREATED, TASK_ASSIGNED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED, TASK_RETRYING, TASK_CANCELLED)
+# Workflow events (SPEC 17) go to the workflow client's webhooks (ains.workflows.events).
+WORKFLOW_COMPLETED = "workflow.completed"
+WORKFLOW_FAILED = "workflow.failed"
+WORKFLOW_CANCELLED = "workflow.cancelled"
+EVENTS = (
+    TASK_CREATED,
+    TASK_ASSIGNED,
+    TASK_STARTED,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_RETRYING,
+    TASK_CANCELLED,
+    WORKFLOW_COMPLETED,
+    WORKFLOW_FAILED,
+    WORKFLOW_CANCELLED,
+)
 
 # The dispatcher's deadline kind: a new delivery is due at once.
 DEADLINE_DELIVERY = "webhook_delivery"

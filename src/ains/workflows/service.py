@@ -23,13 +23,16 @@ from ains.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_task
+from ains.tasks import dependencies as deps
 from ains.trust import service as trust
-from ains.workflows import dependencies as deps
+from ains.workflows.dependencies import count_steps
 from ains.workflows.graph import GraphError, check_graph
 from ains.workflows.models import RUNNING, Workflow
 from ains.workflows.schemas import WorkflowSubmit
 
 TASKS = deps.TASKS
+# Every transaction that makes tasks final counts their workflows' steps (and finishes a workflow) too.
+deps.on_finished(count_steps)
 
 
 def _json_size(value: Any) -> int:
