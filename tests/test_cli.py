@@ -49,9 +49,10 @@ def test_db_upgrade_and_keys_create_on_a_fresh_data_dir(tmp_path):
     assert str(tmp_path / "data" / "ains.db") in upgraded.stdout
     created = json.loads(ains("keys", "create", "--client-id", "client_1", "--name", "cli", "--json", env=env).stdout)
     assert created["client_id"] == "client_1" and created["api_key"].startswith("ains_client_")
-    assert f"database: sqlite+aiosqlite:///{tmp_path / 'data' / 'ains.db'}" in ains(
-        "keys", "create", "--client-id", "client_2", "--name", "cli", env=env
-    ).stderr
+    assert (
+        f"database: sqlite+aiosqlite:///{tmp_path / 'data' / 'ains.db'}"
+        in ains("keys", "create", "--client-id", "client_2", "--name", "cli", env=env).stderr
+    )
     bad = ains("keys", "create", "--client-id", "x", "--name", "cli", env=env, check=False)
     assert bad.returncode != 0
 

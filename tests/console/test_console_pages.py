@@ -32,12 +32,10 @@ async def test_every_page_renders_with_data(client):
     assert held["task_id"] == done["task_id"]
     response = await client.post(f"/ains/tasks/{done['task_id']}/complete", json={}, headers=agent.headers)
     assert response.status_code == 200
-    await client.post(
-        "/ains/agents/agent_1/trust/adjust", json={"delta": -0.1, "reason": "test"}, headers=ADMIN
-    )
+    await client.post("/ains/agents/agent_1/trust/adjust", json={"delta": -0.1, "reason": "test"}, headers=ADMIN)
     await sign_in(client, ADMIN_KEY)
     for path, expected in (
-        ("/console", "1 completed · <span class=\"key key-bad\"></span> 0 failed attempts"),
+        ("/console", '1 completed · <span class="key key-bad"></span> 0 failed attempts'),
         ("/console/tasks", done["task_id"]),
         ("/console/tasks?status=COMPLETED&priority=9&capability=data:v1", done["task_id"]),
         (f"/console/tasks/{done['task_id']}", "attempt 1 completed"),
@@ -104,9 +102,7 @@ async def test_actions_need_the_csrf_token_and_the_right_owner(client):
     # Bob's task does not exist for Alice, in the list, by URL, or as a form target.
     assert theirs["task_id"] not in (await client.get("/console/tasks")).text
     assert (await client.get(f"/console/tasks/{theirs['task_id']}")).status_code == 404
-    forged = await client.post(
-        f"/console/tasks/{theirs['task_id']}/cancel", data={"csrf": token, "confirmed": "yes"}
-    )
+    forged = await client.post(f"/console/tasks/{theirs['task_id']}/cancel", data={"csrf": token, "confirmed": "yes"})
     assert forged.status_code == 404
     assert (await client.get("/console/audit")).status_code == 403
     trust = await client.post("/console/agents/any/trust", data={"csrf": token, "delta": "0.1", "confirmed": "yes"})

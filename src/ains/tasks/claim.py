@@ -22,7 +22,7 @@ from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import Database, note_changed_key
+from ains.core.database import Database, dialect_name, note_changed_key
 from ains.core.errors import NotFound
 from ains.core.long_poll import LongPoll
 from ains.core.metrics import CLAIMED_TASKS
@@ -49,7 +49,7 @@ async def claim_once(
     signals: Any = None,
 ) -> ClaimTry:
     """One claim try inside the caller's transaction."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         return await _claim_once_postgres(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None or agent.status == "DEREGISTERED":

@@ -31,7 +31,7 @@ from sqlalchemy import Float, Integer, Text, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
-from ains.core.database import UTCDateTime
+from ains.core.database import UTCDateTime, dialect_name, table_of
 from ains.core.errors import Unprocessable
 from ains.core.signals import announce_task
 from ains.tasks.models import Task
@@ -44,8 +44,8 @@ MAX_DEPENDS_ON = 100
 CASCADE_BY = "ains"  # `cancelled_by` of a task cancelled because a dependency failed or was cancelled
 
 # Core statements over the tasks table (plain rows by column name: `metadata`, not `task_metadata`).
-TASKS = Task.__table__
-DEPS = TaskDependency.__table__
+TASKS = table_of(Task)
+DEPS = table_of(TaskDependency)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ async def check_dependencies(
         .where(TASKS.c.task_id.in_(ids))
         .order_by(TASKS.c.task_id)
     )
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         # FOR SHARE: a completion (which takes FOR UPDATE on the task) waits until this submission commits.
         query = query.with_for_update(read=True)
     found = {row.task_id: row for row in await session.execute(query)}
@@ -324,7 +324,7 @@ async def _cascade(session: AsyncSession, doomed: list[tuple[str, str]], *, now:
             [{"b_task_id": task_id, "b_reason": reason} for task_id, reason in reasons.items()],
         )
         ids = list(reasons)
-        rows = []
+        rows: list[Any] = []
         for chunk in _chunks(ids):
             rows.extend(
                 await session.execute(select(TASKS).where(TASKS.c.task_id.in_(chunk)).order_by(TASKS.c.task_id))

@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
+from ains.core.database import table_of
 from ains.core.errors import Conflict
 from ains.core.signals import announce_cancel, announce_deadline, announce_task
 from ains.tasks import retry
@@ -190,7 +191,7 @@ async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, s
     if not tasks:
         return
     await session.execute(
-        insert(TaskAttempt.__table__),
+        insert(table_of(TaskAttempt)),
         [
             {
                 "task_id": task.task_id,
@@ -243,6 +244,7 @@ async def move(
     task.updated_at = now
     # Trust follows how the attempt ended (SPEC 8); cancellations, leases and releases leave it alone.
     if to == COMPLETED:
+        assert holder is not None, "only an assigned task completes"
         await trust.attempt_completed(
             session, holder, task.task_id, task.started_at, now, moves_trust=trust.moves_trust(task, holder)
         )
@@ -283,7 +285,13 @@ async def move(
         task.deadline_at = None
         await _finish_attempt(session, task, now, outcome or OUTCOME_FAILED, error)
         await outbox.emit(
-            session, outbox.TASK_FAILED, task, now=now, agent_id=holder, reason=_REASONS.get(outcome), signals=signals
+            session,
+            outbox.TASK_FAILED,
+            task,
+            now=now,
+            agent_id=holder,
+            reason=_REASONS.get(outcome or ""),
+            signals=signals,
         )
     elif to == PENDING:
         await _finish_attempt(session, task, now, outcome or OUTCOME_RELEASED, error)
@@ -296,7 +304,7 @@ async def move(
                 task,
                 now=now,
                 agent_id=holder,
-                reason=_REASONS.get(outcome),
+                reason=_REASONS.get(outcome or ""),
                 signals=signals,
             )
     elif to == CANCELLED:
@@ -305,7 +313,7 @@ async def move(
         task.cancelled_at = now
         task.cancelled_by = cancelled_by
         task.cancellation_reason = cancellation_reason
-        if previous in HELD_STATUSES:
+        if previous in HELD_STATUSES and holder is not None:
             await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
             announce_cancel(session, holder)
         await outbox.emit(session, outbox.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Boolean, Float, Integer, String, bindparam, column, insert, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
 
-from ains.core.database import UTCDateTime
+from ains.core.database import UTCDateTime, table_of
 from ains.tasks import lifecycle
 from ains.tasks.models import Task
 
@@ -137,7 +137,7 @@ RETURNING {returning}
 """
 
 
-def _move_statement(template: str, to: str, dialect: str, **more: str) -> TextClause:
+def _move_statement(template: str, to: str, dialect: str, **more: str) -> TextualSelect:
     sql = template.format(
         to=to,
         items=_ITEMS[dialect],
@@ -172,7 +172,7 @@ _IDS = {
 _LOCK = {"postgresql": "FOR UPDATE OF tasks", "sqlite": ""}
 
 
-def _reported(dialect: str, *, lock: bool) -> TextClause:
+def _reported(dialect: str, *, lock: bool) -> TextualSelect:
     sql = _REPORTED.format(returning=_RETURNING, ids=_IDS[dialect], lock=_LOCK[dialect] if lock else "")
     statement = text(sql)
     if dialect == "postgresql":
@@ -219,4 +219,4 @@ ATTEMPT_STARTED = text(
 # --- submission ---------------------------------------------------------------------------------------------------
 # New tasks, many rows in one statement (`service._insert`; with an idempotency key, `service._insert_unless_duplicate`
 # adds ON CONFLICT DO NOTHING).
-INSERT_TASKS = insert(Task.__table__)
+INSERT_TASKS = insert(table_of(Task))

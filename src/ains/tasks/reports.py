@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.config import Settings
-from ains.core.database import after_commit, note_changed_key
+from ains.core.database import after_commit, dialect_name, note_changed_key
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.principal import Principal
@@ -163,7 +163,7 @@ def _after_move(row: Any) -> TaskRow:
 
 
 async def _reported(session: AsyncSession, agent_id: str, task_ids: list[str], *, lock: bool) -> dict[str, Any]:
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     statement = (queries.REPORTED_LOCKED if lock else queries.REPORTED)[dialect]
     ids: Any = task_ids if dialect == "postgresql" else json.dumps(task_ids)
     rows = await session.execute(statement, {"ids": ids, "agent_id": agent_id})
@@ -195,7 +195,7 @@ async def _start_or_complete(
     *,
     now: datetime,
 ) -> None:
-    statement = (queries.START if to == lifecycle.ACTIVE else queries.COMPLETE)[session.bind.dialect.name]
+    statement = (queries.START if to == lifecycle.ACTIVE else queries.COMPLETE)[dialect_name(session)]
     for round_ in _rounds(reports, answers):
         candidates = []
         for index in round_:
@@ -250,6 +250,7 @@ async def _fail(
         row = current.get(item.task_id)
         if not _answer_refusal(answers, index, row, item.task_id, agent_id, lifecycle.FAILED, item.attempt):
             continue
+        assert row is not None, "a missing task is answered 404 by _answer_refusal"
         try:
             _status, values = lifecycle.failure_columns(
                 row,

@@ -91,7 +91,7 @@ async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx)
     response_model_exclude_none=True,
     dependencies=[agents_only()],
 )
-async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
+async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     """The calling agent completes up to 100 tasks; each item is answered on its own."""
     return await _report_batch(service.complete_many, body.items, principal, ctx)
 
@@ -102,12 +102,12 @@ async def complete_batch(body: CompleteBatch, principal: CurrentPrincipal, ctx: 
     response_model_exclude_none=True,
     dependencies=[agents_only()],
 )
-async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> ReportResults:
+async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
     return await _report_batch(service.fail_many, body.items, principal, ctx)
 
 
-async def _report_batch(report_many: Any, items: list[Any], principal: Principal, ctx: AppContext) -> ReportResults:
+async def _report_batch(report_many: Any, items: list[Any], principal: Principal, ctx: AppContext) -> Response:
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
     async with ctx.db.transaction() as session:
@@ -126,7 +126,7 @@ async def list_tasks(
     workflow_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> TaskList:
+) -> Response:
     """Newest first. A client sees its own tasks, an agent those it submitted or holds, the admin all."""
     async with ctx.db.read() as session:
         rows, next_cursor = await service.list_tasks(
@@ -145,7 +145,7 @@ async def list_tasks(
 
 
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
-async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
+async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     return json_response(
         await service.read_task(ctx.db, ctx.cache, principal, task_id, now=utcnow(), settings=ctx.settings)
     )
@@ -167,7 +167,7 @@ async def claim_tasks(
     response: Response,
     request: Request,
     body: Annotated[ClaimRequest | None, Body()] = None,
-) -> ClaimResponse:
+) -> Response:
     """Up to `max_tasks` tasks, now ASSIGNED to the caller (ACTIVE with `start`); waits up to `wait_seconds`."""
     if not principal.is_agent(agent_id):
         raise Forbidden("An agent may claim only for itself")
@@ -200,7 +200,7 @@ async def claim_tasks(
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut, dependencies=[agents_only()])
 async def start_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[StartRequest | None, Body()] = None
-) -> TaskOut:
+) -> Response:
     async with ctx.db.transaction() as session:
         task = await service.start(
             session,
@@ -217,7 +217,7 @@ async def start_task(
 @router.post("/ains/tasks/{task_id}/complete", response_model=TaskOut, dependencies=[agents_only()])
 async def complete_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[CompleteRequest | None, Body()] = None
-) -> TaskOut:
+) -> Response:
     body = body or CompleteRequest()
     async with ctx.db.transaction() as session:
         task = await service.complete(
@@ -234,7 +234,7 @@ async def complete_task(
 
 
 @router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut, dependencies=[agents_only()])
-async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
+async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     async with ctx.db.transaction() as session:
         task = await service.fail(
             session,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import CursorResult, and_, func, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,7 +21,7 @@ from ains.auth import quota
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import new_id
 from ains.core.config import Settings
-from ains.core.database import after_commit
+from ains.core.database import after_commit, dialect_name, table_of
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
@@ -157,13 +157,13 @@ async def _insert(session: AsyncSession, tasks: list[Task]) -> None:
 
 async def _insert_unless_duplicate(session: AsyncSession, task: Task) -> bool:
     """Insert a task with an idempotency key; False when the client already has a task with that key."""
-    dialect_insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    dialect_insert = postgresql_insert if dialect_name(session) == "postgresql" else sqlite_insert
     statement = (
-        dialect_insert(Task.__table__)
+        dialect_insert(table_of(Task))
         .values(_row(task))
         .on_conflict_do_nothing(index_elements=["client_id", "idempotency_key"])
     )
-    return (await session.execute(statement)).rowcount == 1
+    return cast(CursorResult, await session.execute(statement)).rowcount == 1
 
 
 async def _after_submit(session: AsyncSession, principal: Principal, task: Task, now: datetime, signals: Any) -> None:

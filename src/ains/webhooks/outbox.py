@@ -10,6 +10,7 @@ needing one of its capabilities, and the events of tasks it submitted.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,7 +172,7 @@ _INSERT_DELIVERIES = insert(table_of(WebhookDelivery))
 
 
 async def emit_many(
-    session: AsyncSession, events: list[tuple[str, Any, str | None, str | None]], *, now: datetime
+    session: AsyncSession, events: Sequence[tuple[str, Any, str | None, str | None]], *, now: datetime
 ) -> None:
     """Store the events (event, task, agent_id, reason), in order, with one delivery per webhook that hears each.
 

@@ -15,11 +15,12 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ains.core.database import table_of
 from ains.tasks.dependencies import Ended
 from ains.workflows import events
 from ains.workflows.models import CANCELLED, COMPLETED, FAILED, RUNNING, Workflow
 
-WORKFLOWS = Workflow.__table__
+WORKFLOWS = table_of(Workflow)
 
 
 async def count_steps(session: AsyncSession, ended: list[Ended], now: datetime) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id
+from ains.core.database import table_of
 from ains.core.signals import announce_deadline
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 
@@ -68,7 +69,7 @@ async def emit_workflow_event(session: AsyncSession, workflow: Any, status: str,
         },
     }
     await session.execute(
-        insert(TaskEvent.__table__),
+        insert(table_of(TaskEvent)),
         [
             {
                 "event_id": event_id,
@@ -80,7 +81,7 @@ async def emit_workflow_event(session: AsyncSession, workflow: Any, status: str,
         ],
     )
     await session.execute(
-        insert(WebhookDelivery.__table__),
+        insert(table_of(WebhookDelivery)),
         [
             {
                 "delivery_id": new_id("dlv"),
