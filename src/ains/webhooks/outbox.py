@@ -171,6 +171,27 @@ _INSERT_EVENTS = insert(table_of(TaskEvent))
 _INSERT_DELIVERIES = insert(table_of(WebhookDelivery))
 
 
+def delivery_row(webhook_id: str, event_id: str, order_key: str, now: datetime) -> dict[str, Any]:
+    """A new pending delivery of an event to a webhook; `order_key` (the task, or the workflow) orders its
+    deliveries to that webhook."""
+    return {
+        "delivery_id": new_id("dlv"),
+        "webhook_id": webhook_id,
+        "event_id": event_id,
+        "task_id": order_key,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "leased_until": None,
+        "response_code": None,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "finished_at": None,
+        "history": [],
+    }
+
+
 async def emit_many(
     session: AsyncSession, events: Sequence[tuple[str, Any, str | None, str | None]], *, now: datetime
 ) -> None:
@@ -203,25 +224,7 @@ async def emit_many(
                 "created_at": now,
             }
         )
-        delivery_rows.extend(
-            {
-                "delivery_id": new_id("dlv"),
-                "webhook_id": webhook_id,
-                "event_id": event_id,
-                "task_id": task.task_id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "leased_until": None,
-                "response_code": None,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-                "finished_at": None,
-                "history": [],
-            }
-            for webhook_id in webhook_ids
-        )
+        delivery_rows.extend(delivery_row(webhook_id, event_id, task.task_id, now) for webhook_id in webhook_ids)
     if not event_rows:
         return
     await session.execute(_INSERT_EVENTS, event_rows)

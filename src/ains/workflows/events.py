@@ -18,6 +18,7 @@ from ains.core.clock import new_id
 from ains.core.database import table_of
 from ains.core.signals import announce_deadline
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
+from ains.webhooks.outbox import delivery_row
 
 WORKFLOW_COMPLETED = "workflow.completed"
 WORKFLOW_FAILED = "workflow.failed"
@@ -82,24 +83,6 @@ async def emit_workflow_event(session: AsyncSession, workflow: Any, status: str,
     )
     await session.execute(
         insert(table_of(WebhookDelivery)),
-        [
-            {
-                "delivery_id": new_id("dlv"),
-                "webhook_id": webhook_id,
-                "event_id": event_id,
-                "task_id": workflow.workflow_id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "leased_until": None,
-                "response_code": None,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-                "finished_at": None,
-                "history": [],
-            }
-            for webhook_id in webhook_ids
-        ],
+        [delivery_row(webhook_id, event_id, workflow.workflow_id, now) for webhook_id in webhook_ids],
     )
     announce_deadline(session, DEADLINE_DELIVERY, now)
