@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -80,20 +81,29 @@ def postgres_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'ains.db'}"
-    upgrade(url)
-    return url
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test."""
+    path = tmp_path_factory.mktemp("sqlite") / "ains.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    # A file of its own per test: nothing an earlier test left running (a lock, a connection) can reach it.
+    path = tmp_path / "ains.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, sqlite_url: str) -> Backend:
+def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         if url is None:
             unavailable(_postgres_error[0] if _postgres_error else f"PostgreSQL unavailable at {POSTGRES_URL}")
         return Backend("postgres", url)
-    return Backend("sqlite", sqlite_url)
+    return Backend("sqlite", request.getfixturevalue("sqlite_url"))
 
 
 async def _clean(url: str) -> None:
@@ -118,7 +128,8 @@ def settings_overrides() -> dict:
 
 @pytest.fixture
 async def settings(backend: Backend, tmp_path: Path, settings_overrides: dict) -> Settings:
-    await _clean(backend.url)
+    if backend.name == "postgres":
+        await _clean(backend.url)
     return Settings(
         database_url=backend.url,
         data_dir=tmp_path / "data",

@@ -397,7 +397,7 @@ async def test_a_cancel_reaches_a_sync_handler_through_the_waiting_heartbeat(ser
             # The ordinary heartbeat comes every 30 s here: only the waiting one brings the cancel this soon.
             await until(saw_cancel.is_set, 10, "current_task().cancelled becoming true")
             second = await client.submit_task(**body(input_data={"n": 2}))
-            done = await client.wait_for_task(second.task_id, timeout=10)
+            done = await client.wait_for_task(second.task_id, timeout=30)
             assert done.result_data == {"second": True} and not release.is_set()  # the slot was freed at once
             assert (await client.get_task(first.task_id)).status == "CANCELLED"
     finally:
@@ -431,7 +431,7 @@ async def test_a_cancel_cancels_an_async_handler_and_frees_its_slot(server, agen
         assert "second ran" not in events  # one slot, held by the first
         await client.cancel_task(first.task_id, "stop")
         await until(lambda: "first cancelled" in events, 10, "the handler being cancelled")
-        assert (await client.wait_for_task(second.task_id, timeout=10)).status == "COMPLETED"
+        assert (await client.wait_for_task(second.task_id, timeout=30)).status == "COMPLETED"
     assert events == ["first started", "first cancelled", "second ran"]
 
 
@@ -479,8 +479,8 @@ async def test_a_timed_out_handler_loses_its_slot_at_the_deadline(server, agents
             first = await client.submit_task(**body(input_data={"n": 1}, timeout_seconds=1))
             await until(lambda: "first started" in events, 20, "the handler starting")
             second = await client.submit_task(**body(input_data={"n": 2}))
-            assert (await client.wait_for_task(second.task_id, timeout=15)).status == "COMPLETED"
-            timed_out = await client.wait_for_task(first.task_id, timeout=15)
+            assert (await client.wait_for_task(second.task_id, timeout=30)).status == "COMPLETED"
+            timed_out = await client.wait_for_task(first.task_id, timeout=30)
         assert timed_out.status == "FAILED" and "timed out" in timed_out.error_message  # the server's verdict
     finally:
         release.set()
