@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ains.core.errors import AinsError
@@ -81,3 +82,20 @@ def decode_position(cursor: str | None) -> int | None:
     if not isinstance(position, int) or isinstance(position, bool) or not -(2**63) <= position < 2**63:
         raise InvalidCursor()
     return position
+
+
+def newest_first(query: Any, created_at: Any, row_id: Any, cursor: str | None, limit: int) -> Any:
+    """`query` paged newest first by (`created_at`, `row_id`): the rows after the cursor's, `limit + 1` of them
+    so that `split_page` can tell whether another page follows."""
+    from sqlalchemy import and_, or_
+
+    if cursor:
+        created_iso, last_id = decode_cursor(cursor, 2)
+        try:
+            created = datetime.fromisoformat(created_iso)
+        except (TypeError, ValueError) as exc:
+            raise InvalidCursor() from exc
+        if not isinstance(last_id, str):
+            raise InvalidCursor()
+        query = query.where(or_(created_at < created, and_(created_at == created, row_id < last_id)))
+    return query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)

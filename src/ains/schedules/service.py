@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.errors import AinsError, NotFound, Unprocessable
-from ains.core.pagination import InvalidCursor, decode_cursor, split_page
+from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_deadline
 from ains.schedules import cron
@@ -141,18 +141,7 @@ async def list_schedules(
         query = query.where(Schedule.client_id == principal.id)
     if client_id:
         query = query.where(Schedule.client_id == client_id)
-    if cursor:
-        created_iso, last_id = decode_cursor(cursor, 2)
-        try:
-            created = datetime.fromisoformat(created_iso)
-        except (TypeError, ValueError) as exc:
-            raise InvalidCursor() from exc
-        if not isinstance(last_id, str):
-            raise InvalidCursor()
-        query = query.where(
-            or_(Schedule.created_at < created, and_(Schedule.created_at == created, Schedule.schedule_id < last_id))
-        )
-    query = query.order_by(Schedule.created_at.desc(), Schedule.schedule_id.desc()).limit(limit + 1)
+    query = newest_first(query, Schedule.created_at, Schedule.schedule_id, cursor, limit)
     rows = list(await session.scalars(query))
     return split_page(rows, limit, lambda s: (s.created_at.isoformat(), s.schedule_id))
 

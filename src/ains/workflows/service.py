@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
@@ -20,7 +20,7 @@ from ains.auth import quota
 from ains.core.clock import new_id
 from ains.core.config import Settings
 from ains.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
-from ains.core.pagination import InvalidCursor, decode_cursor, split_page
+from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.tasks import dependencies as deps
@@ -249,18 +249,7 @@ async def list_workflows(
         query = query.where(Workflow.client_id == client_id)
     if status:
         query = query.where(Workflow.status == status)
-    if cursor:
-        created_iso, last_id = decode_cursor(cursor, 2)
-        try:
-            created = datetime.fromisoformat(created_iso)
-        except (TypeError, ValueError) as exc:
-            raise InvalidCursor() from exc
-        if not isinstance(last_id, str):
-            raise InvalidCursor()
-        query = query.where(
-            or_(Workflow.created_at < created, and_(Workflow.created_at == created, Workflow.workflow_id < last_id))
-        )
-    query = query.order_by(Workflow.created_at.desc(), Workflow.workflow_id.desc()).limit(limit + 1)
+    query = newest_first(query, Workflow.created_at, Workflow.workflow_id, cursor, limit)
     rows = list(await session.scalars(query))
     page, next_cursor = split_page(rows, limit, lambda w: (w.created_at.isoformat(), w.workflow_id))
     return [summary(workflow) for workflow in page], next_cursor
