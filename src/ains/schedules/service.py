@@ -25,7 +25,7 @@ from ains.core.signals import announce_deadline
 from ains.schedules import cron
 from ains.schedules.models import Schedule
 from ains.schedules.schemas import ScheduleCreate, ScheduleUpdate
-from ains.workflows.service import owner_id
+from ains.tasks.service import resolve_client_id
 
 log = logging.getLogger("ains.schedules")
 
@@ -64,7 +64,7 @@ def _task_body(task: dict[str, Any], client_id: str, settings: Settings) -> dict
 async def create(
     session: AsyncSession, principal: Principal, body: ScheduleCreate, *, now: datetime, settings: Settings
 ) -> Schedule:
-    client_id = owner_id(principal, body.client_id)
+    client_id = resolve_client_id(principal, body.client_id)
     _check_cron(body.cron, body.timezone)
     task = _task_body(body.task, client_id, settings)
     schedule = Schedule(

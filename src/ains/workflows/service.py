@@ -19,11 +19,12 @@ from ains.audit import service as audit
 from ains.auth import quota
 from ains.core.clock import new_id
 from ains.core.config import Settings
-from ains.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from ains.core.errors import NotFound, PayloadTooLarge, Unprocessable
 from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.tasks import dependencies as deps
+from ains.tasks.service import resolve_client_id
 from ains.trust import service as trust
 from ains.workflows.dependencies import count_steps
 from ains.workflows.graph import GraphError, check_graph
@@ -37,16 +38,6 @@ deps.on_finished(count_steps)
 
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
-
-
-def owner_id(principal: Principal, requested: str | None) -> str:
-    if principal.is_admin:
-        if requested is None:
-            raise Unprocessable("client_id", "client_id is required when the admin submits")
-        return requested
-    if requested is not None and requested != principal.id:
-        raise Forbidden(f"client_id must be your own id ({principal.id})")
-    return principal.id
 
 
 def available_at(step: Any, now: datetime) -> datetime:
@@ -69,7 +60,7 @@ async def submit(
     """Check the graph and store the workflow, its steps and their edges; nothing at all when a check fails."""
     from ains.webhooks import outbox
 
-    client_id = owner_id(principal, body.client_id)
+    client_id = resolve_client_id(principal, body.client_id)
     try:
         check_graph([(step.key, step.depends_on) for step in body.steps])
     except GraphError as exc:
