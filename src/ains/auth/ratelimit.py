@@ -101,9 +101,6 @@ class LocalBuckets:
 
 
 class RateLimiter:
-    # A Redis slower than this is skipped for the request (the local bucket answers instead).
-    TIMEOUT_SECONDS = 0.25
-
     def __init__(self, settings: Settings) -> None:
         self.rate = settings.rate_limit_per_second
         self.burst = settings.rate_limit_burst
@@ -117,8 +114,8 @@ class RateLimiter:
 
             self._redis = Redis.from_url(
                 settings.redis_url,
-                socket_timeout=self.TIMEOUT_SECONDS,
-                socket_connect_timeout=self.TIMEOUT_SECONDS,
+                socket_timeout=settings.redis_timeout_seconds,
+                socket_connect_timeout=settings.redis_timeout_seconds,
                 retry_on_timeout=False,
             )
             self._script = self._redis.register_script(TAKE_SCRIPT)

@@ -97,17 +97,14 @@ def _ttl_cache(maxsize: int, ttl: float) -> TTLCache | None:
 
 class RedisCache:
     shared = True
-    # Short timeouts: a slow Redis must cost a request little more than a miss.
-    TIMEOUT_SECONDS = 0.25
-
     def __init__(self, settings: Settings) -> None:
         from redis.asyncio import Redis
 
         assert settings.redis_url, "a RedisCache is made only when redis_url is set"
         self._redis = Redis.from_url(
             settings.redis_url,
-            socket_timeout=self.TIMEOUT_SECONDS,
-            socket_connect_timeout=self.TIMEOUT_SECONDS,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
             retry_on_timeout=False,
         )
         self._prefix = settings.redis_prefix

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     admin_key: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "ains:"
+    # Each Redis call (cache, rate limits) gives up after this long and the request goes on without it.
+    redis_timeout_seconds: float = Field(0.25, gt=0)
     cache_max_agents: int = Field(10_000, ge=1)
     cache_max_tasks: int = Field(100_000, ge=1)
     auto_migrate: bool = True
