@@ -257,8 +257,10 @@ class Agent:
         """Sleep, but wake at once when the agent is asked to stop."""
         assert self._stopping is not None
         if seconds > 0 and not self._stopping.is_set():
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+                async with asyncio.timeout(seconds):
+                    await self._stopping.wait()
 
     # -- connecting ----------------------------------------------------------
 
@@ -383,7 +385,8 @@ class Agent:
             if not self._running:
                 self._took_task.clear()
                 try:
-                    await asyncio.wait_for(self._took_task.wait(), timeout=interval)
+                    async with asyncio.timeout(interval):
+                        await self._took_task.wait()
                     continue  # a task was taken: open a waiting heartbeat now
                 except TimeoutError:
                     pass

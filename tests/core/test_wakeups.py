@@ -328,3 +328,28 @@ async def test_a_worker_delivers_a_webhook_as_soon_as_a_server_records_its_event
         receiver.close()
         worker.stop()
         server.stop()
+
+
+async def test_the_listener_stops_when_told_to_as_it_is_woken(postgres_only_url):
+    # On Python 3.11 asyncio.wait_for swallowed a cancellation arriving as its event was set: the listener then
+    # went on serving, and the server's shutdown waited on it forever.
+    from ains.core.listener import WakeupListener
+
+    wakeups = Wakeups()
+    listener = WakeupListener(postgres_only_url, wakeups, check_seconds=60)
+    listener.start()
+    try:
+        for _ in range(100):
+            if wakeups.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert wakeups.connected
+        await asyncio.sleep(0.1)  # the listener is waiting for something to publish
+        assert wakeups.publish is not None
+        wakeups.publish([(TASK, "anything", "")])
+        stopping = asyncio.ensure_future(listener.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=WAIT_SECONDS)
+        assert stopping in done, "the listener did not stop"
+    finally:
+        if listener._task is not None:
+            listener._task.cancel()

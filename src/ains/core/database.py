@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import JSON, DateTime, Table, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -200,6 +200,28 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A pooled PostgreSQL connection as asyncpg's own object, in autocommit: for one-statement hot paths.
+
+    SQLAlchemy's execution layer around a short transaction costs several times the
+    round trip itself (benchmarks/PROFILE.md); a single statement needs no
+    transaction. Driver errors come out as SQLAlchemy's, so they answer 503 like
+    any other database failure, and a connection that broke is not reused.
+    """
+    fairy = await engine.raw_connection()
+    try:
+        yield fairy.driver_connection
+    except Exception as exc:
+        if not isinstance(exc, DBAPIError) and type(exc).__module__.startswith("asyncpg"):
+            if fairy.driver_connection.is_closed():
+                fairy.invalidate()
+            raise OperationalError("(driver connection)", None, exc) from exc
+        raise
+    finally:
+        fairy.close()
 
 
 def table_of(model: Any) -> Table:

@@ -169,8 +169,11 @@ class WakeupListener:
         """Publish what this process announces; between publications, check that the link still works."""
         connection = self._connection
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
+            # event is set, and the server's shutdown then waits on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._has_pending.wait(), timeout=self._check_seconds)
+                async with asyncio.timeout(self._check_seconds):
+                    await self._has_pending.wait()
             self._has_pending.clear()
             if self._overflowed or self._pending:
                 announcements, self._pending = self._pending, []
@@ -198,7 +201,8 @@ class WakeupListener:
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), timeout=2)
+                async with asyncio.timeout(2):
+                    await connection.close()
             if not connection.is_closed():
                 connection.terminate()
 
