@@ -15,8 +15,9 @@ counted once per `cap - count` submissions; one at the cap at most once per
 On PostgreSQL the allowance is taken by one autocommitted statement of its own
 (on the driver's connection: SQLAlchemy's layer would cost more than the round
 trip), so a busy client's submissions do not queue on its allowance row while
-their own transactions run; a recount runs in a short transaction of its own; an allowance taken by a submission that then fails is simply
-lost (the lower bound holds). When the submission's transaction already holds a
+their own transactions run; a recount runs in a short transaction of its own.
+An allowance taken by a submission that then fails is simply lost (the lower
+bound holds). When the submission's transaction already holds a
 connection (it looked up an idempotency key first), the allowance is taken in
 that transaction instead: a second connection taken while holding one could
 wait forever on a drained pool. Submissions in flight while a count runs are the

@@ -212,11 +212,13 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     any other database failure, and a connection that broke is not reused.
     """
     fairy = await engine.raw_connection()
+    connection = fairy.driver_connection
+    assert connection is not None, "a connection just checked out of the pool is live"
     try:
-        yield fairy.driver_connection
+        yield connection
     except Exception as exc:
         if not isinstance(exc, DBAPIError) and type(exc).__module__.startswith("asyncpg"):
-            if fairy.driver_connection.is_closed():
+            if connection.is_closed():
                 fairy.invalidate()
             raise OperationalError("(driver connection)", None, exc) from exc
         raise
