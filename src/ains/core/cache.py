@@ -97,6 +97,7 @@ def _ttl_cache(maxsize: int, ttl: float) -> TTLCache | None:
 
 class RedisCache:
     shared = True
+
     def __init__(self, settings: Settings) -> None:
         from redis.asyncio import Redis
 
