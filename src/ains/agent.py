@@ -58,12 +58,21 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import httpx
+import pydantic
 
 from ains.identity import Identity
 
 log = logging.getLogger("ains.agent")
 
-Handler = Callable[[dict[str, Any]], Any]
+Handler = Callable[[Any], Any]  # takes input_data (a dict, or the handler's input_model), returns result_data
+
+
+def _validation_summary(error: pydantic.ValidationError) -> str:
+    """'field.sub: message; other: message' — which fields are wrong, without echoing their values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '(input)'}: {item['msg']}" for item in error.errors()
+    )
+
 
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 5.0
@@ -185,6 +194,7 @@ class Agent:
         self.grace_seconds = grace_seconds
         self.lease_seconds = lease_seconds  # the server's assign_lease_seconds: how long a start is retried
         self._handlers: dict[str, Handler] = {}
+        self._input_models: dict[str, type[pydantic.BaseModel]] = {}
         self._running: dict[str, _Running] = {}
         self._http: httpx.AsyncClient | None = None
         self._stopping: asyncio.Event | None = None
@@ -198,11 +208,22 @@ class Agent:
         self.completed = 0
         self.failed = 0
 
-    def handler(self, capability: str) -> Callable[[Handler], Handler]:
-        """Register a function (plain or async) that takes `input_data` and returns `result_data`."""
+    def handler(
+        self, capability: str, *, input_model: type[pydantic.BaseModel] | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Register a function (plain or async) that takes `input_data` and returns `result_data`.
+
+        With `input_model` (a Pydantic model) the handler gets the input validated into
+        that model instead of a dict; an input that does not fit fails the attempt for
+        good, with a message naming the fields (retrying the same input cannot help).
+        """
 
         def register(function: Handler) -> Handler:
             self._handlers[capability] = function
+            if input_model is not None:
+                self._input_models[capability] = input_model
+            else:
+                self._input_models.pop(capability, None)
             if capability not in self.capabilities:
                 self.capabilities.append(capability)
             return function
@@ -557,13 +578,22 @@ class Agent:
 
     async def _execute(self, context: TaskContext, running: _Running, handler: Handler) -> None:
         assert self._loop is not None and self._executor is not None
+        argument: Any = context.input_data
+        model = self._input_models.get(context.capability)
+        if model is not None:
+            try:
+                argument = model.model_validate(context.input_data)
+            except pydantic.ValidationError as exc:
+                message = f"input_data does not fit {model.__name__}: {_validation_summary(exc)}"
+                await self._fail(context, {"error_message": message[:2000], "retryable": False})
+                return
         token = _current.set(context)
         try:
             if inspect.iscoroutinefunction(handler):
-                job: asyncio.Future = asyncio.ensure_future(handler(context.input_data))
+                job: asyncio.Future = asyncio.ensure_future(handler(argument))
             else:
                 call = contextvars.copy_context().run
-                job = self._loop.run_in_executor(self._executor, call, handler, context.input_data)
+                job = self._loop.run_in_executor(self._executor, call, handler, argument)
         finally:
             _current.reset(token)
         running.handler = job
