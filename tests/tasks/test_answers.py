@@ -9,8 +9,8 @@ from ains.core.clock import utcnow
 from ains.tasks import queries
 from ains.tasks.answers import task_answer
 from ains.tasks.models import Task
+from ains.tasks.reads import effective_priority
 from ains.tasks.schemas import TaskOut
-from ains.tasks.service import effective_priority
 from tests.helpers import claim, create_client, register_agent, submit
 
 

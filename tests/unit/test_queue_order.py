@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from ains.tasks.lifecycle import queue_position
-from ains.tasks.service import effective_priority
+from ains.tasks.reads import effective_priority
 
 SETTINGS = SimpleNamespace(aging_interval_seconds=60)
 NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

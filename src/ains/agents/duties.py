@@ -18,7 +18,8 @@ from ains.core.context import AppContext
 from ains.core.database import after_commit
 from ains.core.metrics import AGENTS_LOST
 from ains.tasks import lifecycle
-from ains.tasks.service import fail_attempt, held_tasks
+from ains.tasks.reads import held_tasks
+from ains.tasks.service import fail_attempt
 
 log = logging.getLogger("ains.agents")
 

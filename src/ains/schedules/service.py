@@ -25,7 +25,7 @@ from ains.core.signals import announce_deadline
 from ains.schedules import cron
 from ains.schedules.models import Schedule
 from ains.schedules.schemas import ScheduleCreate, ScheduleUpdate
-from ains.tasks.service import resolve_client_id
+from ains.tasks.submission import resolve_client_id
 
 log = logging.getLogger("ains.schedules")
 
@@ -156,7 +156,7 @@ async def run_tick(
     session: AsyncSession, schedule: Schedule, now: datetime, *, settings: Settings, signals: Any
 ) -> str | None:
     """Submit the task of the latest due tick of a locked, due schedule and move `next_run_at` past now."""
-    from ains.tasks import service as tasks
+    from ains.tasks import submission
     from ains.tasks.schemas import TaskSubmit
 
     tick = cron.latest_tick(schedule.cron, schedule.timezone, now)
@@ -166,7 +166,7 @@ async def run_tick(
     try:
         body = TaskSubmit.model_validate(schedule.task | {"idempotency_key": tick_key(schedule.schedule_id, tick)})
         principal = Principal(kind="client", id=schedule.client_id)
-        task, _created = await tasks.submit(session, principal, body, now=now, settings=settings, signals=signals)
+        task, _created = await submission.submit(session, principal, body, now=now, settings=settings, signals=signals)
         task_id = task.task_id
     except (AinsError, ValidationError) as exc:  # a quota or a body that no longer passes: skip this tick
         log.warning("schedule tick not submitted", extra={"schedule_id": schedule.schedule_id, "error": str(exc)})

@@ -1,6 +1,6 @@
 """The hot statements of the tasks domain, in one place so their shape can be read at a glance.
 
-Claim (`ains.tasks.claim`) and submission (`ains.tasks.service`) use the
+Claim (`ains.tasks.claim`) and submission (`ains.tasks.submission`) use the
 statements named here too; the reports (`ains.tasks.reports`) and the task read
 use nothing else. Plain SQL where SQLAlchemy would otherwise build, key and
 compile a statement per call; the few spots where PostgreSQL and SQLite differ

@@ -13,7 +13,7 @@ from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
 from ains.core.principal import Principal
 from ains.tasks import claim as claiming
-from ains.tasks import dependencies, service
+from ains.tasks import dependencies, reads, service, submission
 from ains.tasks.answers import json_response, task_answer
 from ains.tasks.models import Task
 from ains.tasks.schemas import (
@@ -48,7 +48,7 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 
 def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
     out = task if isinstance(task, TaskOut) else TaskOut.model_validate(task)
-    out.effective_priority = service.effective_priority(out, utcnow(), settings)
+    out.effective_priority = reads.effective_priority(out, utcnow(), settings)
     return out
 
 
@@ -61,7 +61,7 @@ def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
 )
 async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, response: Response) -> TaskOut:
     async with ctx.db.transaction() as session:
-        task, created = await service.submit(
+        task, created = await submission.submit(
             session, principal, body, now=utcnow(), settings=ctx.settings, signals=ctx.signals
         )
     if not created:
@@ -73,7 +73,7 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, r
 async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> BatchResult:
     """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
     async with ctx.db.transaction() as session:
-        submitted, failed = await service.submit_batch(
+        submitted, failed = await submission.submit_batch(
             session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings, signals=ctx.signals
         )
     return BatchResult(
@@ -129,7 +129,7 @@ async def list_tasks(
 ) -> Response:
     """Newest first. A client sees its own tasks, an agent those it submitted or holds, the admin all."""
     async with ctx.db.read() as session:
-        rows, next_cursor = await service.list_tasks(
+        rows, next_cursor = await reads.list_tasks(
             session,
             principal,
             status=status,
@@ -147,15 +147,15 @@ async def list_tasks(
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
 async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     return json_response(
-        await service.read_task(ctx.db, ctx.cache, principal, task_id, now=utcnow(), settings=ctx.settings)
+        await reads.read_task(ctx.db, ctx.cache, principal, task_id, now=utcnow(), settings=ctx.settings)
     )
 
 
 @router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory, dependencies=[requires("tasks:read")])
 async def task_attempts(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> AttemptHistory:
     async with ctx.db.read() as session:
-        task = await service.get_visible(session, principal, task_id)
-        rows = await service.attempts(session, task)
+        task = await reads.get_visible(session, principal, task_id)
+        rows = await reads.attempts(session, task)
     return AttemptHistory(task_id=task_id, attempts=[AttemptOut.model_validate(r) for r in rows])
 
 
@@ -278,5 +278,5 @@ async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPr
 async def queue_metrics(principal: CurrentPrincipal, ctx: Ctx) -> QueueMetrics:
     """Queue figures: over all tasks for the admin, over the caller's own tasks otherwise."""
     async with ctx.db.read() as session:
-        figures = await service.queue_metrics(session, principal, now=utcnow(), settings=ctx.settings)
+        figures = await reads.queue_metrics(session, principal, now=utcnow(), settings=ctx.settings)
     return QueueMetrics(**figures)

@@ -24,7 +24,7 @@ from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.tasks import dependencies as deps
-from ains.tasks.service import resolve_client_id
+from ains.tasks.submission import resolve_client_id
 from ains.trust import service as trust
 from ains.workflows.dependencies import count_steps
 from ains.workflows.graph import GraphError, check_graph
