@@ -21,6 +21,11 @@ def set_clock(now: Callable[[], datetime] | None) -> None:
     _now = now
 
 
+def utc_text(moment: datetime) -> str:
+    """The wire form of a moment: ISO 8601 in UTC with a `Z` (`2026-11-27T15:04:05.123456Z`)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 

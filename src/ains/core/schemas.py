@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, StringConstraints
 
+from ains.core.clock import utc_text
+
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{3,64}$"
 CAPABILITY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}$"
 
@@ -24,7 +26,7 @@ def _as_utc(value: datetime) -> datetime:
 UTCTime = Annotated[
     datetime,
     AfterValidator(_as_utc),
-    PlainSerializer(lambda v: v.astimezone(UTC).isoformat().replace("+00:00", "Z"), return_type=str),
+    PlainSerializer(utc_text, return_type=str),
 ]
 
 

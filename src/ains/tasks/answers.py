@@ -8,12 +8,13 @@ checks it against `TaskOut` field for field.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, get_args
 
 from fastapi import Response
 from pydantic_core import to_json
 
+from ains.core.clock import utc_text
 from ains.core.config import Settings
 from ains.tasks import lifecycle
 from ains.tasks.schemas import TaskOut
@@ -31,7 +32,7 @@ class TaskRow(dict):
 
 def iso(value: datetime | None) -> str | None:
     """As `UTCTime` serialises it: ISO 8601 UTC ending in Z."""
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else utc_text(value)
 
 
 def _is_time(annotation: Any) -> bool:

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from ains.background.duty import Duty, PassResult
-from ains.core.clock import utcnow
+from ains.core.clock import utc_text, utcnow
 from ains.core.config import Settings
 from ains.core.context import AppContext
 from ains.core.database import after_commit
@@ -363,7 +363,7 @@ class WebhookDispatcher:
                 row, hook, leased = rows[outcome.leased.id], hooks[outcome.leased.webhook_id], outcome.leased
                 entry = {
                     "attempt": leased.attempt,
-                    "at": now.isoformat().replace("+00:00", "Z"),
+                    "at": utc_text(now),
                     "response_code": outcome.code,
                     "error": outcome.error,
                     "duration_ms": outcome.duration_ms,
@@ -399,7 +399,7 @@ class WebhookDispatcher:
                             delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
                         change |= {"status": "pending", "finished_at": None}
                         change["next_attempt_at"] = at = now + timedelta(seconds=delay)
-                        entry["retry_at"] = at.isoformat().replace("+00:00", "Z")  # the history shows the schedule
+                        entry["retry_at"] = utc_text(at)  # the history shows the schedule
                         retry_at = at if retry_at is None else min(retry_at, at)
                         result = "retrying"
                     else:

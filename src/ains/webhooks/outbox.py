@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, Integer, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ains.core.clock import new_id
+from ains.core.clock import new_id, utc_text
 from ains.core.database import dialect_name, table_of
 from ains.core.signals import announce_deadline
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
@@ -52,7 +52,7 @@ DEADLINE_DELIVERY = "webhook_delivery"
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    return utc_text(value) if value else None
 
 
 def event_data(event: str, task: Any, reason: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit import service as audit
-from ains.core.clock import new_id
+from ains.core.clock import new_id, utc_text
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.core.principal import Principal
 from ains.core.signals import announce_deadline
@@ -223,7 +223,7 @@ async def recover(
         "webhook.recover",
         "webhook",
         webhook_id,
-        {"since": since.isoformat().replace("+00:00", "Z"), "redelivering": count},
+        {"since": utc_text(since), "redelivering": count},
     )
     if count:
         announce_deadline(session, DEADLINE_DELIVERY, now)

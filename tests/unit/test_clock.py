@@ -1,0 +1,14 @@
+"""The wire form of a moment."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from ains.core.clock import utc_text
+
+
+def test_a_utc_moment_ends_in_z():
+    assert utc_text(datetime(2026, 11, 27, 15, 4, 5, 123456, tzinfo=UTC)) == "2026-11-27T15:04:05.123456Z"
+
+
+def test_a_moment_in_another_zone_is_written_in_utc():
+    paris_winter = timezone(timedelta(hours=1))
+    assert utc_text(datetime(2026, 11, 27, 16, 4, 5, tzinfo=paris_winter)) == "2026-11-27T15:04:05Z"
