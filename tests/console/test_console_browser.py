@@ -14,7 +14,9 @@ import http.server
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -346,5 +348,85 @@ def test_empty_states_and_keyboard_sign_in(browser, server, keys):
         assert "No tasks yet" in page.locator("main").inner_text()
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    finally:
+        context.close()
+
+
+def test_admin_keys_create_rotate_and_revoke(browser, server, api, keys, tmp_path):
+    """The admin's keys page: create a key (its secret shown once), rotate it with a grace period, revoke the
+    old one; a client neither sees the page in the navigation nor reaches it. Writes keys*.png for the docs."""
+    shots = Path(os.environ.get("AINS_CONSOLE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    response = api.post(
+        "/ains/api-keys", json={"client_id": "frank", "name": "short-lived", "expires_at": soon}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+    time.sleep(1.5)  # so the list shows an expired key too
+
+    admin_key = ADMIN["Authorization"].split()[1]
+    context, page = _signed_in(browser, server, admin_key, viewport={"width": 1280, "height": 900})
+    try:
+        page.get_by_role("link", name="Keys").click()
+        page.wait_for_url(f"{server.url}/console/keys")
+        frank = page.locator("#key-table tr", has_text="frank")
+        assert "expired" in frank.locator("td[data-label=state]").inner_text()
+
+        page.locator("summary", has_text="Create a client key").click()
+        page.get_by_label("Client id").fill("erin")
+        page.get_by_label("Name").fill("reporting job")
+        page.get_by_label("tasks:write").uncheck()
+        page.get_by_label("webhooks:write").uncheck()
+        page.get_by_role("button", name="Create key…").click()
+        dialog = page.locator("dialog#confirm")
+        assert "shown once" in dialog.inner_text()
+        dialog.get_by_role("button", name="Confirm").click()
+        page.locator("#new-secret").wait_for()
+        first = page.locator("#secret-value").input_value()
+        assert api.get("/ains/tasks", headers=bearer(first)).status_code == 200
+        assert api.post("/ains/tasks", json={}, headers=bearer(first)).status_code == 403  # no tasks:write
+        # Something else changes while the secret is on screen: the page does not swap it away.
+        _submit(api, keys["alice"])
+        page.wait_for_timeout(4000)
+        assert page.locator("#secret-value").input_value() == first
+        page.screenshot(path=str(shots / "keys-created.png"), full_page=True)
+        page.get_by_role("link", name="Done: I have copied it").click()
+        page.wait_for_url(f"{server.url}/console/keys")
+        assert first not in page.content()
+
+        created = api.get("/ains/api-keys", params={"client_id": "erin"}, headers=ADMIN).json()["api_keys"]
+        (old_id,) = [row["key_id"] for row in created]
+        row = page.locator(f"tr[data-key-id='{old_id}']")
+        row.get_by_label("Grace period").select_option("300")
+        row.get_by_role("button", name="Rotate…").click()
+        assert old_id in dialog.inner_text()
+        dialog.get_by_role("button", name="Confirm").click()
+        page.locator("#new-secret", has_text="Key rotated").wait_for()
+        second = page.locator("#secret-value").input_value()
+        assert second != first
+        assert old_id in page.locator("#new-secret").inner_text()
+        for key in (first, second):  # both work during the grace period
+            assert api.get("/ains/tasks", headers=bearer(key)).status_code == 200
+        page.get_by_role("link", name="Done: I have copied it").click()
+        page.wait_for_url(f"{server.url}/console/keys")
+        assert "rotated" in page.locator(f"tr[data-key-id='{old_id}'] td[data-label=state]").inner_text()
+        page.screenshot(path=str(shots / "keys.png"), full_page=True)
+
+        page.locator(f"tr[data-key-id='{old_id}']").get_by_role("button", name="Revoke…").click()
+        assert old_id in dialog.inner_text()
+        dialog.get_by_role("button", name="Confirm").click()
+        page.locator(".flash.ok", has_text=f"Key {old_id} revoked").wait_for()
+        assert page.locator(f"tr[data-key-id='{old_id}']").count() == 0
+        assert api.get("/ains/tasks", headers=bearer(first)).status_code == 401
+        assert api.get("/ains/tasks", headers=bearer(second)).status_code == 200
+        page.goto(f"{server.url}/console/keys?revoked=1")
+        assert "revoked" in page.locator(f"tr[data-key-id='{old_id}'] td[data-label=state]").inner_text()
+    finally:
+        context.close()
+
+    context, page = _signed_in(browser, server, keys["bob"])
+    try:
+        assert page.get_by_role("link", name="Keys").count() == 0
+        assert page.goto(f"{server.url}/console/keys").status == 403
     finally:
         context.close()

@@ -9,6 +9,7 @@ what may change) hold here too. None of these routes are part of the JSON API: t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from ains import __version__
 from ains.agents import service as agents
 from ains.auth import service as auth
 from ains.auth.keys import hash_key
+from ains.auth.schemas import ApiKeyCreate, ApiKeyRotate
 from ains.console import service
 from ains.console.session import COOKIE, Session, SessionSigner
 from ains.core.clock import utcnow
@@ -45,6 +47,9 @@ HERE = Path(__file__).parent
 PREFIX = "/console"
 LIVE_INTERVAL_MS = 3000  # how often an open page asks whether anything it shows has changed
 MAX_FORM_BYTES = 16384
+KEYS_PER_PAGE = 100
+# How long a rotated key keeps working, as the keys page offers it (the API takes any number up to 30 days).
+GRACE_CHOICES = ((0, "none"), (300, "5 min"), (3600, "1 h"), (86400, "1 day"), (604800, "7 days"))
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -99,7 +104,13 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters.update(when=when, pretty_json=pretty_json, badge=status_badge, level=trust_level)
-templates.globals.update(version=__version__, live_interval=LIVE_INTERVAL_MS, statuses=lifecycle.STATUSES)
+templates.globals.update(
+    version=__version__,
+    live_interval=LIVE_INTERVAL_MS,
+    statuses=lifecycle.STATUSES,
+    client_scopes=CLIENT_SCOPES,
+    grace_choices=GRACE_CHOICES,
+)
 
 SECURITY_HEADERS = {
     # Nothing from outside, no inline script: the pages' only script is static/console.js.
@@ -652,44 +663,280 @@ async def workflow_list(request: Request) -> Response:
     )
 
 
-@router.get("/workflows/{workflow_id}")
-async def workflow_page(request: Request, workflow_id: str) -> Response:
+async def _workflow_page(viewer: Viewer, workflow_id: str, **extra: Any) -> Response:
     from ains.workflows import service as workflows
 
+    principal = viewer.user
+    if not principal.has_scope(scope("workflows:read")):
+        return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:read scope.")
+    try:
+        async with _ctx(viewer.request).db.read() as session:
+            workflow = await workflows.get(session, principal, workflow_id[:64])
+    except AinsError as exc:
+        return await problem_page(viewer, exc.status_code, "Workflow not found", _error_text(exc))
+    can_cancel = workflow["status"] == "RUNNING" and principal.has_scope(scope("workflows:write"))
+    return await render(
+        viewer,
+        "workflow.html",
+        workflow=workflow,
+        graph=service.workflow_graph(workflow["steps"]),
+        can_cancel=can_cancel,
+        nav="workflows",
+        **extra,
+    )
+
+
+@router.get("/workflows/{workflow_id}")
+async def workflow_page(request: Request, workflow_id: str) -> Response:
     viewer = await _viewer(request)
     if viewer.principal is None:
         return sign_in_redirect(viewer)
-    if not viewer.principal.has_scope(scope("workflows:read")):
-        return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:read scope.")
+    return await _workflow_page(viewer, workflow_id)
+
+
+@router.post("/workflows/{workflow_id}/cancel")
+async def workflow_cancel(request: Request, workflow_id: str) -> Response:
+    from ains.workflows import service as workflows
+    from ains.workflows.router import CANCEL_ROUNDS
+    from ains.workflows.schemas import WorkflowCancel
+
+    viewer = await _viewer(request)
+    form = await read_form(request, viewer)
+    if isinstance(form, Response):
+        return form
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if not viewer.principal.has_scope(scope("workflows:write")):
+        return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:write scope.")
+    page = f"{PREFIX}/workflows/{quote(workflow_id, safe='')}"
+    if form.get("confirmed") != "yes":
+        return await _workflow_page(viewer, workflow_id, confirm=True, reason=form.get("reason", ""))
+    ctx = _ctx(request)
     try:
-        async with _ctx(request).db.read() as session:
-            workflow = await workflows.get(session, viewer.principal, workflow_id[:64])
-    except AinsError as exc:
-        return await problem_page(viewer, exc.status_code, "Workflow not found", _error_text(exc))
-    return await render(
-        viewer, "workflow.html", workflow=workflow, graph=service.workflow_graph(workflow["steps"]), nav="workflows"
-    )
+        body = WorkflowCancel(reason=form.get("reason") or "Cancelled from the console")
+        # As the API does: steps another transaction holds are cancelled in a later round, once free.
+        for round_ in range(CANCEL_ROUNDS):
+            async with ctx.db.transaction() as session:
+                _workflow, busy = await workflows.cancel(
+                    session,
+                    viewer.principal,
+                    workflow_id,
+                    body.reason,
+                    now=utcnow(),
+                    settings=ctx.settings,
+                    signals=ctx.signals,
+                    first_round=round_ == 0,
+                )
+            if not busy:
+                break
+            await asyncio.sleep(0.01)
+    except (AinsError, ValidationError) as exc:
+        if isinstance(exc, AinsError) and exc.status_code == 404:
+            return await problem_page(viewer, 404, "Workflow not found", _error_text(exc))
+        return redirect(viewer, page, problem=f"Not cancelled: {_error_text(exc)}")
+    return redirect(viewer, page, notice=f"Workflow {workflow_id} cancelled.")
 
 
 @router.get("/schedules")
 async def schedule_list(request: Request) -> Response:
-    from ains.schedules import service as schedules
-
     viewer = await _viewer(request)
     if viewer.principal is None:
         return sign_in_redirect(viewer)
-    if not viewer.principal.has_scope(scope("schedules:read")):
+    return await _schedule_list(viewer)
+
+
+async def _schedule_list(viewer: Viewer, **extra: Any) -> Response:
+    from ains.schedules import service as schedules
+
+    request = viewer.request
+    if not viewer.user.has_scope(scope("schedules:read")):
         return await problem_page(viewer, 403, "No schedules scope", "This key lacks the schedules:read scope.")
     cursor = (request.query_params.get("cursor") or "")[:500] or None
     try:
         async with _ctx(request).db.read() as session:
             rows, next_cursor = await schedules.list_schedules(
-                session, viewer.principal, client_id=None, limit=100, cursor=cursor
+                session, viewer.user, client_id=None, limit=100, cursor=cursor
             )
     except AinsError as exc:
         return await problem_page(viewer, exc.status_code, "Cannot list schedules", _error_text(exc))
     older = f"{PREFIX}/schedules?" + urlencode({"cursor": next_cursor}) if next_cursor else None
-    return await render(viewer, "schedules.html", schedules=rows, older=older, nav="schedules")
+    can_write = viewer.user.has_scope(scope("schedules:write"))
+    return await render(
+        viewer, "schedules.html", schedules=rows, older=older, can_write=can_write, nav="schedules", **extra
+    )
+
+
+@router.post("/schedules/{schedule_id}/{action}")
+async def schedule_pause_resume(request: Request, schedule_id: str, action: str) -> Response:
+    """Pause or resume a schedule, as PATCH /ains/schedules/{id} with `active` does (owner or admin)."""
+    from ains.schedules import service as schedules
+    from ains.schedules.clock import schedule_now
+    from ains.schedules.schemas import ScheduleUpdate
+
+    viewer = await _viewer(request)
+    form = await read_form(request, viewer)
+    if isinstance(form, Response):
+        return form
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if action not in ("pause", "resume"):
+        return await problem_page(viewer, 404, "Not found", "A schedule is paused or resumed, nothing else.")
+    if not viewer.principal.has_scope(scope("schedules:write")):
+        return await problem_page(viewer, 403, "No schedules scope", "This key lacks the schedules:write scope.")
+    if form.get("confirmed") != "yes":
+        return await _schedule_list(viewer, confirm=action, confirm_id=schedule_id)
+    ctx = _ctx(request)
+    try:
+        async with ctx.db.transaction() as session:
+            schedule = await schedules.update(
+                session,
+                viewer.principal,
+                schedule_id,
+                ScheduleUpdate(active=action == "resume"),
+                now=schedule_now(),
+                settings=ctx.settings,
+            )
+            name = schedule.name
+    except AinsError as exc:
+        if exc.status_code == 404:
+            return await problem_page(viewer, 404, "Schedule not found", _error_text(exc))
+        return redirect(viewer, f"{PREFIX}/schedules", problem=f"Not changed: {_error_text(exc)}")
+    done = "paused" if action == "pause" else "resumed"
+    return redirect(viewer, f"{PREFIX}/schedules", notice=f"Schedule {name} ({schedule_id}) {done}.")
+
+
+# ---------------------------------------------------------------- API keys (admin)
+
+
+async def _admin_only(viewer: Viewer) -> Response | None:
+    if viewer.user.is_admin:
+        return None
+    return await problem_page(viewer, 403, "Admin only", "API keys are managed by the admin.")
+
+
+async def _keys_page(viewer: Viewer, status_code: int = 200, **extra: Any) -> Response:
+    query = viewer.request.query_params
+    client_id = (query.get("client_id") or "").strip()[:64] or None
+    revoked = query.get("revoked") == "1"
+    offset = max(0, min(_int(query.get("offset")) or 0, 1_000_000_000))
+    async with _ctx(viewer.request).db.read() as session:
+        rows = await service.key_rows(
+            session, client_id=client_id, include_revoked=revoked, limit=KEYS_PER_PAGE + 1, offset=offset, now=utcnow()
+        )
+    filters = {"client_id": client_id, "revoked": revoked}
+    shown = {k: v for k, v in (("client_id", client_id), ("revoked", "1" if revoked else None)) if v}
+    older = None
+    if len(rows) > KEYS_PER_PAGE:
+        older = f"{PREFIX}/keys?" + urlencode({**shown, "offset": offset + KEYS_PER_PAGE})
+    return await render(
+        viewer,
+        "keys.html",
+        status_code=status_code,
+        keys=rows[:KEYS_PER_PAGE],
+        filters=filters,
+        older=older,
+        paged=offset > 0,
+        nav="keys",
+        **extra,
+    )
+
+
+@router.get("/keys")
+async def key_list(request: Request) -> Response:
+    viewer = await _viewer(request)
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if refused := await _admin_only(viewer):
+        return refused
+    return await _keys_page(viewer)
+
+
+@router.post("/keys")
+async def key_create(request: Request) -> Response:
+    viewer = await _viewer(request)
+    form = await read_form(request, viewer)
+    if isinstance(form, Response):
+        return form
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if refused := await _admin_only(viewer):
+        return refused
+    page = f"{PREFIX}/keys"
+    try:
+        body = ApiKeyCreate.model_validate(
+            {
+                "client_id": form.get("client_id", "").strip(),
+                "name": form.get("name", "").strip(),
+                "scopes": [name for name in CLIENT_SCOPES if form.get(f"scope.{name}")],
+                "expires_at": form.get("expires_at", "").strip() or None,  # a datetime-local field, read as UTC
+            }
+        )
+    except ValidationError as exc:
+        return redirect(viewer, page, problem=f"No key created: {_error_text(exc)}")
+    if form.get("confirmed") != "yes":
+        return await _keys_page(viewer, confirm="create", new_key=body)
+    ctx = _ctx(request)
+    try:
+        async with ctx.db.transaction() as session:
+            row, secret = await auth.create_client_key(
+                session, viewer.principal, body.client_id, body.name, body.scopes, utcnow(), expires_at=body.expires_at
+            )
+    except AinsError as exc:
+        return redirect(viewer, page, problem=f"No key created: {_error_text(exc)}")
+    # The secret is shown on this answer only: not in a URL, not stored, and the page is never cached.
+    return await _keys_page(
+        viewer, status_code=201, secret={"value": secret, "key": row, "action": "created", "old_expires_at": None}
+    )
+
+
+@router.post("/keys/{key_id}/rotate")
+async def key_rotate(request: Request, key_id: str) -> Response:
+    viewer = await _viewer(request)
+    form = await read_form(request, viewer)
+    if isinstance(form, Response):
+        return form
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if refused := await _admin_only(viewer):
+        return refused
+    page = f"{PREFIX}/keys"
+    try:
+        body = ApiKeyRotate.model_validate({"grace_seconds": form.get("grace_seconds") or 3600})
+    except ValidationError as exc:
+        return redirect(viewer, page, problem=f"Not rotated: {_error_text(exc)}")
+    if form.get("confirmed") != "yes":
+        return await _keys_page(viewer, confirm="rotate", confirm_id=key_id, grace=int(body.grace_seconds))
+    try:
+        async with _ctx(request).db.transaction() as session:
+            row, secret, old = await auth.rotate_key(session, viewer.principal, key_id, body.grace_seconds, utcnow())
+    except AinsError as exc:
+        return redirect(viewer, page, problem=f"Not rotated: {_error_text(exc)}")
+    return await _keys_page(
+        viewer,
+        status_code=201,
+        secret={"value": secret, "key": row, "action": "rotated", "old": old, "old_expires_at": old.expires_at},
+    )
+
+
+@router.post("/keys/{key_id}/revoke")
+async def key_revoke(request: Request, key_id: str) -> Response:
+    viewer = await _viewer(request)
+    form = await read_form(request, viewer)
+    if isinstance(form, Response):
+        return form
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    if refused := await _admin_only(viewer):
+        return refused
+    page = f"{PREFIX}/keys"
+    if form.get("confirmed") != "yes":
+        return await _keys_page(viewer, confirm="revoke", confirm_id=key_id)
+    try:
+        async with _ctx(request).db.transaction() as session:
+            await auth.revoke_key(session, viewer.principal, key_id, utcnow())
+    except AinsError as exc:
+        return redirect(viewer, page, problem=f"Not revoked: {_error_text(exc)}")
+    return redirect(viewer, page, notice=f"Key {key_id} revoked: it no longer works.")
 
 
 # ---------------------------------------------------------------- audit log

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.audit.models import AuditLog
+from ains.auth import service as auth
+from ains.auth.models import ApiKey
 from ains.core.config import Settings
 from ains.core.principal import Principal
 from ains.tasks import lifecycle
@@ -51,6 +53,13 @@ async def stamp(session: AsyncSession, principal: Principal) -> str:
     ).one()
     trust_count = await session.scalar(select(func.count()).select_from(TrustRecord))
     parts = [*task_row, *agent_row, *delivery_row, trust_count]
+    if principal.is_admin:  # the keys page is the admin's: a key created, rotated or revoked changes it
+        key_row = (
+            await session.execute(
+                select(func.count(), func.max(ApiKey.created_at), func.max(ApiKey.revoked_at)).select_from(ApiKey)
+            )
+        ).one()
+        parts += [*key_row]
     return "|".join(str(part.isoformat() if isinstance(part, datetime) else part) for part in parts)
 
 
@@ -300,3 +309,40 @@ def workflow_graph(steps: list[dict[str, Any]]) -> dict[str, Any]:
         "node_width": NODE_WIDTH,
         "node_height": NODE_HEIGHT,
     }
+
+
+@dataclass
+class KeyRow:
+    """An API key as the keys page shows it: its state now, and the key that replaced it after a rotation."""
+
+    key: ApiKey
+    state: str  # active, expiring (a rotated key in its grace period), expired, revoked
+    replaced_by: str | None
+
+
+def key_state(key: ApiKey, replaced_by: str | None, now: datetime) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    if replaced_by is not None:
+        return "grace"
+    return "active"
+
+
+async def key_rows(
+    session: AsyncSession, *, client_id: str | None, include_revoked: bool, limit: int, offset: int, now: datetime
+) -> list[KeyRow]:
+    """A page of keys, newest first (through the auth service's listing), each with its state."""
+    keys = await auth.list_keys(
+        session, client_id=client_id, include_revoked=include_revoked, limit=limit, offset=offset
+    )
+    replaced: dict[str, str] = {}
+    if keys:
+        rows = await session.execute(
+            select(ApiKey.rotated_from, ApiKey.key_id)
+            .where(ApiKey.rotated_from.in_([key.key_id for key in keys]))
+            .order_by(ApiKey.created_at)
+        )
+        replaced = {old: new for old, new in rows if old is not None}
+    return [KeyRow(key, key_state(key, replaced.get(key.key_id), now), replaced.get(key.key_id)) for key in keys]

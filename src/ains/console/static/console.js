@@ -68,7 +68,8 @@
 
   function swap() {
     var main = document.getElementById("main");
-    if (userIsEditing(main)) return Promise.resolve(false);
+    // A page holding something shown once (a new API key's secret) is never replaced under the reader.
+    if (main.querySelector("[data-live-hold]") || userIsEditing(main)) return Promise.resolve(false);
     return fetch(location.href, { headers: { "X-Console-Live": "1" }, credentials: "same-origin" })
       .then(function (response) { return response.text(); })
       .then(function (html) {
