@@ -460,7 +460,7 @@ def keys_create(
     options = _key_options(scope, expires, rate_limit_per_second, rate_limit_burst)
     if url:
         with _client(url, api_key) as ains:
-            created = _admin_call(ains, "POST", "/ains/api-keys", {"client_id": client_id, "name": name, **options})
+            created = ains.create_key(client_id, name, **options).model_dump(mode="json")
     else:
         from ains.auth import service
         from ains.core.clock import utcnow
@@ -497,14 +497,50 @@ def keys_create(
     typer.echo(created["api_key"])
 
 
+def _expiry_fields(expires_at: Any, now: datetime | None = None) -> dict[str, Any]:
+    """A key's expiry for scripts: `expired` and `expires_in_seconds` (negative once past; None: never)."""
+    moment = _parse_time(expires_at)
+    if moment is None:
+        return {"expired": False, "expires_in_seconds": None}
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    return {"expired": seconds <= 0, "expires_in_seconds": round(seconds)}
+
+
+def _expiry_cell(expires_at: Any, now: datetime | None = None) -> str:
+    """A key's expiry for people: `never`, `in 29 d (2027-01-31 00:00:00 UTC)`, or `expired 2 h ago (…)`."""
+    moment = _parse_time(expires_at)
+    if moment is None:
+        return "never"
+    now = now or datetime.now(UTC)
+    absolute = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if moment <= now:
+        return f"expired {relative(moment, now)} ({absolute})"
+    return f"{relative(moment, now)} ({absolute})"
+
+
 @keys_app.command("list")
 @_errors
-def keys_list(url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
-    """List API keys (admin key needed)."""
+def keys_list(
+    client_id: Annotated[str | None, typer.Option("--client-id", help="Only this client's keys")] = None,
+    include_revoked: Annotated[bool, typer.Option("--include-revoked", help="Revoked keys too")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
+    url: Url = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """List API keys with their scopes and expiry (admin key needed)."""
     with _client(_need_url(url), api_key) as ains:
-        keys = ains.list_keys().api_keys
-    rows = [k.model_dump(mode="json") for k in keys]
-    _print(rows, as_json, columns=["key_id", "kind", "client_id", "name", "created_at"], empty="no API keys")
+        keys = ains.list_keys(client_id=client_id, include_revoked=include_revoked, limit=limit).api_keys
+    now = datetime.now(UTC)
+    rows = [k.model_dump(mode="json") | _expiry_fields(k.expires_at, now) for k in keys]
+    if as_json:
+        _print(rows, True)
+        return
+    shown = [row | {"expires": _expiry_cell(row["expires_at"], now)} for row in rows]
+    columns = ["key_id", "kind", "client_id", "name", "scopes", "expires", "created_at"]
+    if include_revoked:
+        columns.append("revoked_at")
+    _print(shown, False, columns=columns, empty="no API keys")
 
 
 @keys_app.command("revoke")
@@ -573,18 +609,6 @@ def _key_options(
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _admin_call(ains: Any, method: str, path: str, body: Any = None) -> Any:
-    """One request through the SDK's client (its retries and errors), answered as JSON."""
-    from ains.client import Call
-
-    class _Json:
-        @staticmethod
-        def model_validate(value: Any) -> Any:
-            return value
-
-    return ains._send(Call(method, path, _Json, json=body))  # type: ignore[arg-type]
-
-
 @keys_app.command("rotate")
 @_errors
 def keys_rotate(
@@ -599,9 +623,8 @@ def keys_rotate(
 ) -> None:
     """Replace a key: a new one with the same client, scopes and limits (shown only once); the old one keeps
     working for --grace-seconds (admin key needed)."""
-    body = {"grace_seconds": grace_seconds} | ({"expires_at": _expiry(expires)} if expires else {})
     with _client(_need_url(url), api_key) as ains:
-        rotated = _admin_call(ains, "POST", f"/ains/api-keys/{key_id}/rotate", body)
+        rotated = ains.rotate_key(key_id, grace_seconds, expires_at=_expiry(expires)).model_dump(mode="json")
     if as_json:
         _print(rotated, True)
         return
@@ -625,9 +648,9 @@ def registration_tokens_create(
     as_json: Json = False,
 ) -> None:
     """Create a registration token and print it (shown only once)."""
-    body = {"name": name, "max_uses": max_uses, "expires_at": _expiry(expires)}
     with _client(_need_url(url), api_key) as ains:
-        made = _admin_call(ains, "POST", "/ains/registration-tokens", {k: v for k, v in body.items() if v is not None})
+        token = ains.create_registration_token(name, max_uses=max_uses, expires_at=_expiry(expires))
+    made = token.model_dump(mode="json")
     if as_json:
         _print(made, True)
         return
@@ -645,8 +668,8 @@ def registration_tokens_list(
 ) -> None:
     """List registration tokens (never the tokens themselves)."""
     with _client(_need_url(url), api_key) as ains:
-        path = "/ains/registration-tokens" + ("?include_revoked=true" if include_revoked else "")
-        rows = _admin_call(ains, "GET", path)["registration_tokens"]
+        tokens = ains.list_registration_tokens(include_revoked=include_revoked).registration_tokens
+    rows = [token.model_dump(mode="json") for token in tokens]
     columns = ["token_id", "name", "uses", "max_uses", "expires_at", "revoked_at"]
     _print(rows, as_json, columns=columns, empty="no registration tokens")
 
@@ -656,7 +679,7 @@ def registration_tokens_list(
 def registration_tokens_revoke(token_id: str, url: Url = None, api_key: ApiKey = None, as_json: Json = False) -> None:
     """Revoke a registration token: agents can no longer register with it."""
     with _client(_need_url(url), api_key) as ains:
-        _admin_call(ains, "DELETE", f"/ains/registration-tokens/{token_id}")
+        ains.revoke_registration_token(token_id)
     if as_json:
         _print({"token_id": token_id, "revoked": True}, True)
     else:

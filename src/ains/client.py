@@ -18,13 +18,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx
 from pydantic import BaseModel
 
 from ains.agents.schemas import AgentList, AgentOut, AgentRegistered, HeartbeatResponse
-from ains.auth.schemas import ApiKeyCreated, ApiKeyList
+from ains.auth.schemas import ApiKeyCreated, ApiKeyList, RegistrationTokenCreated, RegistrationTokenList
 from ains.identity import Identity
 from ains.schedules.schemas import ScheduleList, ScheduleOut
 from ains.tasks.schemas import (
@@ -38,7 +39,7 @@ from ains.tasks.schemas import (
     TaskOut,
 )
 from ains.trust.schemas import Leaderboard, TrustSummary
-from ains.webhooks.schemas import DeliveryPage, WebhookList, WebhookWithSecret
+from ains.webhooks.schemas import DeliveryOut, DeliveryPage, RecoverOut, WebhookList, WebhookWithSecret
 from ains.workflows.builder import Step, Workflow
 from ains.workflows.schemas import WorkflowList, WorkflowOut
 
@@ -88,6 +89,14 @@ class Call:
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _time(value: datetime | str | None) -> str | None:
+    """A time for a request body: ISO 8601 as given, or a datetime (naive is taken as UTC) in UTC with `Z`."""
+    if value is None or isinstance(value, str):
+        return value
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Endpoints:
@@ -141,10 +150,19 @@ class _Endpoints:
 
     # the agent's side: registration, claims and reports (`ains.agent.Agent` runs these in a loop)
     def register_agent(
-        self, agent_id: str, identity: Identity, capabilities: list[str], **profile: Any
+        self,
+        agent_id: str,
+        identity: Identity,
+        capabilities: list[str],
+        *,
+        registration_token: str | None = None,
+        **profile: Any,
     ) -> AgentRegistered:
-        """Register with a signed proof of `identity`; the answer carries the agent's API key."""
+        """Register with a signed proof of `identity`; the answer carries the agent's API key.
+
+        `registration_token` is needed when the server runs with `agent_registration=token` (SPEC 18)."""
         body = identity.registration(agent_id) | {"capabilities": capabilities, **profile}
+        body |= _drop_none({"registration_token": registration_token})
         return self._send(Call("POST", "/ains/agents", AgentRegistered, json=body))
 
     def heartbeat(self, agent_id: str, wait_seconds: float | None = None) -> HeartbeatResponse:
@@ -180,17 +198,68 @@ class _Endpoints:
         """Fail up to 100 tasks in one call; items are `{"task_id", "attempt", "error_message", ...}`."""
         return self._send(Call("POST", "/ains/tasks/fail-batch", ReportResults, json={"items": items}))
 
-    # keys (admin)
-    def create_key(self, client_id: str, name: str, scopes: list[str] | None = None) -> ApiKeyCreated:
-        body = _drop_none({"client_id": client_id, "name": name, "scopes": scopes})
+    # keys (admin; SPEC 1 and 18)
+    def create_key(
+        self,
+        client_id: str,
+        name: str,
+        scopes: list[str] | None = None,
+        *,
+        expires_at: datetime | str | None = None,
+        rate_limit_per_second: float | None = None,
+        rate_limit_burst: int | None = None,
+    ) -> ApiKeyCreated:
+        """A client key (its secret is only in this answer); scopes default to all, no expiry by default."""
+        body = _drop_none(
+            {
+                "client_id": client_id,
+                "name": name,
+                "scopes": scopes,
+                "expires_at": _time(expires_at),
+                "rate_limit_per_second": rate_limit_per_second,
+                "rate_limit_burst": rate_limit_burst,
+            }
+        )
         return self._send(Call("POST", "/ains/api-keys", ApiKeyCreated, json=body))
 
-    def list_keys(self, client_id: str | None = None, include_revoked: bool = False) -> ApiKeyList:
-        params = {"client_id": client_id, "include_revoked": include_revoked}
+    def list_keys(
+        self, client_id: str | None = None, include_revoked: bool = False, *, limit: int = 100, offset: int = 0
+    ) -> ApiKeyList:
+        params = {"client_id": client_id, "include_revoked": include_revoked, "limit": limit, "offset": offset}
         return self._send(Call("GET", "/ains/api-keys", ApiKeyList, params=params, idempotent=True))
+
+    def rotate_key(
+        self, key_id: str, grace_seconds: float = 3600, *, expires_at: datetime | str | None = None
+    ) -> ApiKeyCreated:
+        """Replace a key: the answer is the new key (same client, scopes and limits; its secret only here),
+        with `old_key_expires_at`, when the old key stops working (after `grace_seconds`).
+
+        Not repeated on a connection error: a second rotation would make yet another key."""
+        body = _drop_none({"grace_seconds": grace_seconds, "expires_at": _time(expires_at)})
+        return self._send(Call("POST", f"/ains/api-keys/{key_id}/rotate", ApiKeyCreated, json=body))
 
     def revoke_key(self, key_id: str) -> None:
         return self._send(Call("DELETE", f"/ains/api-keys/{key_id}", idempotent=True))
+
+    # registration tokens (admin; SPEC 18, for agent_registration=token)
+    def create_registration_token(
+        self, name: str, *, max_uses: int | None = None, expires_at: datetime | str | None = None
+    ) -> RegistrationTokenCreated:
+        """A token agents pass to `register_agent(registration_token=...)`; the token is only in this answer.
+        `max_uses` None: unlimited; `expires_at` None: never."""
+        body = _drop_none({"name": name, "max_uses": max_uses, "expires_at": _time(expires_at)})
+        return self._send(Call("POST", "/ains/registration-tokens", RegistrationTokenCreated, json=body))
+
+    def list_registration_tokens(
+        self, include_revoked: bool = False, *, limit: int = 100, offset: int = 0
+    ) -> RegistrationTokenList:
+        params = {"include_revoked": include_revoked, "limit": limit, "offset": offset}
+        return self._send(
+            Call("GET", "/ains/registration-tokens", RegistrationTokenList, params=params, idempotent=True)
+        )
+
+    def revoke_registration_token(self, token_id: str) -> None:
+        return self._send(Call("DELETE", f"/ains/registration-tokens/{token_id}", idempotent=True))
 
     # webhooks
     def create_webhook(
@@ -213,6 +282,16 @@ class _Endpoints:
         return self._send(
             Call("GET", f"/ains/webhooks/{webhook_id}/deliveries", DeliveryPage, params=params, idempotent=True)
         )
+
+    def redeliver(self, webhook_id: str, delivery_id: str) -> DeliveryOut:
+        """Send a finished delivery again (a new series of attempts, the same event_id and body); 409 if pending."""
+        path = f"/ains/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
+        return self._send(Call("POST", path, DeliveryOut))
+
+    def recover_webhook(self, webhook_id: str, since: datetime | str) -> RecoverOut:
+        """Re-queue every delivery of the webhook that ended failed since `since`; `redelivering` says how many."""
+        body = {"since": _time(since)}
+        return self._send(Call("POST", f"/ains/webhooks/{webhook_id}/recover", RecoverOut, json=body))
 
     # workflows (SPEC 17)
     def submit_workflow(
