@@ -321,7 +321,8 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
 
         # A narrow window: the same pages, one column, nothing cut off.
         page.set_viewport_size({"width": 390, "height": 844})
-        for path in ("/console", "/console/tasks", "/console/agents/summariser-1", f"/console/workflows/{workflow_id}"):
+        narrow = ("/console", "/console/tasks", "/console/agents/summariser-1", f"/console/workflows/{workflow_id}")
+        for path in (*narrow, "/console/schedules", "/console/keys"):
             page.goto(f"{server.url}{path}")
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390 + 1, f"{path} scrolls sideways at 390 px: {width}"
