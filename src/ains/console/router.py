@@ -35,7 +35,7 @@ from ains.core.clock import utcnow
 from ains.core.context import AppContext
 from ains.core.errors import AinsError
 from ains.core.principal import CLIENT_SCOPES, Principal
-from ains.tasks import lifecycle
+from ains.tasks import lifecycle, reads
 from ains.tasks import service as tasks
 from ains.tasks.schemas import CancelRequest, PriorityRequest
 from ains.trust import service as trust
@@ -378,11 +378,11 @@ async def task_list(request: Request) -> Response:
     ctx = _ctx(request)
     try:
         async with ctx.db.read() as session:
-            rows, next_cursor = await tasks.list_tasks(session, viewer.principal, limit=50, cursor=cursor, **filters)
+            rows, next_cursor = await reads.list_tasks(session, viewer.principal, limit=50, cursor=cursor, **filters)
     except AinsError as exc:  # a cursor that is not ours
         return await problem_page(viewer, exc.status_code, "Cannot list tasks", _error_text(exc))
     now = utcnow()
-    shown = [(task, tasks.effective_priority(task, now, ctx.settings)) for task in rows]
+    shown = [(task, reads.effective_priority(task, now, ctx.settings)) for task in rows]
     older = None
     if next_cursor:
         older = f"{PREFIX}/tasks?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor})
@@ -420,7 +420,7 @@ async def _task_page(viewer: Viewer, task_id: str, status_code: int = 200, **ext
         task=task,
         attempts=attempts,
         events=events,
-        effective=tasks.effective_priority(task, utcnow(), ctx.settings),
+        effective=reads.effective_priority(task, utcnow(), ctx.settings),
         can_act=can_act,
         nav="tasks",
         **extra,
@@ -524,7 +524,7 @@ async def _agent_page(viewer: Viewer, agent_id: str, **extra: Any) -> Response:
     if view is None:
         return await problem_page(viewer, 404, "Agent not found", f"Agent {agent_id} not found")
     principal = viewer.user
-    held = [task for task in view.held if tasks.can_see(principal, task)]
+    held = [task for task in view.held if reads.can_see(principal, task)]
     return await render(
         viewer,
         "agent.html",

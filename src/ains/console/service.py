@@ -16,8 +16,7 @@ from ains.auth import service as auth
 from ains.auth.models import ApiKey
 from ains.core.config import Settings
 from ains.core.principal import Principal
-from ains.tasks import lifecycle
-from ains.tasks import service as tasks
+from ains.tasks import lifecycle, reads
 from ains.tasks.models import Task, TaskAttempt
 from ains.trust import service as trust
 from ains.trust.levels import trust_level
@@ -39,7 +38,7 @@ async def stamp(session: AsyncSession, principal: Principal) -> str:
     """A short fingerprint of what the console shows this user; it changes when a page would."""
     task_row = (
         await session.execute(
-            select(func.count(), func.max(Task.updated_at)).select_from(Task).where(tasks.visible_to(principal))
+            select(func.count(), func.max(Task.updated_at)).select_from(Task).where(reads.visible_to(principal))
         )
     ).one()
     agent_row = (await session.execute(select(func.count(), func.max(Agent.updated_at)).select_from(Agent))).one()
@@ -74,8 +73,8 @@ class Overview:
 
 
 async def overview(session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings) -> Overview:
-    scope = tasks.visible_to(principal) if not principal.is_admin else true()
-    metrics = await tasks.queue_metrics(session, principal, now=now, settings=settings)
+    scope = reads.visible_to(principal) if not principal.is_admin else true()
+    metrics = await reads.queue_metrics(session, principal, now=now, settings=settings)
     capability_rows = await session.execute(
         select(Task.capability_required, func.count())
         .where(Task.status == lifecycle.PENDING, scope)
@@ -138,8 +137,8 @@ async def task_detail(
     session: AsyncSession, principal: Principal, task_id: str
 ) -> tuple[Task, list[TaskAttempt], list[TimelineEntry]]:
     """A task its viewer may see (404 otherwise), its attempts, and its events oldest first."""
-    task = await tasks.get_visible(session, principal, task_id)
-    attempts = await tasks.attempts(session, task)
+    task = await reads.get_visible(session, principal, task_id)
+    attempts = await reads.attempts(session, task)
     events: list[TimelineEntry] = [TimelineEntry(task.created_at, "submitted", f"by {task.client_id}")]
     for attempt in attempts:
         events.append(TimelineEntry(attempt.assigned_at, f"attempt {attempt.attempt} assigned", attempt.agent_id))
@@ -207,7 +206,7 @@ async def agent_detail(session: AsyncSession, agent_id: str) -> AgentView | None
     return AgentView(
         agent=agent,
         level=trust_level(agent.trust_score),
-        held=await tasks.held_tasks(session, agent_id),
+        held=await reads.held_tasks(session, agent_id),
         history=history,
         chain=await trust.verify(session, agent),
         metrics=trust.metrics(agent),

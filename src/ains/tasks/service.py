@@ -20,16 +20,7 @@ from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.principal import Principal
 from ains.tasks import lifecycle, reports, retry
 from ains.tasks.models import Task
-from ains.tasks.reads import (  # noqa: F401  TEMP until the console moves
-    attempts,
-    can_see,
-    effective_priority,
-    get_visible,
-    held_tasks,
-    list_tasks,
-    queue_metrics,
-    visible_to,
-)
+from ains.tasks.reads import get_visible, held_tasks
 
 
 async def _report_one(
