@@ -9,7 +9,6 @@ what may change) hold here too. None of these routes are part of the JSON API: t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from datetime import UTC, datetime
@@ -696,8 +695,7 @@ async def workflow_page(request: Request, workflow_id: str) -> Response:
 
 @router.post("/workflows/{workflow_id}/cancel")
 async def workflow_cancel(request: Request, workflow_id: str) -> Response:
-    from ains.workflows import service as workflows
-    from ains.workflows.router import CANCEL_ROUNDS
+    from ains.workflows.cancellation import cancel_workflow
     from ains.workflows.schemas import WorkflowCancel
 
     viewer = await _viewer(request)
@@ -714,22 +712,9 @@ async def workflow_cancel(request: Request, workflow_id: str) -> Response:
     ctx = _ctx(request)
     try:
         body = WorkflowCancel(reason=form.get("reason") or "Cancelled from the console")
-        # As the API does: steps another transaction holds are cancelled in a later round, once free.
-        for round_ in range(CANCEL_ROUNDS):
-            async with ctx.db.transaction() as session:
-                _workflow, busy = await workflows.cancel(
-                    session,
-                    viewer.principal,
-                    workflow_id,
-                    body.reason,
-                    now=utcnow(),
-                    settings=ctx.settings,
-                    signals=ctx.signals,
-                    first_round=round_ == 0,
-                )
-            if not busy:
-                break
-            await asyncio.sleep(0.01)
+        await cancel_workflow(
+            ctx.db, viewer.principal, workflow_id, body.reason, settings=ctx.settings, signals=ctx.signals
+        )
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Workflow not found", _error_text(exc))

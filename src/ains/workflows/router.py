@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, status
@@ -11,14 +10,11 @@ from ains.auth.dependencies import CurrentPrincipal, requires
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.workflows import service
+from ains.workflows.cancellation import cancel_workflow as cancel_workflow_in_rounds
 from ains.workflows.schemas import WorkflowCancel, WorkflowList, WorkflowOut, WorkflowStatus, WorkflowSubmit
 
 router = APIRouter(tags=["workflows"])
 Ctx = Annotated[AppContext, Depends(get_context)]
-
-# A cancel skips the steps other transactions hold (a step being completed locks its dependents, which the
-# cancel locks too: waiting for each other would deadlock) and cancels them in a later round, once free.
-CANCEL_ROUNDS = 100
 
 
 @router.post(
@@ -67,19 +63,7 @@ async def cancel_workflow(
 ) -> WorkflowOut:
     """Cancel every step not yet final (owner or admin)."""
     body = body or WorkflowCancel()
-    for round_ in range(CANCEL_ROUNDS):
-        async with ctx.db.transaction() as session:
-            workflow, busy = await service.cancel(
-                session,
-                principal,
-                workflow_id,
-                body.reason,
-                now=utcnow(),
-                settings=ctx.settings,
-                signals=ctx.signals,
-                first_round=round_ == 0,
-            )
-        if not busy:
-            break
-        await asyncio.sleep(0.01)
+    workflow = await cancel_workflow_in_rounds(
+        ctx.db, principal, workflow_id, body.reason, settings=ctx.settings, signals=ctx.signals
+    )
     return WorkflowOut.model_validate(workflow)
