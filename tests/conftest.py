@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from ains.core import clock as clock_module
 from ains.core.config import Settings
 from ains.core.database import Base, Database
 from ains.main import create_app
@@ -187,3 +189,28 @@ async def redis_settings_overrides() -> AsyncIterator[dict]:
     if keys:
         await redis.delete(*keys)
     await redis.aclose()
+
+
+# A clock tests move by hand (no sleeping): `utcnow()` answers it while the test runs.
+class TestClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def at(self, moment: datetime) -> None:
+        self.now = moment
+
+
+@pytest.fixture
+def clock() -> Iterator[TestClock]:
+    test_clock = TestClock()
+    clock_module.set_clock(test_clock)
+    try:
+        yield test_clock
+    finally:
+        clock_module.set_clock(None)

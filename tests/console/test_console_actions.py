@@ -273,3 +273,32 @@ async def test_pause_and_resume_a_schedule_from_the_console(client):
     )
     assert response.status_code == 303
     assert (await client.get(f"/ains/schedules/{theirs['schedule_id']}", headers=bob)).json()["active"] is False
+
+
+async def test_hostile_key_forms_are_refused_without_a_500_or_a_change(client):
+    alice = await create_client(client, "alice")
+    (old,) = (await _keys(client)).values()
+    token = await sign_in(client, ADMIN_KEY)
+    base = {"csrf": token, "confirmed": "yes"}
+    create = {"client_id": "dora", "name": "n", "scope.tasks:read": "on"}
+    for form in (
+        create | {"expires_at": "not a time"},
+        create | {"expires_at": "9" * 400},
+        create | {"client_id": "../../etc\x00"},
+        create | {"name": "x" * 100_000},
+    ):
+        answer = await client.post("/console/keys", data=base | form)
+        assert answer.status_code < 500 and answer.status_code != 201, (form, answer.status_code)
+    for grace in ("-5", "soon", "1e400", "99999999999999999999"):
+        answer = await client.post(f"/console/keys/{old['key_id']}/rotate", data=base | {"grace_seconds": grace})
+        assert answer.status_code < 500 and answer.status_code != 201, (grace, answer.status_code)
+    for key_id in ("key_nosuch", "x" * 5000, "%00"):
+        answer = await client.post(f"/console/keys/{key_id}/revoke", data=base)
+        assert answer.status_code < 500, (key_id, answer.status_code)
+    keys = await _keys(client)
+    assert list(keys) == [old["key_id"]] and keys[old["key_id"]]["revoked_at"] is None
+    assert (await client.get("/ains/tasks", headers=alice)).status_code == 200
+    # A scope the page does not offer is ignored, never granted.
+    made = await client.post("/console/keys", data=base | create | {"scope.everything:admin": "on"})
+    assert made.status_code == 201
+    assert [row["scopes"] for row in (await _keys(client, client_id="dora")).values()] == [["tasks:read"]]

@@ -17,7 +17,6 @@ import pytest
 
 from ains.auth.schemas import ApiKeyCreated, RegistrationTokenCreated, RegistrationTokenList
 from ains.client import AINSClient, AINSError, AsyncAINSClient
-from ains.core import clock as clock_module
 from ains.identity import Identity
 from ains.webhooks.schemas import DeliveryOut
 from tests.conftest import POSTGRES_URL, _admin_execute, unavailable
@@ -25,27 +24,6 @@ from tests.helpers import ADMIN_KEY, ServerProcess
 from tests.webhooks.receiver import Answer, Receiver
 
 TASK = {"task_type": "sdk", "capability_required": "sdk:v1", "input_data": {}}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    moved = Clock()
-    clock_module.set_clock(moved)
-    try:
-        yield moved
-    finally:
-        clock_module.set_clock(None)
 
 
 @pytest.fixture
