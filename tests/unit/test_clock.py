@@ -12,3 +12,14 @@ def test_a_utc_moment_ends_in_z():
 def test_a_moment_in_another_zone_is_written_in_utc():
     paris_winter = timezone(timedelta(hours=1))
     assert utc_text(datetime(2026, 11, 27, 16, 4, 5, tzinfo=paris_winter)) == "2026-11-27T15:04:05Z"
+
+
+def test_the_schedules_test_clock_keeps_its_time_while_the_file_is_rewritten(tmp_path, monkeypatch):
+    from ains.schedules import clock as schedules_clock
+
+    clock_file = tmp_path / "clock"
+    monkeypatch.setenv(schedules_clock.TEST_CLOCK_ENV, str(clock_file))
+    clock_file.write_text("2026-11-27T12:01:00+00:00")
+    assert utc_text(schedules_clock.schedule_now()) == "2026-11-27T12:01:00Z"
+    clock_file.write_text("")  # caught between the truncation and the write
+    assert utc_text(schedules_clock.schedule_now()) == "2026-11-27T12:01:00Z"

@@ -20,7 +20,13 @@ def test_clock_file() -> str | None:
     return os.environ.get(TEST_CLOCK_ENV) or None
 
 
+# The last time read from the test clock file: a read that catches the file half rewritten answers this, not
+# the real clock (which would jump the schedules to today and submit ticks the test never made due).
+_last_read: datetime | None = None
+
+
 def schedule_now() -> datetime:
+    global _last_read
     path = test_clock_file()
     if path is None:
         return utcnow()
@@ -29,5 +35,6 @@ def schedule_now() -> datetime:
             text = handle.read().strip()
         value = datetime.fromisoformat(text)
     except (OSError, ValueError):
-        return utcnow()
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return _last_read if _last_read is not None else utcnow()
+    _last_read = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return _last_read
