@@ -12,6 +12,9 @@ flight to each, and leases due, eligible deliveries within that budget
 move past the attempt's timeout before the transaction commits. Several
 dispatchers on one PostgreSQL therefore never send one delivery at the same time
 nor exceed the limit together, and a crashed dispatcher's lease simply runs out.
+A pass that finds a webhook with due deliveries locked (by another dispatcher, or
+by this one recording that webhook's last attempt, which may have started before
+the new deliveries existed) looks again within moments, not after the interval.
 Sending happens outside any transaction, over one pooled, kept-alive client.
 Finished attempts are recorded in batches: one transaction writes their
 outcomes, next attempt times or final statuses, and their webhooks' health, and
@@ -55,6 +58,8 @@ LEASE_MARGIN_SECONDS = 10
 # The most finished attempts one recording transaction writes, and how long it waits for more to finish.
 RECORD_BATCH = 500
 RECORD_LINGER_SECONDS = 0.002
+# A pass that found a webhook with due deliveries locked by another transaction looks again this soon.
+LOCKED_RETRY_SECONDS = 0.05
 
 
 def retry_delay(attempts_made: int, settings: Settings) -> float:
@@ -147,29 +152,51 @@ class WebhookDispatcher:
             self._recorder = asyncio.create_task(self._record_loop(ctx), name="webhooks:record")
         now = utcnow()
         taken: list[Leased] = []
+        skipped = False
         free = self._free_slots(ctx.settings)
         if free > 0:
             async with ctx.db.transaction() as session:
-                targets = await self._lock_targets(session, now)
+                targets, skipped = await self._lock_targets(session, now)
                 taken = await self._lease(session, ctx.settings, targets, now, free)
         else:
             self._short_of_slots = True
         self._start(ctx, taken)
-        return PassResult(len(taken), await self._next_due(ctx, now))
+        next_due = await self._next_due(ctx, now)
+        if skipped:
+            # A webhook with due deliveries was locked, by a recording here or a pass elsewhere, which may have
+            # begun before those deliveries existed: look again soon rather than after the whole interval.
+            soon = now + timedelta(seconds=LOCKED_RETRY_SECONDS)
+            next_due = soon if next_due is None else min(next_due, soon)
+        return PassResult(len(taken), next_due)
 
     @staticmethod
-    async def _lock_targets(session: AsyncSession, now: datetime) -> list[_Target]:
-        """Active webhooks with due deliveries, locked; one another dispatcher holds is left to it."""
-        due = select(WebhookDelivery.webhook_id).where(
-            WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
+    async def _lock_targets(session: AsyncSession, now: datetime) -> tuple[list[_Target], bool]:
+        """Active webhooks with due deliveries, locked; one another transaction holds is left to it.
+
+        Also says whether any was left so: its due deliveries still wait for a pass.
+        """
+        due = set(
+            await session.scalars(
+                select(WebhookDelivery.webhook_id)
+                .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
+                .where(
+                    Webhook.active.is_(True),
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.next_attempt_at <= now,
+                )
+                .distinct()
+            )
         )
+        if not due:
+            return [], False
         rows = await session.execute(
             select(Webhook.webhook_id, Webhook.url, Webhook.secret)
-            .where(Webhook.active.is_(True), Webhook.webhook_id.in_(due))
+            .where(Webhook.active.is_(True), Webhook.webhook_id.in_(sorted(due)))
             .order_by(Webhook.webhook_id)
             .with_for_update(skip_locked=True)
         )
-        return [_Target(*row) for row in rows]
+        targets = [_Target(*row) for row in rows]
+        return targets, len(targets) < len(due)
 
     async def _lease(
         self, session: AsyncSession, settings: Settings, targets: list[_Target], now: datetime, free: int
