@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ains.cli import _expiry_cell, _expiry_fields
+from ains.cli.server import _expiry_cell, _expiry_fields
 from tests.helpers import ADMIN_KEY, ServerProcess
 from tests.test_cli import one_line_error, run
 
