@@ -19,6 +19,10 @@ asks for a retry in `s` seconds, any other exception asks for an ordinary retry.
 A result is made JSON-safe first (Pydantic models, dataclasses, datetimes, UUIDs,
 decimals, sets and tuples, at any depth); one that cannot be fails the attempt for good.
 
+It talks to the server through `ains.client.AsyncAINSClient`: the same retry policy
+(`Retries`) and the same `AINSError` as the SDK; what it cannot do raises `AINSError`
+(`RegistrationError` when the server refuses the agent itself).
+
 Outages: every call is retried with backoff (0.2 s doubling to 5 s) on connection
 errors, timeouts and 5xx answers — reports until the attempt's deadline (or, for a
 start, the claim's lease), claims and heartbeats for as long as the agent runs, and
@@ -50,17 +54,31 @@ import math
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pydantic
 
+from ains.client import NOT_SENT, AINSError, AsyncAINSClient, Retries, Try
 from ains.identity import Identity
+
+__all__ = [
+    "AINSError",
+    "Agent",
+    "NonRetryable",
+    "RegistrationError",
+    "RetryAfter",
+    "TaskContext",
+    "UnserialisableResult",
+    "current_task",
+    "result_payload",
+    "to_json",
+]
 
 log = logging.getLogger("ains.agent")
 
@@ -83,8 +101,15 @@ REPORT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 REPORT_GRACE_SECONDS = 10.0
 # The longest the runtime keeps a waiting heartbeat open.
 HEARTBEAT_WAIT_SECONDS = 20.0
-# Connection errors after which the request certainly never reached the server.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Heartbeats and reports: sent again through outages (connection errors, timeouts, 5xx, 429) with backoff,
+# for as long as the agent runs or until a deadline (`dataclasses.replace(THROUGH_OUTAGES, until=...)`).
+THROUGH_OUTAGES = Retries(
+    tries=None, first_delay=BACKOFF_FIRST_SECONDS, max_delay=BACKOFF_MAX_SECONDS, server_errors=True
+)
+# Registration and claims: one try each; the loops around them decide when to try again.
+ONCE = Retries(tries=1)
+
+T = TypeVar("T")
 
 
 class NonRetryable(Exception):
@@ -101,6 +126,11 @@ class RetryAfter(Exception):
 
 class UnserialisableResult(TypeError):
     """A handler's result holds a value that has no JSON form."""
+
+
+class RegistrationError(AINSError, RuntimeError):
+    """The server refused to register the agent, re-issue its key, update it or take its first heartbeat
+    (an answer that waiting cannot change); `run()` raises it."""
 
 
 @dataclass
@@ -196,7 +226,7 @@ class Agent:
         self._handlers: dict[str, Handler] = {}
         self._input_models: dict[str, type[pydantic.BaseModel]] = {}
         self._running: dict[str, _Running] = {}
-        self._http: httpx.AsyncClient | None = None
+        self._client: AsyncAINSClient | None = None
         self._stopping: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
         self._took_task: asyncio.Event | None = None
@@ -245,13 +275,13 @@ class Agent:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._took_task = asyncio.Event()
-        self._http = httpx.AsyncClient(base_url=self.server_url, timeout=self.poll_wait_seconds + 30)
+        self._client = AsyncAINSClient(self.server_url, timeout=self.poll_wait_seconds + 30, retry=ONCE)
         # Sync handlers run here; one whose task was cancelled or timed out may run on after its slot is freed.
         self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency * 2 + 2, thread_name_prefix="ains-handler")
 
     async def run_async(self, *, install_signal_handlers: bool = True) -> None:
         self._prepare()
-        assert self._loop is not None and self._stopping is not None and self._http is not None
+        assert self._loop is not None and self._stopping is not None and self._client is not None
         if install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(signum, self._stopping.set)
@@ -269,7 +299,7 @@ class Agent:
             if install_signal_handlers:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(signum)
-            await self._http.aclose()
+            await self._client.aclose()
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("agent stopped", extra={"agent_id": self.agent_id})
@@ -310,97 +340,77 @@ class Agent:
         return None
 
     async def _connect_once(self, identity: Identity) -> float:
-        assert self._http is not None
+        assert self._client is not None
+        client = self._client.with_options(retry=ONCE)
         profile: dict[str, Any] = {"capabilities": self.capabilities, "max_concurrency": self.max_concurrency}
         if self.display_name:
             profile["display_name"] = self.display_name
-        existing = await self._answer("GET", f"/ains/agents/{self.agent_id}")
-        if existing.status_code == 404:
+        try:
+            await _answered(client.get_agent(self.agent_id))
+            registered = True
+        except AINSError as exc:
+            if exc.status_code != 404:
+                raise self._refused(exc, "look up") from None
+            registered = False
+        if not registered:
             # A fresh signature each time: a signature is accepted once, and an earlier try may have been used.
-            response = await self._answer("POST", "/ains/agents", json=identity.registration(self.agent_id) | profile)
-            if response.status_code == 409 and not self._register_conflict:
-                # An earlier try may have registered us and lost its answer: look again (once).
-                self._register_conflict = True
-                raise _NotYet("registered meanwhile (an earlier answer was lost); looking again")
-            self._raise_for(response, "register")
+            try:
+                agent = await _answered(client.register_agent(self.agent_id, identity, **profile))
+            except AINSError as exc:
+                if exc.status_code == 409 and not self._register_conflict:
+                    # An earlier try may have registered us and lost its answer: look again (once).
+                    self._register_conflict = True
+                    raise _NotYet("registered meanwhile (an earlier answer was lost); looking again") from None
+                raise self._refused(exc, "register") from None
+            api_key = agent.api_key
             log.info("agent registered", extra={"agent_id": self.agent_id})
         else:
-            self._raise_for(existing, "look up")
-            response = await self._answer(
-                "POST", f"/ains/agents/{self.agent_id}/token", json=identity.token_request(self.agent_id)
-            )
-            self._raise_for(response, "re-issue the key of")
-            log.info("agent key re-issued", extra={"agent_id": self.agent_id})
-        self._http.headers["Authorization"] = f"Bearer {response.json()['api_key']}"
-        if existing.status_code != 404:
-            self._raise_for(await self._answer("PATCH", f"/ains/agents/{self.agent_id}", json=profile), "update")
-        beat = await self._answer("POST", f"/ains/agents/{self.agent_id}/heartbeat", json={})
-        self._raise_for(beat, "send a heartbeat for")
-        return float(beat.json()["next_heartbeat_in"])
-
-    async def _answer(self, method: str, path: str, **options: Any) -> httpx.Response:
-        """One request; `_NotYet` when the server did not really answer."""
-        assert self._http is not None
-        try:
-            response = await self._http.request(method, path, **options)
-        except httpx.TransportError as exc:
-            raise _NotYet(_brief(exc)) from exc
-        if response.status_code >= 500:
-            raise _NotYet(f"{response.status_code} {response.text[:200]}")
-        return response
-
-    def _raise_for(self, response: httpx.Response, action: str) -> None:
-        if response.status_code >= 400:
-            raise RuntimeError(f"could not {action} agent {self.agent_id}: {response.status_code} {response.text}")
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        until: float | None = None,
-        sent: list[float] | None = None,
-        **options: Any,
-    ) -> httpx.Response | None:
-        """A request retried with backoff on connection errors, timeouts, 5xx and 429 until `until` (monotonic).
-
-        Answers the first other response, or None once `until` has passed. `sent` collects the times of the
-        tries that may have reached the server.
-        """
-        assert self._http is not None
-        delay = BACKOFF_FIRST_SECONDS
-        while True:
-            started = time.monotonic()
-            response: httpx.Response | None = None
             try:
-                response = await self._http.request(method, path, **options)
-            except httpx.TransportError as exc:
-                self._link.failed(exc)
-                if sent is not None and not isinstance(exc, _NOT_SENT):
-                    sent.append(started)
+                token = await _answered(client.reissue_agent_key(self.agent_id, identity))
+            except AINSError as exc:
+                raise self._refused(exc, "re-issue the key of") from None
+            api_key = token.api_key
+            log.info("agent key re-issued", extra={"agent_id": self.agent_id})
+        self._client.use_api_key(api_key)
+        try:
+            if registered:
+                await _answered(client.update_agent(self.agent_id, **profile))
+        except AINSError as exc:
+            raise self._refused(exc, "update") from None
+        try:
+            beat = await _answered(client.heartbeat(self.agent_id))
+        except AINSError as exc:
+            raise self._refused(exc, "send a heartbeat for") from None
+        return float(beat.next_heartbeat_in)
+
+    def _refused(self, error: AINSError, action: str) -> RegistrationError:
+        text = f"could not {action} agent {self.agent_id}: {error.status_code} {error.text}"
+        return RegistrationError(error.status_code, error.detail, response=error.response, message=text)
+
+    def _through_outages(
+        self, until: float | None = None, sent: list[float] | None = None, timeout: httpx.Timeout | None = None
+    ) -> AsyncAINSClient:
+        """The client for heartbeats and reports: retried through outages until `until` (monotonic), each try
+        noted on the link (and, in `sent`, the times of the tries that may have reached the server)."""
+        assert self._client is not None
+
+        def note(attempt: Try) -> None:
+            trouble = attempt.server_trouble
+            if trouble is not None:
+                self._link.failed(attempt.error or trouble)
             else:
-                if sent is not None:
-                    sent.append(started)
-                if response.status_code >= 500:
-                    self._link.failed(f"{response.status_code} {response.text[:200]}")
-                else:
-                    self._link.ok(started)
-                    if response.status_code != 429:
-                        return response
-            pause = delay
-            if response is not None and response.status_code == 429:
-                pause = max(delay, _retry_after(response))
-            if until is not None and time.monotonic() + pause > until:
-                return None
-            await asyncio.sleep(pause)
-            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                self._link.ok(attempt.started)
+            if sent is not None and attempt.may_have_arrived:
+                sent.append(attempt.started)
+
+        retry = dataclasses.replace(THROUGH_OUTAGES, until=until)
+        return self._client.with_options(retry=retry, timeout=timeout, on_try=note)
 
     # -- heartbeats ----------------------------------------------------------
 
     async def _heartbeats(self, interval: float) -> None:
         """Ordinary heartbeats every `interval` while idle; one waiting heartbeat open while holding tasks."""
-        assert self._http is not None and self._took_task is not None
-        path = f"/ains/agents/{self.agent_id}/heartbeat"
+        assert self._took_task is not None
         read_timeout = self.poll_wait_seconds + 30
         while True:
             if not self._running:
@@ -411,32 +421,34 @@ class Agent:
                     continue  # a task was taken: open a waiting heartbeat now
                 except TimeoutError:
                     pass
-                await self._beat(path, {})
+                await self._beat(None)
                 continue
             # Never longer than the heartbeat interval (the call counts as a heartbeat when it begins) nor
             # than the HTTP client waits for an answer.
             wait = max(0.0, min(HEARTBEAT_WAIT_SECONDS, interval, read_timeout - 5))
             began = time.monotonic()
-            cancelled = await self._beat(path, {"wait_seconds": wait}, timeout=httpx.Timeout(wait + 15, connect=5))
+            cancelled = await self._beat(wait, timeout=httpx.Timeout(wait + 15, connect=5))
             elapsed = time.monotonic() - began
             if not cancelled and elapsed < wait / 2:
                 # The server answered without waiting (one without waiting heartbeats): pace them instead.
                 await asyncio.sleep(wait - elapsed)
 
-    async def _beat(self, path: str, body: dict[str, Any], **options: Any) -> list[str]:
-        response = await self._call("POST", path, json=body, **options)
-        assert response is not None
-        if response.status_code != 200:
+    async def _beat(self, wait_seconds: float | None, timeout: httpx.Timeout | None = None) -> list[str]:
+        """One heartbeat (a waiting one with `wait_seconds`), sent until the server answers; the tasks it says
+        were cancelled."""
+        client = self._through_outages(timeout=timeout)
+        try:
+            answer = await client.heartbeat(self.agent_id, wait_seconds=wait_seconds)
+        except AINSError as exc:
             log.warning(
                 "heartbeat refused",
-                extra={"agent_id": self.agent_id, "status": response.status_code, "detail": response.text[:300]},
+                extra={"agent_id": self.agent_id, "status": exc.status_code, "detail": exc.text[:300]},
             )
             await asyncio.sleep(BACKOFF_MAX_SECONDS)
             return []
-        try:
-            cancelled = list(response.json().get("cancelled_task_ids", []))
-        except (ValueError, AttributeError):
+        except ValueError:  # an answer that is not a heartbeat's
             return []
+        cancelled = list(answer.cancelled_task_ids)
         for task_id in cancelled:
             self._cancelled_on_server(task_id)
         return cancelled
@@ -463,7 +475,8 @@ class Agent:
     # -- claiming ------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._http is not None and self._stopping is not None and self._slot_freed is not None
+        assert self._client is not None and self._stopping is not None and self._slot_freed is not None
+        client = self._client.with_options(retry=ONCE)
         stop = asyncio.create_task(self._stopping.wait())
         delay = BACKOFF_FIRST_SECONDS
         try:
@@ -477,10 +490,7 @@ class Agent:
                     continue
                 claim_sent = time.monotonic()
                 claim = asyncio.create_task(
-                    self._http.post(
-                        f"/ains/agents/{self.agent_id}/tasks/claim",
-                        json={"max_tasks": free, "wait_seconds": self.poll_wait_seconds},
-                    )
+                    client.claim_tasks(self.agent_id, max_tasks=free, wait_seconds=self.poll_wait_seconds)
                 )
                 await asyncio.wait([claim, stop], return_when="FIRST_COMPLETED")
                 if not claim.done():
@@ -488,36 +498,32 @@ class Agent:
                     claim.cancel()
                     break
                 try:
-                    response = claim.result()
+                    claimed = claim.result()
                 except httpx.TransportError as exc:
                     self._link.failed(exc)
-                    if not isinstance(exc, _NOT_SENT):
+                    if not isinstance(exc, NOT_SENT):
                         self._claim_uncertain = True  # the server may have assigned tasks whose answer was lost
                     await self._pause(delay)
                     delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
-                if response.status_code != 200:
-                    if response.status_code >= 500:
-                        self._link.failed(f"{response.status_code} {response.text[:200]}")
+                except AINSError as exc:
+                    if exc.status_code >= 500:
+                        self._link.failed(f"{exc.status_code} {exc.text[:200]}")
                         self._claim_uncertain = True
                     else:
                         self._link.ok(claim_sent)
-                        if response.status_code != 429:
+                        if exc.status_code != 429:
                             log.warning(
                                 "claim refused",
-                                extra={
-                                    "agent_id": self.agent_id,
-                                    "status": response.status_code,
-                                    "detail": response.text[:300],
-                                },
+                                extra={"agent_id": self.agent_id, "status": exc.status_code, "detail": exc.text[:300]},
                             )
                     await self._pause(delay)
                     delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
                 self._link.ok(claim_sent)
                 delay = BACKOFF_FIRST_SECONDS
-                for task in response.json().get("tasks", []):
-                    self._take(task)
+                for task in claimed.tasks:
+                    self._take(task.model_dump(mode="json"))
                 if self._claim_uncertain:
                     await self._adopt_assigned()
         finally:
@@ -525,15 +531,13 @@ class Agent:
 
     async def _adopt_assigned(self) -> None:
         """After a claim whose answer was lost, take up the tasks it assigned (rather than wait for their lease)."""
-        assert self._http is not None
+        assert self._client is not None
         try:
-            response = await self._http.get("/ains/tasks", params={"status": "ASSIGNED", "limit": 50})
-        except httpx.TransportError:
-            return
-        if response.status_code != 200:
+            page = await self._client.with_options(retry=ONCE).list_tasks_page(limit=50, status="ASSIGNED")
+        except (httpx.TransportError, AINSError, ValueError):
             return
         self._claim_uncertain = False
-        for task in response.json().get("tasks", []):
+        for task in (task.model_dump(mode="json") for task in page.tasks):
             if task.get("assigned_agent_id") != self.agent_id or task["task_id"] in self._running:
                 continue
             if len(self._running) >= self.max_concurrency:
@@ -645,9 +649,9 @@ class Agent:
         answer = await self._report(context, "complete", {"result_data": result_data})
         if answer == "ok":
             self.completed += 1
-        elif isinstance(answer, httpx.Response):
+        elif isinstance(answer, AINSError):
             # The server refused the result itself (too large, text it does not store): the attempt failed.
-            detail = _detail(answer)
+            detail = str(answer.detail)[:500]
             await self._fail(
                 context,
                 {
@@ -670,47 +674,49 @@ class Agent:
         *,
         until: float | None = None,
         sent: list[float] | None = None,
-    ) -> str | httpx.Response:
+    ) -> str | AINSError:
         """Send start/complete/fail with the claimed attempt, retried until the attempt's deadline.
 
         Answers "ok", "refused" (409/404: the attempt was given up — lease, timeout, cancellation — and a newer
-        one counts), "gave up" (no answer in time), or the response of any other refusal.
+        one counts), "gave up" (no answer in time), or the `AINSError` of any other refusal.
         """
         if until is None:
             until = None if context.deadline is None else context.deadline + REPORT_GRACE_SECONDS
-        payload = body | {"attempt": context.attempt}
-        response = await self._call(
-            "POST",
-            f"/ains/tasks/{context.task_id}/{action}",
-            json=payload,
-            until=until,
-            sent=sent,
-            timeout=REPORT_TIMEOUT,
-        )
-        if response is None:
+        client = self._through_outages(until, sent, REPORT_TIMEOUT)
+        task_id, attempt = context.task_id, context.attempt
+        try:
+            if action == "start":
+                await client.start_task(task_id, attempt=attempt)
+            elif action == "complete":
+                await client.complete_task(task_id, body["result_data"], attempt=attempt)
+            else:
+                await client.fail_task(task_id, attempt=attempt, **body)
+        except AINSError as exc:
+            if exc.status_code >= 500 or exc.status_code == 429:
+                return self._gave_up(context, action)  # still no answer at `until`
+            if exc.status_code in (404, 409):
+                log.info(
+                    "server refused a stale report",
+                    extra={"task_id": task_id, "action": action, "detail": exc.text[:300]},
+                )
+                return "refused"
             log.warning(
-                "gave up reporting: the attempt's deadline passed while the server was unreachable",
-                extra={"task_id": context.task_id, "action": action},
+                "server refused a report",
+                extra={"task_id": task_id, "action": action, "status": exc.status_code, "detail": exc.text[:300]},
             )
-            return "gave up"
-        if response.status_code == 200:
-            return "ok"
-        if response.status_code in (404, 409):
-            log.info(
-                "server refused a stale report",
-                extra={"task_id": context.task_id, "action": action, "detail": response.text[:300]},
-            )
-            return "refused"
+            return exc
+        except httpx.TransportError:
+            return self._gave_up(context, action)
+        except ValueError:  # accepted, with an answer that is not a task's: the report counts all the same
+            pass
+        return "ok"
+
+    def _gave_up(self, context: TaskContext, action: str) -> str:
         log.warning(
-            "server refused a report",
-            extra={
-                "task_id": context.task_id,
-                "action": action,
-                "status": response.status_code,
-                "detail": response.text[:300],
-            },
+            "gave up reporting: the attempt's deadline passed while the server was unreachable",
+            extra={"task_id": context.task_id, "action": action},
         )
-        return response
+        return "gave up"
 
     async def _drain(self) -> None:
         if not self._running:
@@ -805,16 +811,14 @@ def _brief(error: object) -> str:
     return str(error)
 
 
-def _retry_after(response: httpx.Response) -> float:
+async def _answered(request: Awaitable[T]) -> T:
+    """The answer to one request of the connection; `_NotYet` when the server did not really answer
+    (a connection error, a timeout, a 5xx). Any other error answer raises its `AINSError`."""
     try:
-        return min(60.0, max(0.0, float(response.headers.get("Retry-After", 0))))
-    except ValueError:
-        return 0.0
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        detail = response.text
-    return str(detail)[:500]
+        return await request
+    except httpx.TransportError as exc:
+        raise _NotYet(_brief(exc)) from exc
+    except AINSError as exc:
+        if exc.status_code >= 500:
+            raise _NotYet(f"{exc.status_code} {exc.text[:200]}") from None
+        raise

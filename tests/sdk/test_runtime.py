@@ -13,6 +13,7 @@ import pytest
 
 from ains.agent import Agent, NonRetryable, RetryAfter, TaskContext, current_task
 from ains.client import AsyncAINSClient
+from ains.tasks.schemas import ClaimResponse
 from tests.helpers import wait_for
 
 
@@ -168,15 +169,17 @@ async def test_fencing_after_a_lease_expiry(setup, server):
     slow._prepare()
     await slow._connect()
     task = await client.submit_task(**task_body(capability))
-    response = await slow._http.post(f"/ains/agents/{slow.agent_id}/tasks/claim", json={})
+    # A raw claim: what the runtime hands a handler as `current_task().task` is this answer, field for field.
+    response = await slow._client._http.post(f"/ains/agents/{slow.agent_id}/tasks/claim", json={})
     (claimed,) = response.json()["tasks"]
+    assert ClaimResponse.model_validate(response.json()).model_dump(mode="json")["tasks"] == [claimed]
     assert await wait_for(lambda: _status(client, task.task_id, "PENDING"), timeout=10)
     start(quick)
     assert (await client.wait_for_task(task.task_id, timeout=20)).result_data == {"by": "quick"}
     stale = TaskContext(claimed["task_id"], claimed["attempt"], capability, claimed["input_data"])
     slow._running[stale.task_id] = None  # bookkeeping only
     await slow._run_task(stale)  # sends start with attempt 1: refused, the handler never runs
-    await slow._http.aclose()
+    await slow._client.aclose()
     assert runs == ["quick"]
     history = (await client.task_attempts(task.task_id)).attempts
     assert [(a.attempt, a.outcome) for a in history] == [(1, "lease_expired"), (2, "completed")]
