@@ -142,7 +142,7 @@ async def test_a_claim_picks_and_assigns_in_one_statement_on_postgres(client, ba
         touching = [sql for sql in seen if "FOR UPDATE SKIP LOCKED" in sql or sql.startswith("UPDATE tasks")]
         assert len(touching) == 2, touching  # one per claim
         for sql in touching:
-            assert sql.startswith("WITH picked AS (SELECT tasks.task_id") and "UPDATE tasks SET" in sql
+            assert sql.startswith("WITH picked AS (SELECT head.task_id") and "UPDATE tasks SET" in sql
             assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
     assert sorted(t["task_id"] for t in claimed) == sorted(t["task_id"] for t in submitted)
     for task in claimed:

@@ -26,6 +26,7 @@ from ains.core.database import Database, dialect_name, note_changed_key
 from ains.core.errors import NotFound
 from ains.core.long_poll import LongPoll
 from ains.core.metrics import CLAIMED_TASKS
+from ains.core.signals import announce_task
 from ains.tasks import lifecycle, queries
 from ains.tasks.models import Task
 from ains.trust.levels import claim_limits
@@ -148,6 +149,11 @@ async def _pick_and_assign(
     tasks = list(await session.execute(queries.CLAIM_PICK_AND_ASSIGN, params))
     for task in tasks:
         note_changed_key(session, TASK_CACHE, task.task_id)
+    if len(capabilities) > 1 and len(tasks) == wanted:
+        # More heads than wanted may have been locked and left: a claimer that skipped one looks again after
+        # this commit instead of waiting for its fallback poll.
+        for capability in capabilities:
+            announce_task(session, capability)
     return sorted(tasks, key=lambda task: (task.queue_position, task.task_id))
 
 

@@ -66,18 +66,25 @@ CLAIM_HEARTBEAT_AND_HELD = text(
 ).bindparams(bindparam("now", type_=UTCDateTime))
 
 
-# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It returns the columns
-# by name, under their attribute names, in the model's order (`.columns()` matches them by position; a migration
-# may have added them to the table elsewhere): rows that read like `Task` objects, and no ORM object is made.
+# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. Each of the agent's
+# capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the heads are merged:
+# `capability_required = ANY(:capabilities)` over the whole queue made PostgreSQL sort every pending task of
+# those capabilities on every claim (35-130 ms at 12,000 queued, against 0.2 ms now). With several capabilities
+# the merge may leave rows a head locked; they are free again when the claim commits (see `claim._pick_and_assign`).
+# It returns the columns by name, under their attribute names, in the model's order (`.columns()` matches them
+# by position; a migration may have added them to the table elsewhere): rows that read like `Task` objects, and
+# no ORM object is made.
 CLAIM_PICK_AND_ASSIGN = (
     text(
         f"""
-        WITH picked AS (SELECT tasks.task_id FROM tasks
-            WHERE tasks.status = 'PENDING' AND tasks.capability_required = ANY(:capabilities)
-              AND tasks.available_at <= :now
-              AND (tasks.min_trust_score IS NULL OR tasks.min_trust_score <= :trust_score)
-              AND tasks.priority <= :max_priority
-            ORDER BY tasks.queue_position, tasks.task_id LIMIT :wanted FOR UPDATE SKIP LOCKED)
+        WITH picked AS (SELECT head.task_id FROM unnest(:capabilities) AS wanted_capability(capability)
+            CROSS JOIN LATERAL (SELECT tasks.task_id, tasks.queue_position FROM tasks
+                WHERE tasks.status = 'PENDING' AND tasks.capability_required = wanted_capability.capability
+                  AND tasks.available_at <= :now
+                  AND (tasks.min_trust_score IS NULL OR tasks.min_trust_score <= :trust_score)
+                  AND tasks.priority <= :max_priority
+                ORDER BY tasks.queue_position, tasks.task_id LIMIT :wanted FOR UPDATE SKIP LOCKED) AS head
+            ORDER BY head.queue_position, head.task_id LIMIT :wanted)
         UPDATE tasks SET status = :status, attempt = tasks.attempt + 1, assigned_agent_id = :agent_id,
             assigned_at = :now, lease_expires_at = :lease_expires_at, next_retry_at = NULL, updated_at = :now,
             started_at = CASE WHEN :start THEN :now ELSE tasks.started_at END,
