@@ -166,10 +166,11 @@ async def test_a_refused_invalidation_stops_cache_reads_until_it_went_through(se
         finally:
             control.execute_command("ACL", "SETUSER", "default", "+@all")
         started = time.monotonic()
-        while control.exists(f"stale:task:{task_id}") and time.monotonic() - started < bound + 2:
+        while control.exists(f"stale:task:{task_id}") and time.monotonic() - started < bound + 5:
             await asyncio.sleep(0.05)
         assert not control.exists(f"stale:task:{task_id}")
-        assert time.monotonic() - started <= bound + 0.5
+        # Gone at the bound's retry, not by the entry's 30 s TTL (the margin is for a loaded machine).
+        assert time.monotonic() - started <= bound + 3
         # The cache is used again: a read fills it, the next one hits.
         assert await task_status(http, owner, task_id) == "CANCELLED"
         hits = counter("ains_cache_hits_total", kind="task")
