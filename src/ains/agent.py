@@ -66,6 +66,7 @@ import pydantic
 
 from ains.client import NOT_SENT, AINSError, AsyncAINSClient, Retries, Try
 from ains.identity import Identity
+from ains.tasks.schemas import TaskStatus
 
 __all__ = [
     "AINSError",
@@ -533,7 +534,7 @@ class Agent:
         """After a claim whose answer was lost, take up the tasks it assigned (rather than wait for their lease)."""
         assert self._client is not None
         try:
-            page = await self._client.with_options(retry=ONCE).list_tasks_page(limit=50, status="ASSIGNED")
+            page = await self._client.with_options(retry=ONCE).list_tasks_page(limit=50, status=TaskStatus.ASSIGNED)
         except (httpx.TransportError, AINSError, ValueError):
             return
         self._claim_uncertain = False

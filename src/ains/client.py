@@ -33,6 +33,7 @@ from ains.auth.schemas import ApiKeyCreated, ApiKeyList, RegistrationTokenCreate
 from ains.identity import Identity
 from ains.schedules.schemas import ScheduleList, ScheduleOut
 from ains.tasks.schemas import (
+    FINAL_STATUSES,
     AttemptHistory,
     BatchResult,
     CancelResponse,
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 Task = TaskOut
-FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 RETRIES = 3  # the default policy's retries after the first try
 RETRY_BASE_SECONDS = 0.2
 MAX_RETRY_AFTER_SECONDS = 60.0

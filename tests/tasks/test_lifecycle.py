@@ -3,6 +3,7 @@
 import pytest
 
 from ains.tasks import lifecycle
+from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 
 
@@ -25,11 +26,11 @@ async def post(client, path, headers, **body):
 
 
 def test_final_statuses_allow_no_move():
-    for status in lifecycle.FINAL_STATUSES:
+    for status in FINAL_STATUSES:
         assert lifecycle.ALLOWED_MOVES[status] == frozenset()
-    assert set(lifecycle.ALLOWED_MOVES) == set(lifecycle.STATUSES)
+    assert set(lifecycle.ALLOWED_MOVES) == set(TaskStatus)
     for targets in lifecycle.ALLOWED_MOVES.values():
-        assert targets <= set(lifecycle.STATUSES)
+        assert targets <= set(TaskStatus)
 
 
 async def test_happy_path_and_attempt_history(client, world):

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from ains.webhooks import outbox
+from ains.webhooks.schemas import EventName
 
 AT = datetime(2026, 11, 27, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -43,7 +44,7 @@ def test_a_missing_timestamp_stays_null():
 
 
 def test_created_describes_the_task():
-    assert outbox.event_data(outbox.TASK_CREATED, task()) == {
+    assert outbox.event_data(EventName.TASK_CREATED, task()) == {
         "status": "PENDING",
         "client_id": "client_1",
         "task_type": "summarise",
@@ -54,25 +55,25 @@ def test_created_describes_the_task():
 
 
 def test_completed_carries_the_result():
-    data = outbox.event_data(outbox.TASK_COMPLETED, task(status="COMPLETED"))
+    data = outbox.event_data(EventName.TASK_COMPLETED, task(status="COMPLETED"))
     assert data == {"status": "COMPLETED", "attempt": 2, "result_data": {"words": 3}, "completed_at": outbox.iso(AT)}
 
 
 def test_failed_says_why():
-    data = outbox.event_data(outbox.TASK_FAILED, task(status="FAILED"), reason="timeout")
+    data = outbox.event_data(EventName.TASK_FAILED, task(status="FAILED"), reason="timeout")
     assert data["reason"] == "timeout"
 
 
 def test_retrying_says_when():
-    data = outbox.event_data(outbox.TASK_RETRYING, task(status="PENDING"), reason="error")
+    data = outbox.event_data(EventName.TASK_RETRYING, task(status="PENDING"), reason="error")
     assert data["next_retry_at"] == outbox.iso(AT)
 
 
 def test_cancelled_says_by_whom():
-    data = outbox.event_data(outbox.TASK_CANCELLED, task(status="CANCELLED"))
+    data = outbox.event_data(EventName.TASK_CANCELLED, task(status="CANCELLED"))
     assert data["cancelled_by"] == "client_1"
 
 
-@pytest.mark.parametrize("event", outbox.EVENTS)
+@pytest.mark.parametrize("event", list(EventName))
 def test_every_event_carries_the_status(event):
     assert outbox.event_data(event, task(status="ACTIVE"))["status"] == "ACTIVE"

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from ains.agents.models import Agent
+from ains.agents.schemas import LIVE_STATUSES, AgentStatus
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utcnow
 from ains.core.context import AppContext
@@ -19,11 +20,11 @@ from ains.core.database import after_commit
 from ains.core.metrics import AGENTS_LOST
 from ains.tasks import lifecycle
 from ains.tasks.reads import held_tasks
+from ains.tasks.schemas import TaskStatus
 from ains.tasks.service import fail_attempt
 
 log = logging.getLogger("ains.agents")
 
-LIVE_STATUSES = ("AVAILABLE", "BUSY")
 AGENT_BATCH = 100
 AGENT_LOST = "agent lost"
 
@@ -52,14 +53,14 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
             )
         )
         for agent in agents:
-            agent.status = "INACTIVE"
+            agent.status = AgentStatus.INACTIVE
             agent.updated_at = now
             for task in await held_tasks(session, agent.agent_id):
-                if task.status == lifecycle.ASSIGNED:
+                if task.status == TaskStatus.ASSIGNED:
                     await lifecycle.move(
                         session,
                         task,
-                        lifecycle.PENDING,
+                        TaskStatus.PENDING,
                         now=now,
                         settings=settings,
                         signals=ctx.signals,

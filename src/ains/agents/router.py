@@ -13,10 +13,10 @@ from ains.agents.schemas import (
     AgentPatch,
     AgentRegister,
     AgentRegistered,
-    AgentStatus,
     AgentToken,
     HeartbeatRequest,
     HeartbeatResponse,
+    RegisteredStatusValue,
     TokenRequest,
 )
 from ains.auth.dependencies import CurrentPrincipal, agents_only, public
@@ -39,7 +39,7 @@ async def register_agent(body: AgentRegister, ctx: Ctx) -> AgentRegistered:
 async def list_agents(
     ctx: Ctx,
     capability: str | None = None,
-    status: AgentStatus | None = None,
+    status: RegisteredStatusValue | None = None,
     tag: str | None = None,
     min_trust: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

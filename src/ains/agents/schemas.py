@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated, Literal, TypeAlias
 
 from pydantic import Field, StrictFloat, StrictInt, StringConstraints, field_validator
 
@@ -15,7 +16,26 @@ Endpoint = Annotated[str, StringConstraints(max_length=2000)]
 Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Concurrency = Annotated[StrictInt, Field(ge=1, le=1000)]
 DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-AgentStatus = Literal["AVAILABLE", "BUSY", "INACTIVE"]
+
+
+class AgentStatus(StrEnum):
+    """An agent's status. INACTIVE: its heartbeat went silent (it comes back with the next heartbeat or claim).
+    DEREGISTERED: gone for good; the row stays for the history, and every lookup treats it as unknown."""
+
+    AVAILABLE = "AVAILABLE"
+    BUSY = "BUSY"
+    INACTIVE = "INACTIVE"
+    DEREGISTERED = "DEREGISTERED"
+
+
+# Heartbeating: what an agent may say it is, and whose silence the heartbeat duty watches.
+LIVE_STATUSES = (AgentStatus.AVAILABLE, AgentStatus.BUSY)
+# Registered (not deregistered): the statuses agents are listed, filtered and counted by.
+REGISTERED_STATUSES = (*LIVE_STATUSES, AgentStatus.INACTIVE)
+# Types of request fields and query parameters: Literals of the values rather than the enum, so a wrong value
+# gets the same 422.
+LiveStatusValue: TypeAlias = Literal[tuple(status.value for status in LIVE_STATUSES)]  # type: ignore[valid-type]
+RegisteredStatusValue: TypeAlias = Literal[tuple(status.value for status in REGISTERED_STATUSES)]  # type: ignore[valid-type]
 
 
 def _check_endpoint(value: str | None) -> str | None:
@@ -59,7 +79,7 @@ class TokenRequest(RequestModel):
 
 
 class HeartbeatRequest(RequestModel):
-    status: Literal["AVAILABLE", "BUSY"] | None = None
+    status: LiveStatusValue | None = None
     # Held open up to this long, answering at once when one of the agent's tasks is cancelled.
     wait_seconds: Annotated[StrictInt | StrictFloat, Field(ge=0, le=30)] = 0
 

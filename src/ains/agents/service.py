@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from ains.agents.models import Agent
-from ains.agents.schemas import AgentOut, AgentPatch, AgentRegister
+from ains.agents.schemas import AgentOut, AgentPatch, AgentRegister, AgentStatus
 from ains.audit import service as audit
 from ains.auth import registration
 from ains.auth import service as keys
@@ -63,7 +63,7 @@ async def register(
         capabilities=sorted(set(body.capabilities)),
         tags=sorted(set(body.tags)),
         max_concurrency=body.max_concurrency,
-        status="AVAILABLE",
+        status=AgentStatus.AVAILABLE,
         trust_score=INITIAL_TRUST,
         last_heartbeat_at=now,
         created_at=now,
@@ -79,7 +79,7 @@ async def reissue_key(
     session: AsyncSession, agent_id: str, timestamp: str, signature: str, *, now: datetime, settings: Settings
 ) -> tuple[Any, str]:
     agent = await session.get(Agent, agent_id)
-    if agent is None or agent.status == "DEREGISTERED":
+    if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     await verify_signed(
         session,
@@ -98,7 +98,7 @@ async def get(session: AsyncSession, agent_id: str, *, for_update: bool = False)
     if for_update:
         query = query.with_for_update()
     agent = await session.scalar(query)
-    if agent is None or agent.status == "DEREGISTERED":
+    if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     return agent
 
@@ -123,7 +123,7 @@ async def list_agents(
     limit: int,
     offset: int,
 ) -> tuple[list[Agent], int]:
-    conditions: list[Any] = [Agent.status != "DEREGISTERED"]
+    conditions: list[Any] = [Agent.status != AgentStatus.DEREGISTERED]
     if capability:
         conditions.append(json_array_contains(session, Agent.capabilities, capability))
     if tag:
@@ -168,8 +168,8 @@ async def heartbeat(
     agent.last_heartbeat_at = now
     if status is not None:
         agent.status = status
-    elif agent.status == "INACTIVE":
-        agent.status = "AVAILABLE"
+    elif agent.status == AgentStatus.INACTIVE:
+        agent.status = AgentStatus.AVAILABLE
     return await tasks.take_cancelled_for_agent(session, agent_id, now)
 
 
@@ -210,7 +210,7 @@ async def deregister(
     require_self_or_admin(principal, agent_id)
     agent = await get(session, agent_id, for_update=True)
     released = await tasks.release_agent_tasks(session, agent_id, now=now, settings=settings, signals=signals)
-    agent.status = "DEREGISTERED"
+    agent.status = AgentStatus.DEREGISTERED
     agent.updated_at = now
     await keys.revoke_agent_keys(session, agent_id, now)
     audit.record(session, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})

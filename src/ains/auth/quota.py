@@ -45,6 +45,7 @@ from ains.core.database import driver_connection
 from ains.core.errors import AinsError
 from ains.core.metrics import DB_STATEMENTS
 from ains.tasks.models import Task
+from ains.tasks.schemas import FINAL_STATUSES
 
 RECOUNT_SECONDS = 1.0
 OPEN_TASKS = "status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
@@ -134,7 +135,7 @@ async def _reserve(conn: Any, dialect: str, client_id: str, n: int, cap: int) ->
 async def _count_open(conn: Any, client_id: str, cap: int) -> int:
     open_rows = (
         select(Task.task_id)
-        .where(Task.client_id == client_id, Task.status.not_in(("COMPLETED", "FAILED", "CANCELLED")))
+        .where(Task.client_id == client_id, Task.status.not_in(FINAL_STATUSES))
         .limit(cap)
         .subquery()
     )

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from ains import __version__
 from ains.agents import service as agents
+from ains.agents.schemas import REGISTERED_STATUSES
 from ains.auth import service as auth
 from ains.auth.keys import hash_key
 from ains.auth.schemas import ApiKeyCreate, ApiKeyRotate
@@ -34,13 +35,15 @@ from ains.core.clock import utcnow
 from ains.core.context import AppContext
 from ains.core.errors import AinsError
 from ains.core.principal import CLIENT_SCOPES, Principal
-from ains.tasks import lifecycle, reads
+from ains.tasks import reads
 from ains.tasks import service as tasks
-from ains.tasks.schemas import CancelRequest, PriorityRequest
+from ains.tasks.schemas import FINAL_STATUSES, CancelRequest, PriorityRequest, TaskStatus
 from ains.trust import service as trust
 from ains.trust.levels import trust_level
 from ains.trust.schemas import TrustAdjust
 from ains.webhooks import service as webhooks
+from ains.webhooks.schemas import DeliveryStatus
+from ains.workflows.schemas import WorkflowStatus
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -106,7 +109,9 @@ templates.filters.update(when=when, pretty_json=pretty_json, badge=status_badge,
 templates.globals.update(
     version=__version__,
     live_interval=LIVE_INTERVAL_MS,
-    statuses=lifecycle.STATUSES,
+    statuses=tuple(TaskStatus),
+    agent_statuses=REGISTERED_STATUSES,
+    delivery_statuses=tuple(DeliveryStatus),
     client_scopes=CLIENT_SCOPES,
     grace_choices=GRACE_CHOICES,
 )
@@ -368,7 +373,7 @@ async def task_list(request: Request) -> Response:
         return await problem_page(viewer, 403, "No tasks scope", "This key lacks the tasks:read scope.")
     query = request.query_params
     filters: dict[str, Any] = {
-        "status": query.get("status") if query.get("status") in lifecycle.STATUSES else None,
+        "status": query.get("status") if query.get("status") in tuple(TaskStatus) else None,
         "capability": (query.get("capability") or "").strip()[:130] or None,
         "priority": p if (p := _int(query.get("priority"))) and 1 <= p <= 10 else None,
         "client_id": (query.get("client_id") or "").strip()[:64] or None,
@@ -408,7 +413,7 @@ async def _task_page(viewer: Viewer, task_id: str, status_code: int = 200, **ext
         return await problem_page(viewer, exc.status_code, "Task not found", _error_text(exc))
     principal = viewer.user
     can_act = (
-        task.status not in lifecycle.FINAL_STATUSES
+        task.status not in FINAL_STATUSES
         and (principal.is_admin or task.client_id == principal.id)
         and principal.has_scope(scope("tasks:write"))
     )
@@ -631,7 +636,6 @@ async def webhook_redeliver(request: Request, webhook_id: str, delivery_id: str)
 @router.get("/workflows")
 async def workflow_list(request: Request) -> Response:
     from ains.workflows import service as workflows
-    from ains.workflows.models import WORKFLOW_STATUSES
 
     viewer = await _viewer(request)
     if viewer.principal is None:
@@ -639,7 +643,7 @@ async def workflow_list(request: Request) -> Response:
     if not viewer.principal.has_scope(scope("workflows:read")):
         return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:read scope.")
     status = request.query_params.get("status")
-    status = status if status in WORKFLOW_STATUSES else None
+    status = status if status in tuple(WorkflowStatus) else None
     cursor = (request.query_params.get("cursor") or "")[:500] or None
     try:
         async with _ctx(request).db.read() as session:
@@ -656,7 +660,7 @@ async def workflow_list(request: Request) -> Response:
         "workflows.html",
         workflows=rows,
         status=status,
-        workflow_statuses=WORKFLOW_STATUSES,
+        workflow_statuses=tuple(WorkflowStatus),
         older=older,
         nav="workflows",
     )
@@ -673,7 +677,7 @@ async def _workflow_page(viewer: Viewer, workflow_id: str, **extra: Any) -> Resp
             workflow = await workflows.get(session, principal, workflow_id[:64])
     except AinsError as exc:
         return await problem_page(viewer, exc.status_code, "Workflow not found", _error_text(exc))
-    can_cancel = workflow["status"] == "RUNNING" and principal.has_scope(scope("workflows:write"))
+    can_cancel = workflow["status"] == WorkflowStatus.RUNNING and principal.has_scope(scope("workflows:write"))
     return await render(
         viewer,
         "workflow.html",

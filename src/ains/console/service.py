@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
+from ains.agents.schemas import AgentStatus
 from ains.audit.models import AuditLog
 from ains.auth import service as auth
 from ains.auth.models import ApiKey
@@ -18,6 +19,7 @@ from ains.core.config import Settings
 from ains.core.principal import Principal
 from ains.tasks import lifecycle, reads
 from ains.tasks.models import Task, TaskAttempt
+from ains.tasks.schemas import HELD_STATUSES, TaskStatus
 from ains.trust import service as trust
 from ains.trust.levels import trust_level
 from ains.trust.models import TrustRecord
@@ -77,7 +79,7 @@ async def overview(session: AsyncSession, principal: Principal, *, now: datetime
     metrics = await reads.queue_metrics(session, principal, now=now, settings=settings)
     capability_rows = await session.execute(
         select(Task.capability_required, func.count())
-        .where(Task.status == lifecycle.PENDING, scope)
+        .where(Task.status == TaskStatus.PENDING, scope)
         .group_by(Task.capability_required)
         .order_by(func.count().desc(), Task.capability_required)
         .limit(20)
@@ -113,7 +115,7 @@ async def overview(session: AsyncSession, principal: Principal, *, now: datetime
             }
         )
     agent_rows = await session.execute(
-        select(Agent.status, func.count()).where(Agent.status != "DEREGISTERED").group_by(Agent.status)
+        select(Agent.status, func.count()).where(Agent.status != AgentStatus.DEREGISTERED).group_by(Agent.status)
     )
     return Overview(
         metrics=metrics,
@@ -182,7 +184,7 @@ async def held_counts(session: AsyncSession, agent_ids: list[str]) -> dict[str, 
         return {}
     rows = await session.execute(
         select(Task.assigned_agent_id, func.count())
-        .where(Task.assigned_agent_id.in_(agent_ids), Task.status.in_(lifecycle.HELD_STATUSES))
+        .where(Task.assigned_agent_id.in_(agent_ids), Task.status.in_(HELD_STATUSES))
         .group_by(Task.assigned_agent_id)
     )
     return {agent_id: count for agent_id, count in rows if agent_id is not None}
@@ -200,7 +202,7 @@ class AgentView:
 
 async def agent_detail(session: AsyncSession, agent_id: str) -> AgentView | None:
     agent = await session.get(Agent, agent_id)
-    if agent is None or agent.status == "DEREGISTERED":
+    if agent is None or agent.status == AgentStatus.DEREGISTERED:
         return None
     history = list(reversed(await trust.history(session, agent_id, limit=200, before_seq=None)))
     return AgentView(

@@ -11,12 +11,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from ains.agents.models import Agent
+from ains.agents.schemas import REGISTERED_STATUSES, AgentStatus
 from ains.auth.dependencies import Admin, admin_only, public
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.metrics import AGENT_TRUST, AGENTS_BY_STATUS, AGENTS_BY_TRUST_LEVEL, QUEUE_DEPTH, TASKS_BY_STATUS
-from ains.tasks.lifecycle import PENDING, STATUSES
 from ains.tasks.models import Task
+from ains.tasks.schemas import TaskStatus
 from ains.trust.levels import LEVELS, trust_level
 
 router = APIRouter(tags=["operations"])
@@ -49,17 +50,21 @@ async def metrics(_admin: Admin, ctx: Ctx) -> Response:
     async with ctx.db.read() as session:
         by_status = dict((await session.execute(select(Task.status, func.count()).group_by(Task.status))).all())
         depth = await session.scalar(
-            select(func.count()).select_from(Task).where(Task.status == PENDING, Task.available_at <= utcnow())
+            select(func.count())
+            .select_from(Task)
+            .where(Task.status == TaskStatus.PENDING, Task.available_at <= utcnow())
         )
         agents = dict((await session.execute(select(Agent.status, func.count()).group_by(Agent.status))).all())
         scores = (
-            await session.execute(select(Agent.agent_id, Agent.trust_score).where(Agent.status != "DEREGISTERED"))
+            await session.execute(
+                select(Agent.agent_id, Agent.trust_score).where(Agent.status != AgentStatus.DEREGISTERED)
+            )
         ).all()
-    for status in STATUSES:
+    for status in TaskStatus:
         TASKS_BY_STATUS.labels(status).set(by_status.get(status, 0))
     QUEUE_DEPTH.set(depth or 0)
-    for status in ("AVAILABLE", "BUSY", "INACTIVE"):
-        AGENTS_BY_STATUS.labels(status).set(agents.get(status, 0))
+    for agent_status in REGISTERED_STATUSES:
+        AGENTS_BY_STATUS.labels(agent_status).set(agents.get(agent_status, 0))
     # Rebuilt each scrape, so agents that left or changed level don't linger.
     AGENT_TRUST.clear()
     levels = dict.fromkeys((name for name, _ in LEVELS), 0)

@@ -16,8 +16,7 @@ from pydantic_core import to_json
 
 from ains.core.clock import utc_text
 from ains.core.config import Settings
-from ains.tasks import lifecycle
-from ains.tasks.schemas import TaskOut
+from ains.tasks.schemas import TaskOut, TaskStatus
 
 
 class TaskRow(dict):
@@ -46,7 +45,7 @@ def _flat(annotation: Any) -> list[Any]:
 
 def effective_priority(status: str, priority: int, available_at: datetime, now: datetime, settings: Settings) -> float:
     """SPEC 6: base priority plus one step per aging interval waited while claimable; shown rounded, at most 10."""
-    if status != lifecycle.PENDING:
+    if status != TaskStatus.PENDING:
         return float(priority)
     waited = max(0.0, (now - available_at).total_seconds())
     return round(min(10.0, priority + waited / settings.aging_interval_seconds), 1)

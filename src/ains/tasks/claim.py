@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from ains.agents.models import Agent
+from ains.agents.schemas import AgentStatus
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import utcnow
@@ -29,6 +30,7 @@ from ains.core.metrics import CLAIMED_TASKS
 from ains.core.signals import announce_task
 from ains.tasks import lifecycle, queries
 from ains.tasks.models import Task
+from ains.tasks.schemas import HELD_STATUSES, TaskStatus
 from ains.trust.levels import claim_limits
 
 
@@ -53,14 +55,14 @@ async def claim_once(
     if dialect_name(session) == "postgresql":
         return await _claim_once_postgres(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
-    if agent is None or agent.status == "DEREGISTERED":
+    if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     # Read the clock only once the agent is locked, so assignment times follow the order of claims.
     now = utcnow()
     # A claim counts as a heartbeat.
     agent.last_heartbeat_at = now
-    if agent.status == "INACTIVE":
-        agent.status = "AVAILABLE"
+    if agent.status == AgentStatus.INACTIVE:
+        agent.status = AgentStatus.AVAILABLE
     capabilities = list(agent.capabilities)
     limits = claim_limits(agent.trust_score)
     result = ClaimTry([], capabilities, agent.trust_score, limits.describe(agent.trust_score))
@@ -68,9 +70,7 @@ async def claim_once(
         return result
 
     in_flight = await session.scalar(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.assigned_agent_id == agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
+        select(func.count()).select_from(Task).where(Task.assigned_agent_id == agent_id, Task.status.in_(HELD_STATUSES))
     )
     free = agent.max_concurrency if limits.max_in_flight is None else min(agent.max_concurrency, limits.max_in_flight)
     wanted = min(max_tasks, free - (in_flight or 0))
@@ -78,7 +78,7 @@ async def claim_once(
         return result
 
     conditions = [
-        Task.status == lifecycle.PENDING,
+        Task.status == TaskStatus.PENDING,
         Task.capability_required.in_(capabilities),
         Task.available_at <= now,
         or_(Task.min_trust_score.is_(None), Task.min_trust_score <= agent.trust_score),
@@ -90,10 +90,10 @@ async def claim_once(
     result.tasks = list(await session.scalars(candidates))
     for task in result.tasks:
         await lifecycle.move(
-            session, task, lifecycle.ASSIGNED, now=now, settings=settings, signals=signals, agent_id=agent_id
+            session, task, TaskStatus.ASSIGNED, now=now, settings=settings, signals=signals, agent_id=agent_id
         )
         if start:
-            await lifecycle.move(session, task, lifecycle.ACTIVE, now=now, settings=settings, signals=signals)
+            await lifecycle.move(session, task, TaskStatus.ACTIVE, now=now, settings=settings, signals=signals)
     return result
 
 
@@ -101,7 +101,7 @@ async def _claim_once_postgres(
     session: AsyncSession, agent_id: str, max_tasks: int, *, start: bool, settings: Settings, signals: Any
 ) -> ClaimTry:
     agent = (await session.execute(queries.CLAIM_LOCK_AGENT, {"agent_id": agent_id})).first()
-    if agent is None or agent.status == "DEREGISTERED":
+    if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     # Read the clock only once the agent is locked, so assignment times follow the order of claims.
     now = utcnow()

@@ -35,11 +35,10 @@ from ains.core.database import UTCDateTime, dialect_name, table_of
 from ains.core.errors import Unprocessable
 from ains.core.signals import announce_task
 from ains.tasks.models import Task
+from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
+from ains.webhooks.schemas import EventName
 from ains.workflows.models import TaskDependency
 
-WAITING = "WAITING"
-PENDING = "PENDING"
-FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 MAX_DEPENDS_ON = 100
 CASCADE_BY = "ains"  # `cancelled_by` of a task cancelled because a dependency failed or was cancelled
 
@@ -106,9 +105,13 @@ async def check_dependencies(
         row = found.get(task_id)
         if row is None or row.client_id != client_id:
             raise Unprocessable(field, f"unknown task {task_id!r}: dependencies must be tasks of the same client")
-    pending = sum(1 for task_id in ids if found[task_id].status != "COMPLETED")
+    pending = sum(1 for task_id in ids if found[task_id].status != TaskStatus.COMPLETED)
     ended = next(
-        ((task_id, found[task_id].status) for task_id in ids if found[task_id].status in ("FAILED", "CANCELLED")),
+        (
+            (task_id, found[task_id].status)
+            for task_id in ids
+            if found[task_id].status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+        ),
         None,
     )
     return Dependencies(ids, pending, ended)
@@ -156,18 +159,18 @@ async def after_finished(
 ) -> None:
     """The consequences of tasks becoming final in this transaction (each object has `task_id` and `status`;
     `workflow_id` too when known). Call once per task that became final, never twice."""
-    finished = [task for task in finished if task.status in FINAL]
+    finished = [task for task in finished if task.status in FINAL_STATUSES]
     if not finished:
         return
     workflow_of = await _workflow_ids(session, finished)
     ended: list[tuple[str, str]] = [(task.task_id, task.status) for task in finished]
-    completed = [task_id for task_id, status in ended if status == "COMPLETED"]
+    completed = [task_id for task_id, status in ended if status == TaskStatus.COMPLETED]
     if completed:
         await _resolve(session, completed, now=now, settings=settings)
-    doomed = [(task_id, status) for task_id, status in ended if status in ("FAILED", "CANCELLED")]
+    doomed = [(task_id, status) for task_id, status in ended if status in (TaskStatus.FAILED, TaskStatus.CANCELLED)]
     if doomed:
         for row in await _cascade(session, doomed, now=now):
-            ended.append((row.task_id, "CANCELLED"))
+            ended.append((row.task_id, TaskStatus.CANCELLED))
             if row.workflow_id is not None:
                 workflow_of[row.task_id] = row.workflow_id
     finals = [Ended(task_id, status, workflow_of.get(task_id)) for task_id, status in ended]
@@ -209,7 +212,7 @@ async def _lock_waiting(session: AsyncSession, task_ids: Iterable[str]) -> list[
                     TASKS.c.priority,
                     TASKS.c.capability_required,
                 )
-                .where(TASKS.c.task_id.in_(ids[start : start + 1000]), TASKS.c.status == WAITING)
+                .where(TASKS.c.task_id.in_(ids[start : start + 1000]), TASKS.c.status == TaskStatus.WAITING)
                 .order_by(TASKS.c.task_id)
                 .with_for_update()
             )
@@ -235,7 +238,7 @@ async def _dependents(session: AsyncSession, task_ids: Sequence[str]) -> list[tu
 
 _DECREMENT = (
     update(TASKS)
-    .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == WAITING)
+    .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == TaskStatus.WAITING)
     .values(pending_dependencies=TASKS.c.pending_dependencies - bindparam("b_n", type_=Integer()))
 )
 
@@ -279,9 +282,9 @@ async def _resolve(session: AsyncSession, completed: list[str], *, now: datetime
         announce_task(session, row.capability_required)
     await session.execute(
         update(TASKS)
-        .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == WAITING)
+        .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == TaskStatus.WAITING)
         .values(
-            status=PENDING,
+            status=TaskStatus.PENDING,
             available_at=bindparam("b_available_at", type_=UTCDateTime()),
             queue_position=bindparam("b_queue_position", type_=Float()),
             updated_at=now,
@@ -312,9 +315,9 @@ async def _cascade(session: AsyncSession, doomed: list[tuple[str, str]], *, now:
         reasons = {row.task_id: dependency_reason(cause[row.task_id], status_of[cause[row.task_id]]) for row in waiting}
         await session.execute(
             update(TASKS)
-            .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == WAITING)
+            .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == TaskStatus.WAITING)
             .values(
-                status="CANCELLED",
+                status=TaskStatus.CANCELLED,
                 cancelled_at=now,
                 cancelled_by=CASCADE_BY,
                 cancellation_reason=bindparam("b_reason", type_=Text()),
@@ -331,9 +334,11 @@ async def _cascade(session: AsyncSession, doomed: list[tuple[str, str]], *, now:
             )
         _note_changed(session, ids)
         seen.update(ids)
-        await outbox.emit_many(session, [(outbox.TASK_CANCELLED, _as_task(row), None, None) for row in rows], now=now)
+        await outbox.emit_many(
+            session, [(EventName.TASK_CANCELLED, _as_task(row), None, None) for row in rows], now=now
+        )
         cancelled.extend(rows)
-        frontier = [(row.task_id, "CANCELLED") for row in rows]
+        frontier = [(row.task_id, TaskStatus.CANCELLED) for row in rows]
     return cancelled
 
 

@@ -16,6 +16,7 @@ from ains.core.database import after_commit
 from ains.core.metrics import LEASES_EXPIRED, TASK_TIMEOUTS
 from ains.tasks import lifecycle
 from ains.tasks.models import Task
+from ains.tasks.schemas import TaskStatus
 
 log = logging.getLogger("ains.tasks")
 
@@ -32,14 +33,14 @@ async def _earliest(ctx: AppContext, column, status: str, after: datetime | None
 async def fail_timed_out(ctx: AppContext) -> PassResult:
     """SPEC 7: ACTIVE past started_at + timeout_seconds → FAILED, never retried."""
     now = utcnow()
-    earliest = await _earliest(ctx, Task.deadline_at, lifecycle.ACTIVE)
+    earliest = await _earliest(ctx, Task.deadline_at, TaskStatus.ACTIVE)
     if earliest is None or earliest > now:
         return PassResult(0, earliest)
     async with ctx.db.transaction() as session:
         candidates = (
             await session.execute(
                 select(Task.task_id, Task.assigned_agent_id)
-                .where(Task.status == lifecycle.ACTIVE, Task.deadline_at <= now)
+                .where(Task.status == TaskStatus.ACTIVE, Task.deadline_at <= now)
                 .order_by(Task.deadline_at)
                 .limit(BATCH)
             )
@@ -54,7 +55,7 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
                 select(Task)
                 .where(
                     Task.task_id.in_([task_id for task_id, _ in candidates]),
-                    Task.status == lifecycle.ACTIVE,
+                    Task.status == TaskStatus.ACTIVE,
                     Task.deadline_at <= now,
                 )
                 .order_by(Task.deadline_at)
@@ -65,7 +66,7 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
             await lifecycle.move(
                 session,
                 task,
-                lifecycle.FAILED,
+                TaskStatus.FAILED,
                 now=now,
                 settings=ctx.settings,
                 signals=ctx.signals,
@@ -74,20 +75,20 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
             )
         ids = [task.task_id for task in due]
         after_commit(session, lambda: _report(ids, "task timed out", TASK_TIMEOUTS))
-    return PassResult(len(due), await _earliest(ctx, Task.deadline_at, lifecycle.ACTIVE, after=now))
+    return PassResult(len(due), await _earliest(ctx, Task.deadline_at, TaskStatus.ACTIVE, after=now))
 
 
 async def requeue_expired_leases(ctx: AppContext) -> PassResult:
     """SPEC 3: ASSIGNED and not started within assign_lease_seconds → PENDING, no retry used."""
     now = utcnow()
-    earliest = await _earliest(ctx, Task.lease_expires_at, lifecycle.ASSIGNED)
+    earliest = await _earliest(ctx, Task.lease_expires_at, TaskStatus.ASSIGNED)
     if earliest is None or earliest > now:
         return PassResult(0, earliest)
     async with ctx.db.transaction() as session:
         due = list(
             await session.scalars(
                 select(Task)
-                .where(Task.status == lifecycle.ASSIGNED, Task.lease_expires_at <= now)
+                .where(Task.status == TaskStatus.ASSIGNED, Task.lease_expires_at <= now)
                 .order_by(Task.lease_expires_at)
                 .limit(BATCH)
                 .with_for_update(skip_locked=True)
@@ -97,7 +98,7 @@ async def requeue_expired_leases(ctx: AppContext) -> PassResult:
             await lifecycle.move(
                 session,
                 task,
-                lifecycle.PENDING,
+                TaskStatus.PENDING,
                 now=now,
                 settings=ctx.settings,
                 signals=ctx.signals,
@@ -105,7 +106,7 @@ async def requeue_expired_leases(ctx: AppContext) -> PassResult:
             )
         ids = [task.task_id for task in due]
         after_commit(session, lambda: _report(ids, "task lease expired", LEASES_EXPIRED))
-    return PassResult(len(due), await _earliest(ctx, Task.lease_expires_at, lifecycle.ASSIGNED, after=now))
+    return PassResult(len(due), await _earliest(ctx, Task.lease_expires_at, TaskStatus.ASSIGNED, after=now))
 
 
 def _report(task_ids: list[str], message: str, counter) -> None:
@@ -132,12 +133,12 @@ class _RetryWakeups:
                 # One wake-up per task that became claimable: each wakes one waiting claim.
                 capabilities = await session.scalars(
                     select(Task.capability_required)
-                    .where(Task.status == lifecycle.PENDING, Task.available_at > since, Task.available_at <= now)
+                    .where(Task.status == TaskStatus.PENDING, Task.available_at > since, Task.available_at <= now)
                     .limit(BATCH)
                 )
                 for capability in capabilities:
                     ctx.signals.notify(capability)
-        return PassResult(0, await _earliest(ctx, Task.available_at, lifecycle.PENDING, after=now))
+        return PassResult(0, await _earliest(ctx, Task.available_at, TaskStatus.PENDING, after=now))
 
 
 TIMEOUTS = Duty("timeouts", fail_timed_out, lambda ctx: ctx.settings.timeout_check_seconds, lifecycle.DEADLINE_TIMEOUT)

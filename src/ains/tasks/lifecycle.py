@@ -24,32 +24,22 @@ from ains.core.errors import Conflict
 from ains.core.signals import announce_cancel, announce_deadline, announce_task
 from ains.tasks import retry
 from ains.tasks.models import Task, TaskAttempt
+from ains.tasks.schemas import FINAL_STATUSES, HELD_STATUSES, TaskStatus
 from ains.trust import service as trust
 from ains.webhooks import outbox
+from ains.webhooks.schemas import EventName
 
-WAITING = "WAITING"
-PENDING = "PENDING"
-ASSIGNED = "ASSIGNED"
-ACTIVE = "ACTIVE"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-
-STATUSES = (WAITING, PENDING, ASSIGNED, ACTIVE, COMPLETED, FAILED, CANCELLED)
-FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
-HELD_STATUSES = (ASSIGNED, ACTIVE)
-
-ALLOWED_MOVES: dict[str, frozenset[str]] = {
+ALLOWED_MOVES: dict[TaskStatus, frozenset[TaskStatus]] = {
     # dependencies not all COMPLETED (SPEC 17): PENDING when the last one completes, or CANCELLED
-    WAITING: frozenset({PENDING, CANCELLED}),
-    PENDING: frozenset({ASSIGNED, CANCELLED}),
+    TaskStatus.WAITING: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),
+    TaskStatus.PENDING: frozenset({TaskStatus.ASSIGNED, TaskStatus.CANCELLED}),
     # back to PENDING: lease expired, agent lost or deregistered
-    ASSIGNED: frozenset({ACTIVE, PENDING, CANCELLED}),
+    TaskStatus.ASSIGNED: frozenset({TaskStatus.ACTIVE, TaskStatus.PENDING, TaskStatus.CANCELLED}),
     # back to PENDING: a retry, or the agent lost or deregistered
-    ACTIVE: frozenset({COMPLETED, FAILED, PENDING, CANCELLED}),
-    COMPLETED: frozenset(),
-    FAILED: frozenset(),
-    CANCELLED: frozenset(),
+    TaskStatus.ACTIVE: frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.PENDING, TaskStatus.CANCELLED}),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
 }
 
 # Kinds of stored deadline, for waking the duty that watches each.
@@ -72,12 +62,12 @@ _REASONS = {OUTCOME_FAILED: "error", OUTCOME_TIMEOUT: "timeout", OUTCOME_AGENT_L
 TRUST_FAILURES = frozenset({OUTCOME_FAILED, OUTCOME_TIMEOUT, OUTCOME_AGENT_LOST})
 
 
-def allowed_from(to: str) -> frozenset[str]:
+def allowed_from(to: TaskStatus) -> frozenset[TaskStatus]:
     """The statuses a task may move to `to` from: the WHERE of every guarded statement that moves tasks."""
     return frozenset(status for status, targets in ALLOWED_MOVES.items() if to in targets)
 
 
-def check_move(task: Any, to: str) -> None:
+def check_move(task: Any, to: TaskStatus) -> None:
     if to not in ALLOWED_MOVES[task.status]:
         raise Conflict(f"Task {task.task_id} is {task.status}; it cannot become {to}")
 
@@ -157,14 +147,14 @@ async def _after_assignment(session: AsyncSession, task: Task, now: datetime, si
     )
     session.add(attempt_row)
     _attempts(session)[(task.task_id, task.attempt)] = attempt_row
-    await outbox.emit(session, outbox.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
+    await outbox.emit(session, EventName.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
 
 
 async def _after_start(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
     if task.deadline_at is not None:
         announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
     await _update_attempt(session, task, started_at=now)
-    await outbox.emit(session, outbox.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
+    await outbox.emit(session, EventName.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
 
 
 def claim_columns(now: datetime, settings: Settings, *, start: bool) -> dict[str, Any]:
@@ -173,7 +163,7 @@ def claim_columns(now: datetime, settings: Settings, *, start: bool) -> dict[str
     or, started, `started_at` and the deadline. Keep in step with the ASSIGNED and ACTIVE branches of `move`."""
     check_claim_moves(start)
     return {
-        "status": ACTIVE if start else ASSIGNED,
+        "status": TaskStatus.ACTIVE if start else TaskStatus.ASSIGNED,
         "lease_expires_at": None if start else now + timedelta(seconds=settings.assign_lease_seconds),
         "start": start,
     }
@@ -181,7 +171,9 @@ def claim_columns(now: datetime, settings: Settings, *, start: bool) -> dict[str
 
 def check_claim_moves(start: bool) -> None:
     """A claim moves PENDING tasks to ASSIGNED, and with `start` on to ACTIVE: both must be allowed moves."""
-    if ASSIGNED not in ALLOWED_MOVES[PENDING] or (start and ACTIVE not in ALLOWED_MOVES[ASSIGNED]):
+    if TaskStatus.ASSIGNED not in ALLOWED_MOVES[TaskStatus.PENDING] or (
+        start and TaskStatus.ACTIVE not in ALLOWED_MOVES[TaskStatus.ASSIGNED]
+    ):
         raise Conflict("A claim cannot move PENDING tasks there")
 
 
@@ -203,22 +195,22 @@ async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, s
             for task in tasks
         ],
     )
-    events: list[tuple[str, Any, str | None, str | None]] = []
+    events: list[tuple[EventName, Any, str | None, str | None]] = []
     for task in tasks:
         if task.lease_expires_at is not None:
             announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
         if task.deadline_at is not None:
             announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
-        events.append((outbox.TASK_ASSIGNED, task, task.assigned_agent_id, None))
+        events.append((EventName.TASK_ASSIGNED, task, task.assigned_agent_id, None))
         if start:
-            events.append((outbox.TASK_STARTED, task, task.assigned_agent_id, None))
+            events.append((EventName.TASK_STARTED, task, task.assigned_agent_id, None))
     await outbox.emit_many(session, events, now=now)
 
 
 async def move(
     session: AsyncSession,
     task: Task,
-    to: str,
+    to: TaskStatus,
     *,
     now: datetime,
     settings: Settings,
@@ -243,12 +235,12 @@ async def move(
     task.status = to
     task.updated_at = now
     # Trust follows how the attempt ended (SPEC 8); cancellations, leases and releases leave it alone.
-    if to == COMPLETED:
+    if to == TaskStatus.COMPLETED:
         assert holder is not None, "only an assigned task completes"
         await trust.attempt_completed(
             session, holder, task.task_id, task.started_at, now, moves_trust=trust.moves_trust(task, holder)
         )
-    elif to in (FAILED, PENDING) and outcome in TRUST_FAILURES and holder is not None:
+    elif to in (TaskStatus.FAILED, TaskStatus.PENDING) and outcome in TRUST_FAILURES and holder is not None:
         await trust.attempt_failed(
             session,
             holder,
@@ -259,7 +251,7 @@ async def move(
             moves_trust=trust.moves_trust(task, holder),
         )
 
-    if to == ASSIGNED:
+    if to == TaskStatus.ASSIGNED:
         assert agent_id is not None
         task.attempt += 1
         task.assigned_agent_id = agent_id
@@ -267,18 +259,18 @@ async def move(
         task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
         task.next_retry_at = None
         await _after_assignment(session, task, now, signals)
-    elif to == ACTIVE:
+    elif to == TaskStatus.ACTIVE:
         task.started_at = now
         task.lease_expires_at = None
         task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
         await _after_start(session, task, now, signals)
-    elif to == COMPLETED:
+    elif to == TaskStatus.COMPLETED:
         task.completed_at = now
         task.result_data = result_data if result_data is not None else {}
         task.deadline_at = None
         await _finish_attempt(session, task, now, OUTCOME_COMPLETED, None)
-        await outbox.emit(session, outbox.TASK_COMPLETED, task, now=now, agent_id=holder, signals=signals)
-    elif to == FAILED:
+        await outbox.emit(session, EventName.TASK_COMPLETED, task, now=now, agent_id=holder, signals=signals)
+    elif to == TaskStatus.FAILED:
         task.error_message = error
         task.last_error = error
         task.lease_expires_at = None
@@ -286,28 +278,28 @@ async def move(
         await _finish_attempt(session, task, now, outcome or OUTCOME_FAILED, error)
         await outbox.emit(
             session,
-            outbox.TASK_FAILED,
+            EventName.TASK_FAILED,
             task,
             now=now,
             agent_id=holder,
             reason=_REASONS.get(outcome or ""),
             signals=signals,
         )
-    elif to == PENDING:
+    elif to == TaskStatus.PENDING:
         await _finish_attempt(session, task, now, outcome or OUTCOME_RELEASED, error)
         _make_claimable(session, task, available_at, settings, signals)
         if retry:
             task.next_retry_at = task.available_at
             await outbox.emit(
                 session,
-                outbox.TASK_RETRYING,
+                EventName.TASK_RETRYING,
                 task,
                 now=now,
                 agent_id=holder,
                 reason=_REASONS.get(outcome or ""),
                 signals=signals,
             )
-    elif to == CANCELLED:
+    elif to == TaskStatus.CANCELLED:
         task.lease_expires_at = None
         task.deadline_at = None
         task.cancelled_at = now
@@ -316,7 +308,7 @@ async def move(
         if previous in HELD_STATUSES and holder is not None:
             await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
             announce_cancel(session, holder)
-        await outbox.emit(session, outbox.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)
+        await outbox.emit(session, EventName.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)
     if to in FINAL_STATUSES:
         await finished(session, [task], now=now, settings=settings)
 
@@ -353,7 +345,7 @@ def failure_columns(
         "next_retry_at": task.next_retry_at,
     }
     if retryable and task.retry_count < task.max_retries:
-        check_move(task, PENDING)
+        check_move(task, TaskStatus.PENDING)
         delay = retry.retry_delay(
             task.retry_policy,
             task.retry_count,
@@ -363,7 +355,7 @@ def failure_columns(
         )
         available_at = now + timedelta(seconds=delay)
         values |= {
-            "status": PENDING,
+            "status": TaskStatus.PENDING,
             "retry_count": task.retry_count + 1,
             "available_at": available_at,
             "queue_position": queue_position(available_at, task.priority, settings),
@@ -373,7 +365,7 @@ def failure_columns(
             "next_retry_at": available_at,
         }
     else:
-        check_move(task, FAILED)
-        values |= {"status": FAILED, "error_message": error}
+        check_move(task, TaskStatus.FAILED)
+        values |= {"status": TaskStatus.FAILED, "error_message": error}
     values |= {"updated_at": now, "lease_expires_at": None, "deadline_at": None}
     return values["status"], values

@@ -23,6 +23,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 from ains.core.database import UTCDateTime, table_of
 from ains.tasks import lifecycle
 from ains.tasks.models import Task
+from ains.tasks.schemas import TaskStatus
 
 # (attribute, column) of every task column. Statements return them under the attribute's name (`metadata` as
 # `task_metadata`), so a row reads like a `Task` object: `row.task_metadata`, `row.status`.
@@ -39,8 +40,8 @@ _TYPED = [column(attribute, col.type) for attribute, col in TASK_COLUMNS]
 
 
 def _statuses(statuses: Any) -> str:
-    """SQL list of status literals (constants of `lifecycle`, never input)."""
-    assert all(status in lifecycle.STATUSES for status in statuses)
+    """SQL list of status literals (members of `TaskStatus`, never input)."""
+    assert all(isinstance(status, TaskStatus) for status in statuses)
     return ", ".join(f"'{status}'" for status in sorted(statuses))
 
 
@@ -144,7 +145,7 @@ RETURNING {returning}
 """
 
 
-def _move_statement(template: str, to: str, dialect: str, **more: str) -> TextualSelect:
+def _move_statement(template: str, to: TaskStatus, dialect: str, **more: str) -> TextualSelect:
     sql = template.format(
         to=to,
         items=_ITEMS[dialect],
@@ -156,8 +157,8 @@ def _move_statement(template: str, to: str, dialect: str, **more: str) -> Textua
     return text(sql).bindparams(bindparam("now", type_=UTCDateTime)).columns(*_TYPED)
 
 
-START = {dialect: _move_statement(_START, lifecycle.ACTIVE, dialect) for dialect in _ITEMS}
-COMPLETE = {dialect: _move_statement(_COMPLETE, lifecycle.COMPLETED, dialect) for dialect in _ITEMS}
+START = {dialect: _move_statement(_START, TaskStatus.ACTIVE, dialect) for dialect in _ITEMS}
+COMPLETE = {dialect: _move_statement(_COMPLETE, TaskStatus.COMPLETED, dialect) for dialect in _ITEMS}
 
 # The tasks of a report that did not move (or, for `/fail`, all of them, locked), with what judging the report
 # needs besides the row: the outcome this agent reported for the current attempt, and whether it ever held the
@@ -194,7 +195,7 @@ REPORTED_LOCKED = {dialect: _reported(dialect, lock=True) for dialect in _ITEMS}
 # Python (the retry delay follows the task's policy, `ains.tasks.retry`) and written by one executemany. The
 # guard still checks the status, holder and attempt the values were computed from.
 # A failure goes to FAILED, or back to PENDING for a retry: from where both are allowed.
-_FAIL_FROM = _statuses(lifecycle.allowed_from(lifecycle.FAILED) & lifecycle.allowed_from(lifecycle.PENDING))
+_FAIL_FROM = _statuses(lifecycle.allowed_from(TaskStatus.FAILED) & lifecycle.allowed_from(TaskStatus.PENDING))
 FAIL = text(
     f"""
         UPDATE tasks SET status = :status, updated_at = :now, retry_count = :retry_count,

@@ -16,8 +16,9 @@ from ains.core.config import Settings
 from ains.core.errors import NotFound
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
 from ains.core.principal import Principal
-from ains.tasks import answers, lifecycle, queries
+from ains.tasks import answers, queries
 from ains.tasks.models import Task, TaskAttempt
+from ains.tasks.schemas import HELD_STATUSES, TaskStatus
 
 
 def visible_to(principal: Principal) -> Any:
@@ -91,9 +92,7 @@ async def attempts(session: AsyncSession, task: Task) -> list[TaskAttempt]:
 async def held_tasks(session: AsyncSession, agent_id: str) -> list[Task]:
     """Every task an agent holds (ASSIGNED or ACTIVE), locked."""
     rows = await session.scalars(
-        select(Task)
-        .where(Task.assigned_agent_id == agent_id, Task.status.in_(lifecycle.HELD_STATUSES))
-        .with_for_update()
+        select(Task).where(Task.assigned_agent_id == agent_id, Task.status.in_(HELD_STATUSES)).with_for_update()
     )
     return list(rows)
 
@@ -133,20 +132,20 @@ async def queue_metrics(
     scope = [] if principal.is_admin else [Task.client_id == principal.id]
     open_rows = await session.execute(
         select(Task.priority, func.count())
-        .where(Task.status.in_((lifecycle.PENDING, *lifecycle.HELD_STATUSES)), *scope)
+        .where(Task.status.in_((TaskStatus.PENDING, *HELD_STATUSES)), *scope)
         .group_by(Task.priority)
     )
     # The mean of available_at comes from the stored queue position: within one priority,
     # epoch(available_at) = queue_position + priority * aging_interval_seconds.
     claimable_rows = await session.execute(
         select(Task.priority, func.count(), func.avg(Task.queue_position))
-        .where(Task.status == lifecycle.PENDING, Task.available_at <= now, *scope)
+        .where(Task.status == TaskStatus.PENDING, Task.available_at <= now, *scope)
         .group_by(Task.priority)
     )
     scheduled = await session.scalar(
-        select(func.count()).select_from(Task).where(Task.status == lifecycle.PENDING, Task.available_at > now, *scope)
+        select(func.count()).select_from(Task).where(Task.status == TaskStatus.PENDING, Task.available_at > now, *scope)
     )
-    oldest = await session.scalar(select(func.min(Task.created_at)).where(Task.status == lifecycle.PENDING, *scope))
+    oldest = await session.scalar(select(func.min(Task.created_at)).where(Task.status == TaskStatus.PENDING, *scope))
     depth: dict[str, int] = {}
     waits: dict[str, float] = {}
     for priority, count, mean_position in claimable_rows:

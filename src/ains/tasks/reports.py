@@ -38,8 +38,10 @@ from ains.core.principal import Principal
 from ains.core.signals import announce_deadline, announce_task
 from ains.tasks import lifecycle, queries
 from ains.tasks.answers import TaskRow
+from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from ains.trust import service as trust
 from ains.webhooks import outbox
+from ains.webhooks.schemas import EventName
 
 
 @dataclass
@@ -62,10 +64,10 @@ class AlreadyReported(Exception):
 
 
 # The attempt outcome each report writes: a repeat must find the same one.
-_REPORTED_OUTCOME = {lifecycle.COMPLETED: lifecycle.OUTCOME_COMPLETED, lifecycle.FAILED: lifecycle.OUTCOME_FAILED}
+_REPORTED_OUTCOME = {TaskStatus.COMPLETED: lifecycle.OUTCOME_COMPLETED, TaskStatus.FAILED: lifecycle.OUTCOME_FAILED}
 
 
-def judge(row: Any, task_id: str, agent_id: str, to: str, attempt: int | None) -> None:
+def judge(row: Any, task_id: str, agent_id: str, to: TaskStatus, attempt: int | None) -> None:
     """Raise why this report cannot move the task (404, 409), or `AlreadyReported` for a repeat; None if it can.
 
     `row` is a task row with `reported_outcome` (this agent's outcome of the current attempt) and `held_before`.
@@ -85,11 +87,11 @@ def judge(row: Any, task_id: str, agent_id: str, to: str, attempt: int | None) -
         raise
 
 
-def _is_repeat(row: Any, agent_id: str, to: str, attempt: int | None) -> bool:
+def _is_repeat(row: Any, agent_id: str, to: TaskStatus, attempt: int | None) -> bool:
     if row.attempt == 0 or (attempt is not None and attempt != row.attempt):
         return False
-    if to == lifecycle.ACTIVE:
-        return row.status == lifecycle.ACTIVE and row.assigned_agent_id == agent_id
+    if to == TaskStatus.ACTIVE:
+        return row.status == TaskStatus.ACTIVE and row.assigned_agent_id == agent_id
     return row.reported_outcome is not None and row.reported_outcome == _REPORTED_OUTCOME.get(to)
 
 
@@ -107,7 +109,7 @@ class _Move:
 async def report(
     session: AsyncSession,
     principal: Principal,
-    to: str,
+    to: TaskStatus,
     reports: list[Report],
     *,
     now: datetime,
@@ -122,22 +124,22 @@ async def report(
         raise Forbidden("Only the assigned agent may report on a task")
     agent_id = principal.id
     answers: list[Any] = [None] * len(reports)
-    if to == lifecycle.COMPLETED:
+    if to == TaskStatus.COMPLETED:
         for index, item in enumerate(reports):
             if _json_size(item.result_data) > settings.max_input_bytes:
                 answers[index] = PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
-    agent = await trust.lock_agent_row(session, agent_id) if to != lifecycle.ACTIVE else None
+    agent = await trust.lock_agent_row(session, agent_id) if to != TaskStatus.ACTIVE else None
 
     moves: dict[str, _Move] = {}
-    if to == lifecycle.FAILED:
+    if to == TaskStatus.FAILED:
         await _fail(session, agent_id, reports, answers, moves, now=now, settings=settings)
     else:
         await _start_or_complete(session, agent_id, to, reports, answers, moves, now=now)
 
     ordered = sorted(moves.values(), key=lambda move: move.index)
     await _consequences(session, agent_id, agent, to, reports, ordered, now=now)
-    if to != lifecycle.ACTIVE:  # dependents and workflows of the tasks that became final (SPEC 17)
-        final = [move.after for move in ordered if move.after.status in lifecycle.FINAL_STATUSES]
+    if to != TaskStatus.ACTIVE:  # dependents and workflows of the tasks that became final (SPEC 17)
+        final = [move.after for move in ordered if move.after.status in FINAL_STATUSES]
         await lifecycle.finished(session, final, now=now, settings=settings)
     return answers
 
@@ -171,7 +173,7 @@ async def _reported(session: AsyncSession, agent_id: str, task_ids: list[str], *
 
 
 def _answer_refusal(
-    answers: list[Any], index: int, row: Any, task_id: str, agent_id: str, to: str, attempt: Any
+    answers: list[Any], index: int, row: Any, task_id: str, agent_id: str, to: TaskStatus, attempt: Any
 ) -> bool:
     """Judge item `index` against `row`; record the refusal or the repeat. True when the item may move."""
     try:
@@ -188,14 +190,14 @@ def _answer_refusal(
 async def _start_or_complete(
     session: AsyncSession,
     agent_id: str,
-    to: str,
+    to: TaskStatus,
     reports: list[Report],
     answers: list[Any],
     moves: dict[str, _Move],
     *,
     now: datetime,
 ) -> None:
-    statement = (queries.START if to == lifecycle.ACTIVE else queries.COMPLETE)[dialect_name(session)]
+    statement = (queries.START if to == TaskStatus.ACTIVE else queries.COMPLETE)[dialect_name(session)]
     for round_ in _rounds(reports, answers):
         candidates = []
         for index in round_:
@@ -248,7 +250,7 @@ async def _fail(
         if answers[index] is not None:
             continue
         row = current.get(item.task_id)
-        if not _answer_refusal(answers, index, row, item.task_id, agent_id, lifecycle.FAILED, item.attempt):
+        if not _answer_refusal(answers, index, row, item.task_id, agent_id, TaskStatus.FAILED, item.attempt):
             continue
         assert row is not None, "a missing task is answered 404 by _answer_refusal"
         try:
@@ -280,7 +282,7 @@ async def _consequences(
     session: AsyncSession,
     agent_id: str,
     agent: Any,
-    to: str,
+    to: TaskStatus,
     reports: list[Report],
     moves: list[_Move],
     *,
@@ -289,35 +291,35 @@ async def _consequences(
     """The attempt rows, trust, outbox, cache and wake-ups of the moves made, in the order of their items."""
     if not moves:
         return
-    events: list[tuple[str, Any, str | None, str | None]] = []
+    events: list[tuple[EventName, Any, str | None, str | None]] = []
     outcomes: list[trust.Outcome] = []
-    if to == lifecycle.ACTIVE:
+    if to == TaskStatus.ACTIVE:
         started = [{"now": now, "task_id": move.after.task_id, "attempt": move.after.attempt} for move in moves]
         await session.execute(queries.ATTEMPT_STARTED, started)
         for move in moves:
             if move.after.deadline_at is not None:
                 announce_deadline(session, lifecycle.DEADLINE_TIMEOUT, move.after.deadline_at)
-            events.append((outbox.TASK_STARTED, move.after, agent_id, None))
+            events.append((EventName.TASK_STARTED, move.after, agent_id, None))
     else:
         finished = []
         for move in moves:
             task, item = move.after, reports[move.index]
             moves_trust = trust.moves_trust(move.before, agent_id)
-            if to == lifecycle.COMPLETED:
+            if to == TaskStatus.COMPLETED:
                 finished.append(_finished(now, task, lifecycle.OUTCOME_COMPLETED, None))
                 outcomes.append(trust.Outcome(task.task_id, True, moves_trust, started_at=task.started_at))
-                events.append((outbox.TASK_COMPLETED, task, agent_id, None))
+                events.append((EventName.TASK_COMPLETED, task, agent_id, None))
                 continue
             error = item.error_message
             finished.append(_finished(now, task, lifecycle.OUTCOME_FAILED, error))
             outcomes.append(trust.Outcome(task.task_id, False, moves_trust, reason=error))
             reason = "error"  # lifecycle's reason for an attempt that ended `failed`
-            if task.status == lifecycle.PENDING:
+            if task.status == TaskStatus.PENDING:
                 announce_task(session, task.capability_required)
-                events.append((outbox.TASK_RETRYING, task, agent_id, reason))
+                events.append((EventName.TASK_RETRYING, task, agent_id, reason))
                 after_commit(session, RETRIES_SCHEDULED.inc)
             else:
-                events.append((outbox.TASK_FAILED, task, agent_id, reason))
+                events.append((EventName.TASK_FAILED, task, agent_id, reason))
                 after_commit(session, TASKS_FAILED.labels(lifecycle.OUTCOME_FAILED).inc)
         await session.execute(queries.ATTEMPT_FINISHED, finished)
         await trust.record_outcomes(session, agent, outcomes, now)

@@ -37,7 +37,7 @@ from ains.tasks.schemas import (
     StartRequest,
     TaskList,
     TaskOut,
-    TaskStatus,
+    TaskStatusValue,
     TaskSubmit,
 )
 
@@ -119,7 +119,7 @@ async def _report_batch(report_many: Any, items: list[Any], principal: Principal
 async def list_tasks(
     principal: CurrentPrincipal,
     ctx: Ctx,
-    status: TaskStatus | None = None,
+    status: TaskStatusValue | None = None,
     client_id: str | None = None,
     capability: str | None = None,
     priority: Annotated[int | None, Query(ge=1, le=10)] = None,

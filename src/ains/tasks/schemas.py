@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, AliasChoices, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
@@ -10,7 +11,28 @@ from ains.core.middleware import check_item
 from ains.core.schemas import ApiModel, Capability, ClientId, RequestModel, UTCTime, bounded_metadata
 
 RetryPolicy = Literal["exponential", "linear", "fixed"]
-TaskStatus = Literal["WAITING", "PENDING", "ASSIGNED", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED"]
+
+
+# The values are stored in `tasks.status` and sent as they are; the moves between them: `lifecycle.ALLOWED_MOVES`.
+class TaskStatus(StrEnum):
+    """A task's status: WAITING for its dependencies, PENDING in the queue, ASSIGNED or ACTIVE while an agent
+    holds it, then COMPLETED, FAILED or CANCELLED for good."""
+
+    WAITING = "WAITING"
+    PENDING = "PENDING"
+    ASSIGNED = "ASSIGNED"
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+# Ended for good: no move leads out of these (a workflow ends in the same three).
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+# Held by an agent: counted against its concurrency, given back when it is lost or deregisters.
+HELD_STATUSES = (TaskStatus.ASSIGNED, TaskStatus.ACTIVE)
+# A query parameter's type: a Literal of the values rather than the enum, so a wrong value gets the same 422.
+TaskStatusValue: TypeAlias = Literal[tuple(status.value for status in TaskStatus)]  # type: ignore[valid-type]
 Score = Annotated[StrictFloat | StrictInt, Field(ge=0.0, le=1.0)]
 
 

@@ -21,10 +21,17 @@ from ains.core.principal import Principal
 from ains.tasks import lifecycle, reports, retry
 from ains.tasks.models import Task
 from ains.tasks.reads import get_visible, held_tasks
+from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 
 
 async def _report_one(
-    session: AsyncSession, principal: Principal, to: str, item: reports.Report, *, now: datetime, settings: Settings
+    session: AsyncSession,
+    principal: Principal,
+    to: TaskStatus,
+    item: reports.Report,
+    *,
+    now: datetime,
+    settings: Settings,
 ) -> Any:
     (answer,) = await reports.report(session, principal, to, [item], now=now, settings=settings)
     if isinstance(answer, AinsError):
@@ -44,7 +51,7 @@ async def start(
 ) -> Any:
     """`/start`: the task as a row (see `ains.tasks.reports`)."""
     item = reports.Report(task_id, attempt)
-    return await _report_one(session, principal, lifecycle.ACTIVE, item, now=now, settings=settings)
+    return await _report_one(session, principal, TaskStatus.ACTIVE, item, now=now, settings=settings)
 
 
 async def complete(
@@ -59,7 +66,7 @@ async def complete(
     signals: Any = None,
 ) -> Any:
     item = reports.Report(task_id, attempt, result_data=result_data)
-    return await _report_one(session, principal, lifecycle.COMPLETED, item, now=now, settings=settings)
+    return await _report_one(session, principal, TaskStatus.COMPLETED, item, now=now, settings=settings)
 
 
 async def fail(
@@ -78,7 +85,7 @@ async def fail(
     item = reports.Report(
         task_id, attempt, error_message=error_message, retryable=retryable, retry_after_seconds=retry_after_seconds
     )
-    return await _report_one(session, principal, lifecycle.FAILED, item, now=now, settings=settings)
+    return await _report_one(session, principal, TaskStatus.FAILED, item, now=now, settings=settings)
 
 
 def _batch_results(answers: list[Any], items: list[Any]) -> list[dict[str, Any]]:
@@ -103,7 +110,7 @@ async def complete_many(
 ) -> list[dict[str, Any]]:
     """`POST /ains/tasks/complete-batch`: items with task_id, attempt and result_data."""
     batch = [reports.Report(item.task_id, item.attempt, result_data=item.result_data) for item in items]
-    answers = await reports.report(session, principal, lifecycle.COMPLETED, batch, now=now, settings=settings)
+    answers = await reports.report(session, principal, TaskStatus.COMPLETED, batch, now=now, settings=settings)
     return _batch_results(answers, items)
 
 
@@ -127,7 +134,7 @@ async def fail_many(
         )
         for item in items
     ]
-    answers = await reports.report(session, principal, lifecycle.FAILED, batch, now=now, settings=settings)
+    answers = await reports.report(session, principal, TaskStatus.FAILED, batch, now=now, settings=settings)
     return _batch_results(answers, items)
 
 
@@ -158,7 +165,7 @@ async def fail_attempt(
         await lifecycle.move(
             session,
             task,
-            lifecycle.PENDING,
+            TaskStatus.PENDING,
             now=now,
             settings=settings,
             signals=signals,
@@ -170,7 +177,7 @@ async def fail_attempt(
         after_commit(session, RETRIES_SCHEDULED.inc)
     else:
         await lifecycle.move(
-            session, task, lifecycle.FAILED, now=now, settings=settings, outcome=outcome, error=error_message
+            session, task, TaskStatus.FAILED, now=now, settings=settings, outcome=outcome, error=error_message
         )
         after_commit(session, TASKS_FAILED.labels(outcome).inc)
 
@@ -184,7 +191,7 @@ async def release_agent_tasks(
         await lifecycle.move(
             session,
             task,
-            lifecycle.PENDING,
+            TaskStatus.PENDING,
             now=now,
             settings=settings,
             signals=signals,
@@ -214,7 +221,7 @@ async def cancel(
     await lifecycle.move(
         session,
         task,
-        lifecycle.CANCELLED,
+        TaskStatus.CANCELLED,
         now=now,
         settings=settings,
         signals=signals,
@@ -237,7 +244,7 @@ async def set_priority(
 ) -> Task:
     task = await get_visible(session, principal, task_id, for_update=True)
     require_owner(principal, task, "re-prioritise")
-    if task.status in lifecycle.FINAL_STATUSES:
+    if task.status in FINAL_STATUSES:
         raise Conflict(f"Task {task_id} is {task.status}; its priority can no longer change")
     previous = task.priority
     task.priority = priority
@@ -255,7 +262,7 @@ async def take_cancelled_for_agent(session: AsyncSession, agent_id: str, now: da
             select(Task)
             .where(
                 Task.assigned_agent_id == agent_id,
-                Task.status == lifecycle.CANCELLED,
+                Task.status == TaskStatus.CANCELLED,
                 Task.cancel_acknowledged_at.is_(None),
             )
             .order_by(Task.cancelled_at)

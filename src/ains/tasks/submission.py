@@ -26,9 +26,10 @@ from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.tasks import dependencies, lifecycle, queries
 from ains.tasks.models import Task
-from ains.tasks.schemas import TaskSubmit
+from ains.tasks.schemas import TaskStatus, TaskSubmit
 from ains.trust import service as trust
 from ains.webhooks import outbox
+from ains.webhooks.schemas import EventName
 
 
 def json_size(value: Any) -> int:
@@ -89,12 +90,12 @@ async def _wait_for_dependencies(session: AsyncSession, task: Task, depends_on: 
     found = await dependencies.check_dependencies(session, task.client_id, depends_on)
     task.depends_on = found.task_ids
     if found.ended is not None:
-        task.status = lifecycle.CANCELLED
+        task.status = TaskStatus.CANCELLED
         task.cancelled_at = now
         task.cancelled_by = dependencies.CASCADE_BY
         task.cancellation_reason = dependencies.dependency_reason(*found.ended)
     elif found.pending:
-        task.status = lifecycle.WAITING
+        task.status = TaskStatus.WAITING
         task.pending_dependencies = found.pending
 
 
@@ -124,7 +125,7 @@ def _new_task(client_id: str, body: TaskSubmit, now: datetime, settings: Setting
         idempotency_key=body.idempotency_key,
         task_metadata=body.metadata,
         min_trust_score=body.min_trust_score,
-        status=lifecycle.PENDING,
+        status=TaskStatus.PENDING,
         attempt=0,
         retry_count=0,
         created_at=now,
@@ -172,11 +173,11 @@ async def _after_submit_many(session: AsyncSession, principal: Principal, tasks:
     for task in tasks:
         if principal.is_admin:
             audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
-        if task.status == lifecycle.PENDING:
+        if task.status == TaskStatus.PENDING:
             announce_task(session, task.capability_required)
-    events = [(outbox.TASK_CREATED, task, None, None) for task in tasks]
+    events = [(EventName.TASK_CREATED, task, None, None) for task in tasks]
     # A task whose dependency had already failed or been cancelled is cancelled at once (SPEC 17).
-    events += [(outbox.TASK_CANCELLED, task, None, None) for task in tasks if task.status == lifecycle.CANCELLED]
+    events += [(EventName.TASK_CANCELLED, task, None, None) for task in tasks if task.status == TaskStatus.CANCELLED]
     await outbox.emit_many(session, events, now=now)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Float, Integer, bindparam, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
+from ains.agents.schemas import AgentStatus
 from ains.audit import service as audit
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import new_id
@@ -144,7 +145,7 @@ async def adjust(
     session: AsyncSession, principal: Principal, agent_id: str, delta: float, reason: str, *, now: datetime
 ) -> tuple[Agent, TrustRecord]:
     agent = await lock_agent(session, agent_id)
-    if agent.status == "DEREGISTERED":
+    if agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     record = apply_change(session, agent, delta, MANUAL_ADJUSTMENT, now=now, reason=reason)
     audit.record(
@@ -184,7 +185,7 @@ async def leaderboard(session: AsyncSession, *, limit: int, min_tasks: int) -> l
     finished = Agent.total_tasks_completed + Agent.total_tasks_failed
     query = (
         select(Agent)
-        .where(Agent.status != "DEREGISTERED", finished >= min_tasks)
+        .where(Agent.status != AgentStatus.DEREGISTERED, finished >= min_tasks)
         .order_by(Agent.trust_score.desc(), Agent.total_tasks_completed.desc(), Agent.agent_id)
         .limit(limit)
     )
@@ -356,6 +357,6 @@ class _Fields(dict):
 async def registered_agent(session: AsyncSession, agent_id: str) -> Agent:
     """The agent whose trust is asked about; a deregistered or unknown one is 404."""
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id))
-    if agent is None or agent.status == "DEREGISTERED":
+    if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     return agent

@@ -48,6 +48,7 @@ from ains.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_EVENT_TO_DELIVERY
 from ains.webhooks import pinning
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import DEADLINE_DELIVERY
+from ains.webhooks.schemas import DeliveryStatus
 from ains.webhooks.signing import signature_headers
 from ains.webhooks.url_guard import ForbiddenTarget, Resolver
 
@@ -181,7 +182,7 @@ class WebhookDispatcher:
                 .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
                 .where(
                     Webhook.active.is_(True),
-                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
                     WebhookDelivery.next_attempt_at <= now,
                 )
                 .distinct()
@@ -221,7 +222,7 @@ class WebhookDispatcher:
         earlier_of_its_task_pending = exists().where(
             earlier.webhook_id == WebhookDelivery.webhook_id,
             earlier.task_id == WebhookDelivery.task_id,
-            earlier.status == "pending",
+            earlier.status == DeliveryStatus.PENDING,
             earlier.id < WebhookDelivery.id,
         )
         targets = list(targets)
@@ -242,7 +243,7 @@ class WebhookDispatcher:
                 .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
                 .where(
                     WebhookDelivery.webhook_id == target.webhook_id,
-                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
                     WebhookDelivery.next_attempt_at <= now,
                     ~earlier_of_its_task_pending,
                 )
@@ -274,7 +275,11 @@ class WebhookDispatcher:
             value = await session.scalar(
                 select(func.min(WebhookDelivery.next_attempt_at))
                 .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at > now, Webhook.active)
+                .where(
+                    WebhookDelivery.status == DeliveryStatus.PENDING,
+                    WebhookDelivery.next_attempt_at > now,
+                    Webhook.active,
+                )
             )
         return value
 
@@ -371,7 +376,9 @@ class WebhookDispatcher:
 
             def still_ours(outcome: Outcome) -> bool:
                 row = rows.get(outcome.leased.id)  # gone with its webhook, or our lease ran out and another took over
-                return row is not None and row.status == "pending" and row.attempts == outcome.leased.attempt
+                return (
+                    row is not None and row.status == DeliveryStatus.PENDING and row.attempts == outcome.leased.attempt
+                )
 
             current = [o for o in batch if still_ours(o)]
             if not current:
@@ -402,13 +409,13 @@ class WebhookDispatcher:
                     "last_error": outcome.error,
                     "updated_at": now,
                     "leased_until": None,
-                    "status": "failed",
+                    "status": DeliveryStatus.FAILED,
                     "finished_at": now,
                     "next_attempt_at": now,
                 }
                 hook.updated_at = now
                 if outcome.error is None:
-                    change["status"] = "succeeded"
+                    change["status"] = DeliveryStatus.SUCCEEDED
                     hook.consecutive_failures = 0
                     hook.last_success_at = now
                     result = "succeeded"
@@ -424,7 +431,7 @@ class WebhookDispatcher:
                         delay = retry_delay(leased.attempt, settings)
                         if outcome.retry_after is not None:  # the receiver's wish, within the cap
                             delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
-                        change |= {"status": "pending", "finished_at": None}
+                        change |= {"status": DeliveryStatus.PENDING, "finished_at": None}
                         change["next_attempt_at"] = at = now + timedelta(seconds=delay)
                         entry["retry_at"] = utc_text(at)  # the history shows the schedule
                         retry_at = at if retry_at is None else min(retry_at, at)

@@ -22,30 +22,7 @@ from ains.core.database import dialect_name, table_of
 from ains.core.signals import announce_deadline
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
 from ains.webhooks.models import TaskEvent, WebhookDelivery
-
-TASK_CREATED = "task.created"
-TASK_ASSIGNED = "task.assigned"
-TASK_STARTED = "task.started"
-TASK_COMPLETED = "task.completed"
-TASK_FAILED = "task.failed"
-TASK_RETRYING = "task.retrying"
-TASK_CANCELLED = "task.cancelled"
-# Workflow events (SPEC 17) go to the workflow client's webhooks (ains.workflows.events).
-WORKFLOW_COMPLETED = "workflow.completed"
-WORKFLOW_FAILED = "workflow.failed"
-WORKFLOW_CANCELLED = "workflow.cancelled"
-EVENTS = (
-    TASK_CREATED,
-    TASK_ASSIGNED,
-    TASK_STARTED,
-    TASK_COMPLETED,
-    TASK_FAILED,
-    TASK_RETRYING,
-    TASK_CANCELLED,
-    WORKFLOW_COMPLETED,
-    WORKFLOW_FAILED,
-    WORKFLOW_CANCELLED,
-)
+from ains.webhooks.schemas import DeliveryStatus, EventName
 
 # The dispatcher's deadline kind: a new delivery is due at once.
 DEADLINE_DELIVERY = "webhook_delivery"
@@ -55,9 +32,9 @@ def iso(value: datetime | None) -> str | None:
     return utc_text(value) if value else None
 
 
-def event_data(event: str, task: Any, reason: str | None = None) -> dict[str, Any]:
+def event_data(event: EventName, task: Any, reason: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"status": task.status}
-    if event == TASK_CREATED:
+    if event == EventName.TASK_CREATED:
         data |= {
             "client_id": task.client_id,
             "task_type": task.task_type,
@@ -65,15 +42,15 @@ def event_data(event: str, task: Any, reason: str | None = None) -> dict[str, An
             "priority": task.priority,
             "created_at": iso(task.created_at),
         }
-    elif event == TASK_ASSIGNED:
+    elif event == EventName.TASK_ASSIGNED:
         data |= {"attempt": task.attempt, "assigned_at": iso(task.assigned_at)}
-    elif event == TASK_STARTED:
+    elif event == EventName.TASK_STARTED:
         data |= {"attempt": task.attempt, "started_at": iso(task.started_at)}
-    elif event == TASK_COMPLETED:
+    elif event == EventName.TASK_COMPLETED:
         data |= {"attempt": task.attempt, "result_data": task.result_data, "completed_at": iso(task.completed_at)}
-    elif event == TASK_FAILED:
+    elif event == EventName.TASK_FAILED:
         data |= {"attempt": task.attempt, "error_message": task.error_message, "reason": reason}
-    elif event == TASK_RETRYING:
+    elif event == EventName.TASK_RETRYING:
         data |= {
             "attempt": task.attempt,
             "retry_count": task.retry_count,
@@ -81,7 +58,7 @@ def event_data(event: str, task: Any, reason: str | None = None) -> dict[str, An
             "last_error": task.last_error,
             "reason": reason,
         }
-    elif event == TASK_CANCELLED:
+    elif event == EventName.TASK_CANCELLED:
         data |= {
             "cancelled_at": iso(task.cancelled_at),
             "cancelled_by": task.cancelled_by,
@@ -121,10 +98,10 @@ _SUBSCRIBER_QUERIES = {
 }
 
 
-async def _subscribers(session: AsyncSession, event: str, task: Any, agent_id: str | None) -> list[str]:
+async def _subscribers(session: AsyncSession, event: EventName, task: Any, agent_id: str | None) -> list[str]:
     """Ids of the active webhooks that hear this event of this task."""
     # Asked once per audience and transaction: a batch of tasks for one client and capability costs one query.
-    created = event == TASK_CREATED
+    created = event == EventName.TASK_CREATED
     who_may_claim = (task.capability_required, task.min_trust_score, task.priority) if created else None
     audience = (task.client_id, agent_id, who_may_claim)
     memo = session.info.setdefault("webhook_subscribers", {})
@@ -155,7 +132,7 @@ def _as_list(events: Any) -> list[str]:
 
 async def emit(
     session: AsyncSession,
-    event: str,
+    event: EventName,
     task: Any,
     *,
     now: datetime,
@@ -179,7 +156,7 @@ def delivery_row(webhook_id: str, event_id: str, order_key: str, now: datetime) 
         "webhook_id": webhook_id,
         "event_id": event_id,
         "task_id": order_key,
-        "status": "pending",
+        "status": DeliveryStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "leased_until": None,
@@ -193,7 +170,7 @@ def delivery_row(webhook_id: str, event_id: str, order_key: str, now: datetime) 
 
 
 async def emit_many(
-    session: AsyncSession, events: Sequence[tuple[str, Any, str | None, str | None]], *, now: datetime
+    session: AsyncSession, events: Sequence[tuple[EventName, Any, str | None, str | None]], *, now: datetime
 ) -> None:
     """Store the events (event, task, agent_id, reason), in order, with one delivery per webhook that hears each.
 

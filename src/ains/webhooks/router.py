@@ -15,6 +15,7 @@ from ains.webhooks.models import TaskEvent, WebhookDelivery
 from ains.webhooks.schemas import (
     DeliveryOut,
     DeliveryPage,
+    DeliveryStatus,
     RecoverOut,
     RecoverRequest,
     WebhookCreate,
@@ -139,7 +140,7 @@ def _delivery_out(d: WebhookDelivery, e: TaskEvent) -> DeliveryOut:
         attempts=d.attempts,
         response_code=d.response_code,
         last_error=d.last_error,
-        next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+        next_attempt_at=d.next_attempt_at if d.status == DeliveryStatus.PENDING else None,
         created_at=d.created_at,
         updated_at=d.updated_at,
         finished_at=d.finished_at,

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field, StrictBool, StringConstraints
 
 from ains.core.schemas import ApiModel, RequestModel, UTCTime
-from ains.webhooks.outbox import EVENTS
 
-EventName = Literal[EVENTS]  # type: ignore[valid-type]
+
+class EventName(StrEnum):
+    """What a webhook can hear: a task's events (`ains.webhooks.outbox`) and a workflow's (`ains.workflows.events`)."""
+
+    TASK_CREATED = "task.created"
+    TASK_ASSIGNED = "task.assigned"
+    TASK_STARTED = "task.started"
+    TASK_COMPLETED = "task.completed"
+    TASK_FAILED = "task.failed"
+    TASK_RETRYING = "task.retrying"
+    TASK_CANCELLED = "task.cancelled"
+    WORKFLOW_COMPLETED = "workflow.completed"
+    WORKFLOW_FAILED = "workflow.failed"
+    WORKFLOW_CANCELLED = "workflow.cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """A delivery's status: pending while it is tried, succeeded once the receiver answered 2xx, failed when the
+    attempts ran out or the receiver answered 410 Gone."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# A request field's type: a Literal of the values rather than the enum, so a wrong event gets the same 422.
+EventNameValue: TypeAlias = Literal[tuple(event.value for event in EventName)]  # type: ignore[valid-type]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 Secret = Annotated[str, StringConstraints(min_length=16, max_length=200)]
-EventList = Annotated[list[EventName], Field(min_length=1, max_length=len(EVENTS))]
+EventList = Annotated[list[EventNameValue], Field(min_length=1, max_length=len(EventName))]
 
 
 class WebhookCreate(RequestModel):
@@ -58,7 +84,7 @@ class DeliveryOut(ApiModel):
     event_id: str
     event: str
     task_id: str
-    status: Literal["pending", "succeeded", "failed"]
+    status: DeliveryStatus
     attempts: int
     response_code: int | None
     last_error: str | None

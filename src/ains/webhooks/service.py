@@ -10,6 +10,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
+from ains.agents.schemas import AgentStatus
 from ains.audit import service as audit
 from ains.core.clock import new_id, utc_text
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -17,7 +18,7 @@ from ains.core.principal import Principal
 from ains.core.signals import announce_deadline
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import DEADLINE_DELIVERY
-from ains.webhooks.schemas import WebhookCreate, WebhookPatch
+from ains.webhooks.schemas import DeliveryStatus, WebhookCreate, WebhookPatch
 from ains.webhooks.signing import generate_secret
 from ains.webhooks.url_guard import ForbiddenTarget, check_target
 
@@ -50,7 +51,7 @@ async def create(
     require_owner_path(principal, owner_kind, owner_id)
     if owner_kind == "agent":
         agent = await session.get(Agent, owner_id)
-        if agent is None or agent.status == "DEREGISTERED":
+        if agent is None or agent.status == AgentStatus.DEREGISTERED:
             raise NotFound(f"Agent {owner_id} not found")
     await _check_url(body.url, allow_private)
     secret = body.secret or generate_secret()
@@ -157,7 +158,7 @@ async def deliveries(
 # earlier series stay visible; the event (its id and body bytes) is the same.
 def _requeued(now: datetime) -> dict:
     return {
-        "status": "pending",
+        "status": DeliveryStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "leased_until": None,
@@ -185,7 +186,7 @@ async def redeliver(
     )
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} not found")
-    if delivery.status == "pending":
+    if delivery.status == DeliveryStatus.PENDING:
         raise Conflict(f"Delivery {delivery_id} is pending: it is already being sent")
     _require_active(hook)
     previous = delivery.status
@@ -210,7 +211,7 @@ async def recover(
         sql_update(WebhookDelivery)
         .where(
             WebhookDelivery.webhook_id == webhook_id,
-            WebhookDelivery.status == "failed",
+            WebhookDelivery.status == DeliveryStatus.FAILED,
             WebhookDelivery.finished_at >= since,
         )
         .values(**_requeued(now))

@@ -12,16 +12,6 @@ from typing import Annotated, Any
 import typer
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-STATUS_STYLE = {
-    "WAITING": "dim",
-    "PENDING": "yellow",
-    "ASSIGNED": "cyan",
-    "ACTIVE": "blue",
-    "RUNNING": "blue",
-    "COMPLETED": "green",
-    "FAILED": "red",
-    "CANCELLED": "magenta",
-}
 
 Url = Annotated[str | None, typer.Option("--url", envvar="AINS_URL", help="The AINS server [default: local]")]
 ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="AINS_API_KEY", help="Your API key")]
@@ -92,6 +82,23 @@ def _load(path: Path) -> Any:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def _status_style() -> dict[str, str]:
+    """Rich styles by task and workflow status (imported here, so `ains --help` stays quick)."""
+    from ains.tasks.schemas import TaskStatus
+    from ains.workflows.schemas import WorkflowStatus
+
+    return {
+        TaskStatus.WAITING: "dim",
+        TaskStatus.PENDING: "yellow",
+        TaskStatus.ASSIGNED: "cyan",
+        TaskStatus.ACTIVE: "blue",
+        WorkflowStatus.RUNNING: "blue",
+        TaskStatus.COMPLETED: "green",
+        TaskStatus.FAILED: "red",
+        TaskStatus.CANCELLED: "magenta",
+    }
+
+
 def _console():
     from rich.console import Console
 
@@ -108,13 +115,14 @@ def tree(workflow: Any):
     for step in workflow.steps:
         for dependency in step.depends_on:
             children[dependency].append(step.key)
-    style = STATUS_STYLE.get(workflow.status, "")
+    status_style = _status_style()
+    style = status_style.get(workflow.status, "")
     root = Tree(f"[bold]{workflow.name}[/bold] {workflow.workflow_id} [{style}]{workflow.status}[/{style}]")
     drawn: set[str] = set()
 
     def add(parent: Any, key: str) -> None:
         step = steps[key]
-        style = STATUS_STYLE.get(step.status, "")
+        style = status_style.get(step.status, "")
         label = f"{key} [{style}]{step.status}[/{style}] [dim]{step.task_id}[/dim]"
         if key in drawn:
             parent.add(f"{label} [dim](above)[/dim]")

@@ -17,15 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.database import table_of
 from ains.tasks.dependencies import Ended
+from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from ains.workflows import events
-from ains.workflows.models import CANCELLED, COMPLETED, FAILED, RUNNING, Workflow
+from ains.workflows.models import Workflow
+from ains.workflows.schemas import WorkflowStatus
 
 WORKFLOWS = table_of(Workflow)
 
 
 async def count_steps(session: AsyncSession, ended: list[Ended], now: datetime) -> None:
     """Add the steps that became final to their workflows' counts; finish a workflow whose steps all are."""
-    tallies: dict[str, dict[str, int]] = defaultdict(lambda: {"COMPLETED": 0, "FAILED": 0, "CANCELLED": 0})
+    tallies: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FINAL_STATUSES, 0))
     for task in ended:
         if task.workflow_id is not None:
             tallies[task.workflow_id][task.status] += 1
@@ -36,9 +38,9 @@ async def count_steps(session: AsyncSession, ended: list[Ended], now: datetime) 
                 update(WORKFLOWS)
                 .where(WORKFLOWS.c.workflow_id == workflow_id)
                 .values(
-                    completed_steps=WORKFLOWS.c.completed_steps + tally["COMPLETED"],
-                    failed_steps=WORKFLOWS.c.failed_steps + tally["FAILED"],
-                    cancelled_steps=WORKFLOWS.c.cancelled_steps + tally["CANCELLED"],
+                    completed_steps=WORKFLOWS.c.completed_steps + tally[TaskStatus.COMPLETED],
+                    failed_steps=WORKFLOWS.c.failed_steps + tally[TaskStatus.FAILED],
+                    cancelled_steps=WORKFLOWS.c.cancelled_steps + tally[TaskStatus.CANCELLED],
                     updated_at=now,
                 )
                 .returning(*WORKFLOWS.c)
@@ -48,12 +50,18 @@ async def count_steps(session: AsyncSession, ended: list[Ended], now: datetime) 
         if row is None:
             continue
         done = row.completed_steps + row.failed_steps + row.cancelled_steps
-        if row.status != RUNNING or done < row.total_steps:
+        if row.status != WorkflowStatus.RUNNING or done < row.total_steps:
             continue
-        final = FAILED if row.failed_steps else CANCELLED if row.cancelled_steps else COMPLETED
+        final = (
+            WorkflowStatus.FAILED
+            if row.failed_steps
+            else WorkflowStatus.CANCELLED
+            if row.cancelled_steps
+            else WorkflowStatus.COMPLETED
+        )
         await session.execute(
             update(WORKFLOWS)
-            .where(WORKFLOWS.c.workflow_id == workflow_id, WORKFLOWS.c.status == RUNNING)
+            .where(WORKFLOWS.c.workflow_id == workflow_id, WORKFLOWS.c.status == WorkflowStatus.RUNNING)
             .values(status=final, completed_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )

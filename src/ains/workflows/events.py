@@ -19,12 +19,14 @@ from ains.core.database import table_of
 from ains.core.signals import announce_deadline
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import delivery_row
+from ains.webhooks.schemas import EventName
+from ains.workflows.schemas import WorkflowStatus
 
-WORKFLOW_COMPLETED = "workflow.completed"
-WORKFLOW_FAILED = "workflow.failed"
-WORKFLOW_CANCELLED = "workflow.cancelled"
-WORKFLOW_EVENTS = (WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED)
-_BY_STATUS = {"COMPLETED": WORKFLOW_COMPLETED, "FAILED": WORKFLOW_FAILED, "CANCELLED": WORKFLOW_CANCELLED}
+_BY_STATUS = {
+    WorkflowStatus.COMPLETED: EventName.WORKFLOW_COMPLETED,
+    WorkflowStatus.FAILED: EventName.WORKFLOW_FAILED,
+    WorkflowStatus.CANCELLED: EventName.WORKFLOW_CANCELLED,
+}
 DEADLINE_DELIVERY = "webhook_delivery"  # the dispatcher's deadline kind (ains.webhooks.outbox)
 
 
@@ -34,7 +36,7 @@ def _iso(value: datetime | None) -> str | None:
     return iso(value)
 
 
-async def emit_workflow_event(session: AsyncSession, workflow: Any, status: str, *, now: datetime) -> None:
+async def emit_workflow_event(session: AsyncSession, workflow: Any, status: WorkflowStatus, *, now: datetime) -> None:
     event = _BY_STATUS[status]
     hooks = await session.execute(
         select(Webhook.webhook_id, Webhook.events).where(

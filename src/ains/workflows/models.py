@@ -16,12 +16,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ains.core.database import Base, JSONType, UTCDateTime
 
-RUNNING = "RUNNING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-WORKFLOW_STATUSES = (RUNNING, COMPLETED, FAILED, CANCELLED)
-
 
 class TaskDependency(Base):
     __tablename__ = "task_dependencies"

@@ -11,7 +11,7 @@ from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.workflows import service
 from ains.workflows.cancellation import cancel_workflow as cancel_workflow_in_rounds
-from ains.workflows.schemas import WorkflowCancel, WorkflowList, WorkflowOut, WorkflowStatus, WorkflowSubmit
+from ains.workflows.schemas import WorkflowCancel, WorkflowList, WorkflowOut, WorkflowStatusValue, WorkflowSubmit
 
 router = APIRouter(tags=["workflows"])
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -35,7 +35,7 @@ async def submit_workflow(body: WorkflowSubmit, principal: CurrentPrincipal, ctx
 async def list_workflows(
     principal: CurrentPrincipal,
     ctx: Ctx,
-    status: WorkflowStatus | None = None,
+    status: WorkflowStatusValue | None = None,
     client_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,

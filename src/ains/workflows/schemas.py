@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, Field, StrictInt, StringConstraints, model_validator
 
@@ -11,8 +12,21 @@ from ains.tasks.schemas import TaskSubmit
 
 STEP_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 StepKey = Annotated[str, StringConstraints(pattern=STEP_KEY_PATTERN)]
-WorkflowStatus = Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 MAX_DELAY_SECONDS = 31_536_000
+
+
+class WorkflowStatus(StrEnum):
+    """A workflow's status: RUNNING until every step is final, then FAILED if a step failed, else CANCELLED if one
+    was cancelled, else COMPLETED."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+# A query parameter's type: a Literal of the values rather than the enum, so a wrong value gets the same 422.
+WorkflowStatusValue: TypeAlias = Literal[tuple(status.value for status in WorkflowStatus)]  # type: ignore[valid-type]
 
 
 class WorkflowStep(TaskSubmit):

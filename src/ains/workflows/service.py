@@ -24,12 +24,14 @@ from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
 from ains.core.signals import announce_task
 from ains.tasks import dependencies as deps
+from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from ains.tasks.submission import resolve_client_id
 from ains.trust import service as trust
+from ains.webhooks.schemas import EventName
 from ains.workflows.dependencies import count_steps
 from ains.workflows.graph import GraphError, check_graph
-from ains.workflows.models import RUNNING, Workflow
-from ains.workflows.schemas import WorkflowSubmit
+from ains.workflows.models import Workflow
+from ains.workflows.schemas import WorkflowStatus, WorkflowSubmit
 
 TASKS = deps.TASKS
 # Every transaction that makes tasks final counts their workflows' steps (and finishes a workflow) too.
@@ -95,7 +97,7 @@ async def submit(
                 metadata=step.metadata,
                 min_trust_score=step.min_trust_score,
                 submitter_trusted=trusted,
-                status=deps.WAITING if waits_for else deps.PENDING,
+                status=TaskStatus.WAITING if waits_for else TaskStatus.PENDING,
                 attempt=0,
                 retry_count=0,
                 created_at=now,
@@ -112,7 +114,7 @@ async def submit(
         workflow_id=workflow_id,
         client_id=client_id,
         name=body.name,
-        status=RUNNING,
+        status=WorkflowStatus.RUNNING,
         workflow_metadata=body.metadata,
         total_steps=len(body.steps),
         completed_steps=0,
@@ -130,9 +132,9 @@ async def submit(
         [(task_ids[step.key], task_ids[key]) for step in body.steps for key in dict.fromkeys(step.depends_on)],
     )
     created = [_as_task(row) for row in rows]
-    await outbox.emit_many(session, [(outbox.TASK_CREATED, task, None, None) for task in created], now=now)
+    await outbox.emit_many(session, [(EventName.TASK_CREATED, task, None, None) for task in created], now=now)
     for task in created:
-        if task.status == deps.PENDING:
+        if task.status == TaskStatus.PENDING:
             announce_task(session, task.capability_required)
     if principal.is_admin:
         audit.record(session, principal, "workflow.submit", "workflow", workflow_id, {"client_id": client_id})
@@ -212,7 +214,9 @@ async def _steps(session: AsyncSession, workflow_id: str, *, lock: bool = False)
     )
     if lock:
         query = (
-            query.where(TASKS.c.status.not_in(deps.FINAL)).order_by(TASKS.c.task_id).with_for_update(skip_locked=True)
+            query.where(TASKS.c.status.not_in(FINAL_STATUSES))
+            .order_by(TASKS.c.task_id)
+            .with_for_update(skip_locked=True)
         )
     return list(await session.execute(query))
 
@@ -269,15 +273,15 @@ async def cancel(
     if workflow is None or not _may_see(principal, workflow):
         raise NotFound(f"Workflow {workflow_id} not found")
     steps = await _steps(session, workflow_id, lock=True)  # task_id order, as every path locks tasks
-    open_steps = [step for step in await _steps(session, workflow_id) if step.status not in deps.FINAL]
+    open_steps = [step for step in await _steps(session, workflow_id) if step.status not in FINAL_STATUSES]
     busy = len(open_steps) > len(steps)
-    waiting = [step.task_id for step in steps if step.status == deps.WAITING]
+    waiting = [step.task_id for step in steps if step.status == TaskStatus.WAITING]
     if waiting:
         await session.execute(
             update(TASKS)
-            .where(TASKS.c.task_id.in_(waiting), TASKS.c.status == deps.WAITING)
+            .where(TASKS.c.task_id.in_(waiting), TASKS.c.status == TaskStatus.WAITING)
             .values(
-                status="CANCELLED",
+                status=TaskStatus.CANCELLED,
                 cancelled_at=now,
                 cancelled_by=principal.id,
                 cancellation_reason=reason,
@@ -288,19 +292,19 @@ async def cancel(
         deps._note_changed(session, waiting)
         rows = list(await session.execute(select(TASKS).where(TASKS.c.task_id.in_(waiting)).order_by(TASKS.c.task_id)))
         await outbox.emit_many(
-            session, [(outbox.TASK_CANCELLED, deps._as_task(row), None, None) for row in rows], now=now
+            session, [(EventName.TASK_CANCELLED, deps._as_task(row), None, None) for row in rows], now=now
         )
         await deps.after_finished(session, rows, now=now, settings=settings)
-    live = [step.task_id for step in steps if step.status not in deps.FINAL and step.status != deps.WAITING]
+    live = [step.task_id for step in steps if step.status not in FINAL_STATUSES and step.status != TaskStatus.WAITING]
     if live:
         tasks = list(await session.scalars(select(Task).where(Task.task_id.in_(live)).order_by(Task.task_id)))
         for task in tasks:
-            if task.status in lifecycle.FINAL_STATUSES:
+            if task.status in FINAL_STATUSES:
                 continue
             await lifecycle.move(
                 session,
                 task,
-                lifecycle.CANCELLED,
+                TaskStatus.CANCELLED,
                 now=now,
                 settings=settings,
                 signals=signals,
