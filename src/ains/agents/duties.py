@@ -57,15 +57,13 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
             agent.updated_at = now
             for task in await held_tasks(session, agent.agent_id):
                 if task.status == TaskStatus.ASSIGNED:
-                    await lifecycle.move(
+                    await lifecycle.requeue(
                         session,
                         task,
-                        TaskStatus.PENDING,
-                        now=now,
-                        settings=settings,
-                        signals=ctx.signals,
                         outcome=lifecycle.OUTCOME_AGENT_LOST,
                         error=AGENT_LOST,
+                        now=now,
+                        settings=settings,
                     )
                 else:
                     await fail_attempt(

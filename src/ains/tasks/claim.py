@@ -89,11 +89,9 @@ async def claim_once(
     candidates = select(Task).where(*conditions).order_by(Task.queue_position, Task.task_id).limit(wanted)
     result.tasks = list(await session.scalars(candidates))
     for task in result.tasks:
-        await lifecycle.move(
-            session, task, TaskStatus.ASSIGNED, now=now, settings=settings, signals=signals, agent_id=agent_id
-        )
+        await lifecycle.assign(session, task, agent_id, now=now, settings=settings)
         if start:
-            await lifecycle.move(session, task, TaskStatus.ACTIVE, now=now, settings=settings, signals=signals)
+            await lifecycle.start(session, task, now=now)
     return result
 
 

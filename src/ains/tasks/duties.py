@@ -63,15 +63,13 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
             )
         )
         for task in due:
-            await lifecycle.move(
+            await lifecycle.fail(
                 session,
                 task,
-                TaskStatus.FAILED,
-                now=now,
-                settings=ctx.settings,
-                signals=ctx.signals,
                 outcome=lifecycle.OUTCOME_TIMEOUT,
                 error=f"Task timed out after {task.timeout_seconds} seconds",
+                now=now,
+                settings=ctx.settings,
             )
         ids = [task.task_id for task in due]
         after_commit(session, lambda: _report(ids, "task timed out", TASK_TIMEOUTS))
@@ -95,14 +93,8 @@ async def requeue_expired_leases(ctx: AppContext) -> PassResult:
             )
         )
         for task in due:
-            await lifecycle.move(
-                session,
-                task,
-                TaskStatus.PENDING,
-                now=now,
-                settings=ctx.settings,
-                signals=ctx.signals,
-                outcome=lifecycle.OUTCOME_LEASE_EXPIRED,
+            await lifecycle.requeue(
+                session, task, outcome=lifecycle.OUTCOME_LEASE_EXPIRED, now=now, settings=ctx.settings
             )
         ids = [task.task_id for task in due]
         after_commit(session, lambda: _report(ids, "task lease expired", LEASES_EXPIRED))

@@ -2,12 +2,13 @@
 
 Every path that changes a task's status (claims, start, complete, fail,
 leases, lost agents, deregistration, cancellation) is checked against
-`ALLOWED_MOVES`. The object paths go through `move`, which also keeps the
-attempt history and the stored queue fields and deadlines in step with the
-status. The hot paths write the same columns with one guarded statement each
+`ALLOWED_MOVES`. The object paths go through the named transitions here
+(`assign`, `start`, `fail`, `requeue`, `cancel`), which also keep the attempt
+history and the stored queue fields and deadlines in step with the status. The hot
+paths write the same columns with one guarded statement each
 (`ains.tasks.queries`): their WHERE lists `allowed_from(to)`, and what they set is
-written down here beside `move` (`claim_columns`, `failure_columns`) or in the
-statement itself (start, complete), to be kept in step with `move`.
+written down here beside the transitions (`claim_columns`, `failure_columns`) or in
+the statement itself (start, complete), to be kept in step with them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ains.core.config import Settings
 from ains.core.database import table_of
 from ains.core.errors import Conflict
 from ains.core.signals import announce_cancel, announce_deadline, announce_task
+from ains.core.transaction_state import Memo, state_of
 from ains.tasks import retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import FINAL_STATUSES, HELD_STATUSES, TaskStatus
@@ -85,9 +87,12 @@ def queue_position(available_at: datetime, priority: int, settings: Settings) ->
     return available_at.timestamp() - priority * settings.aging_interval_seconds
 
 
+# Attempt rows this transaction created or loaded, by (task_id, attempt).
+ATTEMPT_ROWS: Memo[dict[tuple[str, int], TaskAttempt]] = Memo("task_attempts", dict)
+
+
 def _attempts(session: AsyncSession) -> dict[tuple[str, int], TaskAttempt]:
-    """Attempt rows this transaction created or loaded, by (task_id, attempt)."""
-    return session.info.setdefault("task_attempts", {})
+    return state_of(session).memo(ATTEMPT_ROWS)
 
 
 async def load_current_attempts(session: AsyncSession, tasks: list[Task]) -> None:
@@ -123,9 +128,7 @@ async def _finish_attempt(session: AsyncSession, task: Task, now: datetime, outc
     await _update_attempt(session, task, finished_at=now, outcome=outcome, error=error)
 
 
-def _make_claimable(
-    session: AsyncSession, task: Task, available_at: datetime | None, settings: Settings, signals: Any
-) -> None:
+def _make_claimable(session: AsyncSession, task: Task, available_at: datetime | None, settings: Settings) -> None:
     # Only a retry delay moves available_at (SPEC 6); a task released unstarted keeps its place and its age.
     if available_at is not None:
         task.available_at = available_at
@@ -138,7 +141,7 @@ def _make_claimable(
     announce_task(session, task.capability_required)
 
 
-async def _after_assignment(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
+async def _after_assignment(session: AsyncSession, task: Task, now: datetime) -> None:
     """What follows a task's assignment, however its columns were set: the attempt row, the event, the lease watch."""
     if task.lease_expires_at is not None:
         announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
@@ -147,20 +150,20 @@ async def _after_assignment(session: AsyncSession, task: Task, now: datetime, si
     )
     session.add(attempt_row)
     _attempts(session)[(task.task_id, task.attempt)] = attempt_row
-    await outbox.emit(session, EventName.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
+    await outbox.emit(session, EventName.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id)
 
 
-async def _after_start(session: AsyncSession, task: Task, now: datetime, signals: Any) -> None:
+async def _after_start(session: AsyncSession, task: Task, now: datetime) -> None:
     if task.deadline_at is not None:
         announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
     await _update_attempt(session, task, started_at=now)
-    await outbox.emit(session, EventName.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id, signals=signals)
+    await outbox.emit(session, EventName.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id)
 
 
 def claim_columns(now: datetime, settings: Settings, *, start: bool) -> dict[str, Any]:
-    """What `move` to ASSIGNED (and on to ACTIVE with `start`) writes, as the values of the claim's one statement
+    """What `assign` (and then `start`, with `start`) writes, as the values of the claim's one statement
     on PostgreSQL (`ains.tasks.claim`): attempt + 1, the agent, `assigned_at`, no retry time, and either the lease
-    or, started, `started_at` and the deadline. Keep in step with the ASSIGNED and ACTIVE branches of `move`."""
+    or, started, `started_at` and the deadline. Keep in step with `assign` and `start`."""
     check_claim_moves(start)
     return {
         "status": TaskStatus.ACTIVE if start else TaskStatus.ASSIGNED,
@@ -207,40 +210,23 @@ async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, s
     await outbox.emit_many(session, events, now=now)
 
 
-async def move(
-    session: AsyncSession,
-    task: Task,
-    to: TaskStatus,
-    *,
-    now: datetime,
-    settings: Settings,
-    signals: Any = None,
-    agent_id: str | None = None,
-    outcome: str | None = None,
-    error: str | None = None,
-    result_data: dict[str, Any] | None = None,
-    available_at: datetime | None = None,
-    retry: bool = False,
-    cancelled_by: str | None = None,
-    cancellation_reason: str | None = None,
-) -> None:
-    """Move `task` to `to` inside the caller's transaction, or raise 409.
+# -- the named transitions ---------------------------------------------------------------------------------------
+# Each moves one task inside the caller's transaction, or raises 409, over one core (`_enter`, `_settle`): the move
+# is checked against ALLOWED_MOVES, the status and `updated_at` change, trust follows how the attempt ended
+# (SPEC 8), and a task that became final resolves its dependents. Each then keeps its own columns, attempt row and
+# webhook event (outbox) in step.
 
-    Along with the status it keeps the queue fields, deadlines and attempt history
-    in step, applies the trust change, and writes the webhook event (outbox).
-    """
+
+async def _enter(
+    session: AsyncSession, task: Task, to: TaskStatus, *, now: datetime, outcome: str | None, error: str | None
+) -> tuple[str, str | None]:
+    """The part every move shares, before its own columns: returns the status it left and the agent holding it."""
     check_move(task, to)
-    previous = task.status
-    holder = task.assigned_agent_id
+    previous, holder = task.status, task.assigned_agent_id
     task.status = to
     task.updated_at = now
-    # Trust follows how the attempt ended (SPEC 8); cancellations, leases and releases leave it alone.
-    if to == TaskStatus.COMPLETED:
-        assert holder is not None, "only an assigned task completes"
-        await trust.attempt_completed(
-            session, holder, task.task_id, task.started_at, now, moves_trust=trust.moves_trust(task, holder)
-        )
-    elif to in (TaskStatus.FAILED, TaskStatus.PENDING) and outcome in TRUST_FAILURES and holder is not None:
+    # Failures, timeouts and lost agents cost trust; cancellations, leases and releases leave it alone.
+    if outcome in TRUST_FAILURES and holder is not None:
         await trust.attempt_failed(
             session,
             holder,
@@ -250,67 +236,85 @@ async def move(
             reason=error,
             moves_trust=trust.moves_trust(task, holder),
         )
+    return previous, holder
 
-    if to == TaskStatus.ASSIGNED:
-        assert agent_id is not None
-        task.attempt += 1
-        task.assigned_agent_id = agent_id
-        task.assigned_at = now
-        task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
-        task.next_retry_at = None
-        await _after_assignment(session, task, now, signals)
-    elif to == TaskStatus.ACTIVE:
-        task.started_at = now
-        task.lease_expires_at = None
-        task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
-        await _after_start(session, task, now, signals)
-    elif to == TaskStatus.COMPLETED:
-        task.completed_at = now
-        task.result_data = result_data if result_data is not None else {}
-        task.deadline_at = None
-        await _finish_attempt(session, task, now, OUTCOME_COMPLETED, None)
-        await outbox.emit(session, EventName.TASK_COMPLETED, task, now=now, agent_id=holder, signals=signals)
-    elif to == TaskStatus.FAILED:
-        task.error_message = error
-        task.last_error = error
-        task.lease_expires_at = None
-        task.deadline_at = None
-        await _finish_attempt(session, task, now, outcome or OUTCOME_FAILED, error)
-        await outbox.emit(
-            session,
-            EventName.TASK_FAILED,
-            task,
-            now=now,
-            agent_id=holder,
-            reason=_REASONS.get(outcome or ""),
-            signals=signals,
-        )
-    elif to == TaskStatus.PENDING:
-        await _finish_attempt(session, task, now, outcome or OUTCOME_RELEASED, error)
-        _make_claimable(session, task, available_at, settings, signals)
-        if retry:
-            task.next_retry_at = task.available_at
-            await outbox.emit(
-                session,
-                EventName.TASK_RETRYING,
-                task,
-                now=now,
-                agent_id=holder,
-                reason=_REASONS.get(outcome or ""),
-                signals=signals,
-            )
-    elif to == TaskStatus.CANCELLED:
-        task.lease_expires_at = None
-        task.deadline_at = None
-        task.cancelled_at = now
-        task.cancelled_by = cancelled_by
-        task.cancellation_reason = cancellation_reason
-        if previous in HELD_STATUSES and holder is not None:
-            await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
-            announce_cancel(session, holder)
-        await outbox.emit(session, EventName.TASK_CANCELLED, task, now=now, agent_id=holder, signals=signals)
-    if to in FINAL_STATUSES:
+
+async def _settle(session: AsyncSession, task: Task, *, now: datetime, settings: Settings) -> None:
+    if task.status in FINAL_STATUSES:
         await finished(session, [task], now=now, settings=settings)
+
+
+async def assign(session: AsyncSession, task: Task, agent_id: str, *, now: datetime, settings: Settings) -> None:
+    """PENDING → ASSIGNED to `agent_id`: a new attempt, with a lease to start it within (SQLite's claim)."""
+    await _enter(session, task, TaskStatus.ASSIGNED, now=now, outcome=None, error=None)
+    task.attempt += 1
+    task.assigned_agent_id = agent_id
+    task.assigned_at = now
+    task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
+    task.next_retry_at = None
+    await _after_assignment(session, task, now)
+
+
+async def start(session: AsyncSession, task: Task, *, now: datetime) -> None:
+    """ASSIGNED → ACTIVE: the lease gives way to the task's own deadline (SQLite's claim with `start`)."""
+    await _enter(session, task, TaskStatus.ACTIVE, now=now, outcome=None, error=None)
+    task.started_at = now
+    task.lease_expires_at = None
+    task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
+    await _after_start(session, task, now)
+
+
+async def fail(
+    session: AsyncSession, task: Task, *, outcome: str, error: str, now: datetime, settings: Settings
+) -> None:
+    """→ FAILED for good: the attempt ends with `outcome` (failed, timeout, agent_lost)."""
+    _previous, holder = await _enter(session, task, TaskStatus.FAILED, now=now, outcome=outcome, error=error)
+    task.error_message = error
+    task.last_error = error
+    task.lease_expires_at = None
+    task.deadline_at = None
+    await _finish_attempt(session, task, now, outcome, error)
+    await outbox.emit(session, EventName.TASK_FAILED, task, now=now, agent_id=holder, reason=_REASONS.get(outcome))
+    await _settle(session, task, now=now, settings=settings)
+
+
+async def requeue(
+    session: AsyncSession,
+    task: Task,
+    *,
+    outcome: str,
+    now: datetime,
+    settings: Settings,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> None:
+    """ASSIGNED or ACTIVE → PENDING: the attempt ends with `outcome`; with `retry_at` it is a retry that waits until
+    then (a task.retrying event), else the task keeps its place in the queue (lease expired, released, lost)."""
+    _previous, holder = await _enter(session, task, TaskStatus.PENDING, now=now, outcome=outcome, error=error)
+    await _finish_attempt(session, task, now, outcome, error)
+    _make_claimable(session, task, retry_at, settings)
+    if retry_at is not None:
+        task.next_retry_at = task.available_at
+        await outbox.emit(
+            session, EventName.TASK_RETRYING, task, now=now, agent_id=holder, reason=_REASONS.get(outcome)
+        )
+
+
+async def cancel(
+    session: AsyncSession, task: Task, *, cancelled_by: str, reason: str, now: datetime, settings: Settings
+) -> None:
+    """→ CANCELLED from any status that is not final; the agent holding it is told through its heartbeat."""
+    previous, holder = await _enter(session, task, TaskStatus.CANCELLED, now=now, outcome=None, error=None)
+    task.lease_expires_at = None
+    task.deadline_at = None
+    task.cancelled_at = now
+    task.cancelled_by = cancelled_by
+    task.cancellation_reason = reason
+    if previous in HELD_STATUSES and holder is not None:
+        await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
+        announce_cancel(session, holder)
+    await outbox.emit(session, EventName.TASK_CANCELLED, task, now=now, agent_id=holder)
+    await _settle(session, task, now=now, settings=settings)
 
 
 async def finished(session: AsyncSession, tasks: list[Any], *, now: datetime, settings: Settings) -> None:
@@ -332,7 +336,7 @@ def failure_columns(
 ) -> tuple[str, dict[str, Any]]:
     """What a reported failure of the task's current attempt writes, as (new status, the columns `/fail`'s one
     statement sets): back to PENDING after the retry delay while retries are left (SPEC 4), else FAILED.
-    Keep in step with `ains.tasks.service.fail_attempt` and the PENDING and FAILED branches of `move`."""
+    Keep in step with `ains.tasks.service.fail_attempt`, `requeue` and `fail`."""
     values = {
         "retry_count": task.retry_count,
         "error_message": task.error_message,

@@ -49,7 +49,7 @@ def _statuses(statuses: Any) -> str:
 # `GET /ains/tasks/{id}` on a cache miss: one task, as a row with the task's attribute names.
 READ_TASK = text(f"SELECT {_RETURNING} FROM tasks WHERE tasks.task_id = :task_id").columns(*_TYPED)
 
-# --- claim (PostgreSQL; SQLite claims through the ORM and `lifecycle.move`, see `ains.tasks.claim`) ----------
+# --- claim (PostgreSQL; SQLite claims through the ORM and `lifecycle.assign`, see `ains.tasks.claim`) ----------
 # PostgreSQL's claim, as few statements as it can be: lock the agent; record the heartbeat and count what it
 # holds (a fresh snapshot, taken after the lock, so a concurrent claim of the same agent is counted); pick and
 # assign; insert the attempt rows. Plain SQL where SQLAlchemy would otherwise build and key a statement per call.

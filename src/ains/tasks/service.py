@@ -162,23 +162,12 @@ async def fail_attempt(
         retry_at = now + timedelta(seconds=delay)
         task.retry_count += 1
         task.last_error = error_message
-        await lifecycle.move(
-            session,
-            task,
-            TaskStatus.PENDING,
-            now=now,
-            settings=settings,
-            signals=signals,
-            outcome=outcome,
-            error=error_message,
-            available_at=retry_at,
-            retry=True,
+        await lifecycle.requeue(
+            session, task, outcome=outcome, error=error_message, retry_at=retry_at, now=now, settings=settings
         )
         after_commit(session, RETRIES_SCHEDULED.inc)
     else:
-        await lifecycle.move(
-            session, task, TaskStatus.FAILED, now=now, settings=settings, outcome=outcome, error=error_message
-        )
+        await lifecycle.fail(session, task, outcome=outcome, error=error_message, now=now, settings=settings)
         after_commit(session, TASKS_FAILED.labels(outcome).inc)
 
 
@@ -188,15 +177,7 @@ async def release_agent_tasks(
     """Put every task an agent holds back in the queue without using a retry (deregistration)."""
     held = await held_tasks(session, agent_id)
     for task in held:
-        await lifecycle.move(
-            session,
-            task,
-            TaskStatus.PENDING,
-            now=now,
-            settings=settings,
-            signals=signals,
-            outcome=lifecycle.OUTCOME_RELEASED,
-        )
+        await lifecycle.requeue(session, task, outcome=lifecycle.OUTCOME_RELEASED, now=now, settings=settings)
     return len(held)
 
 
@@ -218,16 +199,7 @@ async def cancel(
 ) -> Task:
     task = await get_visible(session, principal, task_id, for_update=True)
     require_owner(principal, task, "cancel")
-    await lifecycle.move(
-        session,
-        task,
-        TaskStatus.CANCELLED,
-        now=now,
-        settings=settings,
-        signals=signals,
-        cancelled_by=principal.id,
-        cancellation_reason=reason,
-    )
+    await lifecycle.cancel(session, task, cancelled_by=principal.id, reason=reason, now=now, settings=settings)
     audit.record(
         session,
         principal,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ains.core.clock import new_id, utc_text
 from ains.core.database import dialect_name, table_of
 from ains.core.signals import announce_deadline
+from ains.core.transaction_state import Memo, state_of
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
 from ains.webhooks.models import TaskEvent, WebhookDelivery
 from ains.webhooks.schemas import DeliveryStatus, EventName
@@ -98,13 +99,17 @@ _SUBSCRIBER_QUERIES = {
 }
 
 
+# Webhooks (id, events) that hear each audience, as this transaction found them.
+SUBSCRIBERS: Memo[dict[tuple[Any, ...], list[tuple[str, list[str]]]]] = Memo("webhook_subscribers", dict)
+
+
 async def _subscribers(session: AsyncSession, event: EventName, task: Any, agent_id: str | None) -> list[str]:
     """Ids of the active webhooks that hear this event of this task."""
     # Asked once per audience and transaction: a batch of tasks for one client and capability costs one query.
     created = event == EventName.TASK_CREATED
     who_may_claim = (task.capability_required, task.min_trust_score, task.priority) if created else None
     audience = (task.client_id, agent_id, who_may_claim)
-    memo = session.info.setdefault("webhook_subscribers", {})
+    memo = state_of(session).memo(SUBSCRIBERS)
     if audience not in memo:
         rows = await session.execute(
             _SUBSCRIBER_QUERIES[dialect_name(session)],
@@ -138,7 +143,6 @@ async def emit(
     now: datetime,
     agent_id: str | None,
     reason: str | None = None,
-    signals: Any = None,
 ) -> None:
     await emit_many(session, [(event, task, agent_id, reason)], now=now)
 

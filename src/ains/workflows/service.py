@@ -301,16 +301,7 @@ async def cancel(
         for task in tasks:
             if task.status in FINAL_STATUSES:
                 continue
-            await lifecycle.move(
-                session,
-                task,
-                TaskStatus.CANCELLED,
-                now=now,
-                settings=settings,
-                signals=signals,
-                cancelled_by=principal.id,
-                cancellation_reason=reason,
-            )
+            await lifecycle.cancel(session, task, cancelled_by=principal.id, reason=reason, now=now, settings=settings)
     if first_round:
         audit.record(session, principal, "workflow.cancel", "workflow", workflow_id, {"reason": reason})
     await session.flush()
