@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -23,7 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from ains.core.metrics import DB_STATEMENTS
-from ains.core.signals import CACHE, KEY, Wakeups, take_announcements
+from ains.core.signals import CACHE, KEY, Wakeups, announcements_of
+from ains.core.transaction_state import AfterCommit, state_of, take_state
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -60,7 +61,7 @@ def _note_cached_rows(session: Session, _context: Any, _instances: Any) -> None:
 
 def note_changed(session: Session | AsyncSession, *objects: Any) -> None:
     """Remember these rows as changed, for the cache; a statement that bypasses the flush calls this itself."""
-    changed = session.info.setdefault("cache_changed", {})
+    changed = state_of(session).cache_changed
     for obj in objects:
         kind = getattr(type(obj), "__cache_kind__", None)
         if kind is not None:
@@ -69,15 +70,12 @@ def note_changed(session: Session | AsyncSession, *objects: Any) -> None:
 
 def note_changed_key(session: Session | AsyncSession, kind: str, key: str) -> None:
     """Like `note_changed`, for a row a plain SQL statement changed (no object to hand)."""
-    session.info.setdefault("cache_changed", {}).setdefault(kind, set()).add(key)
-
-
-AfterCommit = Callable[[], Any]
+    state_of(session).cache_changed.setdefault(kind, set()).add(key)
 
 
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
     """Run `hook` once the session's transaction has committed (never on rollback)."""
-    session.info.setdefault("after_commit", []).append(hook)
+    state_of(session).after_commit.append(hook)
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
@@ -164,14 +162,13 @@ class Database:
                 async with session.begin():
                     yield session
                     await session.flush()  # the last changes, so the cache and wake-ups below are complete
-                    announcements = take_announcements(session)
-                    keys_changed = [a for a in announcements if a[0] == KEY]
+                    keys_changed = [a for a in announcements_of(state_of(session)) if a[0] == KEY]
                     if keys_changed and self.origin is not None:
                         from ains.core.listener import notify_in_transaction
 
                         await notify_in_transaction(session, self.origin, keys_changed)
-                hooks = session.info.pop("after_commit", [])
-                changed = session.info.pop("cache_changed", {})
+                state = take_state(session)
+                announcements, hooks, changed = announcements_of(state), state.after_commit, state.cache_changed
             finally:
                 await session.close()
         if self.cache is not None:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ains.core.transaction_state import TransactionState, state_of
+
 # Kinds of wake-up, as they travel between processes.
 TASK = "task"  # subject: a capability whose task became claimable
 DEADLINE = "deadline"  # subject: a deadline kind; value: the epoch seconds of the deadline
@@ -42,7 +44,7 @@ EVERYTHING = "*"
 
 
 def _pending(session: Any) -> dict[tuple[str, str], str]:
-    return session.info.setdefault("wakeups", {})
+    return state_of(session).announcements
 
 
 def announce_task(session: Any, capability: str) -> None:
@@ -73,8 +75,8 @@ def announce_key(session: Any, principal_id: str) -> None:
     _pending(session)[(KEY, principal_id)] = ""
 
 
-def take_announcements(session: Any) -> list[Announcement]:
-    return [(kind, subject, value) for (kind, subject), value in session.info.pop("wakeups", {}).items()]
+def announcements_of(state: TransactionState) -> list[Announcement]:
+    return [(kind, subject, value) for (kind, subject), value in state.announcements.items()]
 
 
 @dataclass(eq=False)

@@ -24,6 +24,7 @@ from ains.core.clock import new_id
 from ains.core.database import UTCDateTime, dialect_name, note_changed_key, table_of
 from ains.core.errors import NotFound
 from ains.core.principal import Principal
+from ains.core.transaction_state import Memo, state_of
 from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, TRUSTED_SUBMITTER_FLOOR, clamp
 from ains.trust.models import TrustRecord
 
@@ -51,6 +52,10 @@ def record_digest(previous_hash: str, record: Any) -> str:
     return hashlib.sha256((previous_hash + canonical).encode()).hexdigest()
 
 
+# Agent rows this transaction locked, by id.
+LOCKED_AGENTS: Memo[dict[str, Agent]] = Memo("locked_agents", dict)
+
+
 async def lock_agent(session: AsyncSession, agent_id: str) -> Agent:
     """The agent row, locked for the rest of the transaction.
 
@@ -58,7 +63,7 @@ async def lock_agent(session: AsyncSession, agent_id: str) -> Agent:
     score fifty times asks the database once; the row is read again only if the
     session expired it (a savepoint rolled back).
     """
-    locked: dict[str, Agent] = session.info.setdefault("locked_agents", {})
+    locked = state_of(session).memo(LOCKED_AGENTS)
     agent = locked.get(agent_id)
     if agent is not None and not inspect(agent).expired_attributes:
         return agent
