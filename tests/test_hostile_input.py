@@ -95,6 +95,12 @@ class World:
             "keys": len(get("/ains/api-keys?include_revoked=true&limit=500")),
             "agents": [(a["agent_id"], a["display_name"], a["status"]) for a in get("/ains/agents")["agents"]],
             "webhooks": len(get("/ains/clients/client_1/webhooks", self.client)),
+            "schedules": sorted(
+                (s["schedule_id"], s["cron"], s["timezone"], s["active"], json.dumps(s["task"]))
+                for s in get("/ains/schedules?limit=500")["schedules"]
+            ),
+            "workflows": sorted((w["workflow_id"], w["status"]) for w in get("/ains/workflows?limit=500")["workflows"]),
+            "registration_tokens": len(get("/ains/registration-tokens")["registration_tokens"]),
         }
 
 

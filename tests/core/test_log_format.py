@@ -54,3 +54,35 @@ def test_text_lines_are_for_people():
     assert "INFO" in line and "AINS started" in line and "duties=a,b" in line
     assert "database=sqlite" in line and 'path="/a b"' in line
     assert not line.startswith("{")
+
+
+@pytest.fixture
+def restored_logging():
+    """configure_logging changes the process's root logger; put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "alembic")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in quiet.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def test_http_client_requests_are_not_logged_at_info(monkeypatch, restored_logging):
+    import httpx
+
+    from ains.core.logging import configure_logging
+    from tests.webhooks.receiver import Receiver
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("INFO", "json")
+    receiver = Receiver()
+    try:
+        assert httpx.post(receiver.url, json={"task_id": "t"}).status_code == 200
+    finally:
+        receiver.close()
+    logging.getLogger("ains.test").info("an agent line that matters")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == ["an agent line that matters"]
