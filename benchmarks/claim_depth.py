@@ -38,10 +38,12 @@ FROM generate_series(1, $DEPTH) AS g,
 
 EXPLAIN = f"""
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-SELECT task_id FROM tasks
-WHERE status = 'PENDING' AND capability_required IN ('{CAPABILITY}') AND available_at <= now()
-  AND (min_trust_score IS NULL OR min_trust_score <= 0.5)
-ORDER BY queue_position, task_id LIMIT 50 FOR UPDATE SKIP LOCKED
+SELECT head.task_id FROM unnest(ARRAY['{CAPABILITY}']) AS wanted_capability(capability)
+CROSS JOIN LATERAL (SELECT task_id, queue_position FROM tasks
+    WHERE status = 'PENDING' AND capability_required = wanted_capability.capability AND available_at <= now()
+      AND (min_trust_score IS NULL OR min_trust_score <= 0.5)
+    ORDER BY queue_position, task_id LIMIT 50 FOR UPDATE SKIP LOCKED) AS head
+ORDER BY head.queue_position, head.task_id LIMIT 50
 """
 
 
