@@ -14,12 +14,22 @@ def test_a_moment_in_another_zone_is_written_in_utc():
     assert utc_text(datetime(2026, 11, 27, 16, 4, 5, tzinfo=paris_winter)) == "2026-11-27T15:04:05Z"
 
 
-def test_the_schedules_test_clock_keeps_its_time_while_the_file_is_rewritten(tmp_path, monkeypatch):
-    from ains.schedules import clock as schedules_clock
+def test_the_file_clock_keeps_its_time_while_the_file_is_rewritten(tmp_path, monkeypatch):
+    from ains.core import clock
 
     clock_file = tmp_path / "clock"
-    monkeypatch.setenv(schedules_clock.TEST_CLOCK_ENV, str(clock_file))
+    monkeypatch.setenv(clock.TEST_CLOCK_ENV, str(clock_file))
     clock_file.write_text("2026-11-27T12:01:00+00:00")
-    assert utc_text(schedules_clock.schedule_now()) == "2026-11-27T12:01:00Z"
+    assert utc_text(clock.utcnow()) == "2026-11-27T12:01:00Z"
     clock_file.write_text("")  # caught between the truncation and the write
-    assert utc_text(schedules_clock.schedule_now()) == "2026-11-27T12:01:00Z"
+    assert utc_text(clock.utcnow()) == "2026-11-27T12:01:00Z"
+    assert clock.moved_by_tests()
+
+
+def test_without_a_test_clock_now_is_the_real_time(monkeypatch):
+    from ains.core import clock
+
+    monkeypatch.delenv(clock.TEST_CLOCK_ENV, raising=False)
+    before = datetime.now(UTC)
+    assert before <= clock.utcnow() <= datetime.now(UTC)
+    assert not clock.moved_by_tests()

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ains.schedules.clock import TEST_CLOCK_ENV
 from ains.schedules.duty import run_due_schedules
 from tests.helpers import ADMIN, create_client, task_body
 from tests.workflows.helpers import stored_counts
@@ -20,17 +19,9 @@ def settings_overrides() -> dict:
 
 
 @pytest.fixture
-def clock(tmp_path, monkeypatch):
-    """The schedules' clock, which this test moves (AINS_TEST_CLOCK_FILE)."""
-    path = tmp_path / "clock"
-
-    class Clock:
-        def set(self, at: datetime) -> None:
-            path.write_text(at.isoformat())
-
-    clock = Clock()
-    clock.set(START)
-    monkeypatch.setenv(TEST_CLOCK_ENV, str(path))
+def clock(clock):
+    """The suite's test clock (tests/conftest.py), started at START; the tests move it."""
+    clock.at(START)
     return clock
 
 
@@ -79,7 +70,7 @@ async def test_pause_resume_change_and_delete(client, owner, clock):
     url = f"/ains/schedules/{schedule['schedule_id']}"
     paused = await client.patch(url, json={"active": False}, headers=owner)
     assert paused.status_code == 200 and paused.json()["active"] is False and paused.json()["next_run_at"] is None
-    clock.set(START + timedelta(minutes=7))
+    clock.at(START + timedelta(minutes=7))
     resumed = (await client.patch(url, json={"active": True}, headers=owner)).json()
     assert resumed["next_run_at"] == "2026-11-27T12:10:00Z"
     hourly = (await client.patch(url, json={"cron": "0 * * * *", "timezone": "Asia/Kolkata"}, headers=owner)).json()
@@ -101,14 +92,14 @@ async def test_each_tick_submits_one_task_and_missed_ticks_are_not_replayed(app,
         return (await client.get("/ains/tasks", headers=owner)).json()["tasks"]
 
     assert (await run_due_schedules(ctx)).handled == 0 and await tasks() == []
-    clock.set(datetime(2026, 11, 27, 12, 5, tzinfo=UTC))
+    clock.at(datetime(2026, 11, 27, 12, 5, tzinfo=UTC))
     assert (await run_due_schedules(ctx)).handled == 1
     assert (await run_due_schedules(ctx)).handled == 0  # the same tick again: nothing
     (task,) = await tasks()
     assert task["idempotency_key"] == f"schedule:{schedule['schedule_id']}:2026-11-27T12:05:00Z"
     assert task["task_type"] == "analysis"
     # Down for an hour: only the latest missed tick is submitted, then the schedule waits for the next one.
-    clock.set(datetime(2026, 11, 27, 13, 7, tzinfo=UTC))
+    clock.at(datetime(2026, 11, 27, 13, 7, tzinfo=UTC))
     assert (await run_due_schedules(ctx)).handled == 1
     listed = await tasks()
     assert len(listed) == 2
@@ -117,7 +108,7 @@ async def test_each_tick_submits_one_task_and_missed_ticks_are_not_replayed(app,
     assert state["next_run_at"] == "2026-11-27T13:10:00Z" and state["last_task_id"] == listed[0]["task_id"]
     # Paused: no tick.
     await client.patch(f"/ains/schedules/{schedule['schedule_id']}", json={"active": False}, headers=owner)
-    clock.set(datetime(2026, 11, 27, 14, 0, tzinfo=UTC))
+    clock.at(datetime(2026, 11, 27, 14, 0, tzinfo=UTC))
     assert (await run_due_schedules(ctx)).handled == 0
 
 

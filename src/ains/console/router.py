@@ -759,7 +759,6 @@ async def _schedule_list(viewer: Viewer, **extra: Any) -> Response:
 async def schedule_pause_resume(request: Request, schedule_id: str, action: str) -> Response:
     """Pause or resume a schedule, as PATCH /ains/schedules/{id} with `active` does (owner or admin)."""
     from ains.schedules import service as schedules
-    from ains.schedules.clock import schedule_now
     from ains.schedules.schemas import ScheduleUpdate
 
     viewer = await _viewer(request)
@@ -782,7 +781,7 @@ async def schedule_pause_resume(request: Request, schedule_id: str, action: str)
                 viewer.principal,
                 schedule_id,
                 ScheduleUpdate(active=action == "resume"),
-                now=schedule_now(),
+                now=utcnow(),
                 settings=ctx.settings,
             )
             name = schedule.name

@@ -1,24 +1,58 @@
-"""The one source of "now" and the id format, so every module agrees on both."""
+"""The one source of "now" and the id format, so every module agrees on both.
+
+Tests move time without sleeping, in one of two ways: inside the test's own process
+`set_clock` hands `utcnow()` a clock of the test's; across processes
+`AINS_TEST_CLOCK_FILE` (test-only; never set it in production) names a file holding
+an ISO 8601 time, read afresh on every call, so several `ains serve` processes given
+the same file share one clock the test moves by rewriting it.
+"""
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-# Tests set this (`set_clock`) to a clock of their own, to move time without sleeping.
+TEST_CLOCK_ENV = "AINS_TEST_CLOCK_FILE"
+
+# Tests set this (`set_clock`) to a clock of their own.
 _now: Callable[[], datetime] | None = None
+# The last time read from the test clock file: a read that catches the file half rewritten answers this, not
+# the real clock (which would jump to today, and, say, submit schedule ticks the test never made due).
+_last_read: datetime | None = None
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC) if _now is None else _now()
+    if _now is not None:
+        return _now()
+    path = os.environ.get(TEST_CLOCK_ENV)
+    if path:
+        return _read_clock_file(path)
+    return datetime.now(UTC)
 
 
 def set_clock(now: Callable[[], datetime] | None) -> None:
     """Make `utcnow()` answer `now()` (None: the real clock again). For tests."""
     global _now
     _now = now
+
+
+def moved_by_tests() -> bool:
+    """Whether "now" is a test's clock: the background runner sleeps by the real one, so its deadlines mean little."""
+    return _now is not None or bool(os.environ.get(TEST_CLOCK_ENV))
+
+
+def _read_clock_file(path: str) -> datetime:
+    global _last_read
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = datetime.fromisoformat(handle.read().strip())
+    except (OSError, ValueError):
+        return _last_read if _last_read is not None else datetime.now(UTC)
+    _last_read = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return _last_read
 
 
 def utc_text(moment: datetime) -> str:

@@ -13,9 +13,9 @@ import logging
 from sqlalchemy import func, select
 
 from ains.background.duty import BATCH, Duty, PassResult
+from ains.core.clock import moved_by_tests, utcnow
 from ains.core.context import AppContext
 from ains.schedules import service
-from ains.schedules.clock import schedule_now, test_clock_file
 from ains.schedules.models import Schedule
 
 log = logging.getLogger("ains.schedules")
@@ -27,9 +27,9 @@ async def _earliest(ctx: AppContext):
 
 
 async def run_due_schedules(ctx: AppContext) -> PassResult:
-    now = schedule_now()
+    now = utcnow()
     earliest = await _earliest(ctx)
-    test_clock = test_clock_file() is not None  # the runner sleeps by the real clock: no deadline from a fake one
+    test_clock = moved_by_tests()  # the runner sleeps by the real clock: no deadline from a fake one
     if earliest is None or earliest > now:
         return PassResult(0, None if test_clock else earliest)
     async with ctx.db.transaction() as session:
