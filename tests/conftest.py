@@ -156,6 +156,20 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def served_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A real `ains serve` process on this test's database (SQLite or PostgreSQL), and a client to it: for
+    tests whose attack must go over real HTTP. A module uses it as `client` by overriding that fixture."""
+    from tests.helpers import ServerProcess
+
+    server = ServerProcess({"AINS_DATABASE_URL": settings.database_url, "AINS_DATA_DIR": str(settings.data_dir)})
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            yield http
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def db(app) -> Database:
     return app.state.ctx.db
 

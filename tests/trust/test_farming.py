@@ -1,8 +1,17 @@
 """Trust flows from trusted submitters: an agent's outcomes move its trust only on tasks from the admin, a
 client, or another agent that was `high` or better when it submitted. Farming one's own tasks, or a ring of
-new agents feeding each other, earns (and costs) nothing; the attempts are still counted."""
+new agents feeding each other, earns (and costs) nothing; the attempts are still counted.
+
+The farming runs as an attacker would run it: over real HTTP against `ains serve`, on both databases."""
+
+import pytest
 
 from tests.helpers import ADMIN, claim, create_client, register_agent, submit
+
+
+@pytest.fixture
+def client(served_client):
+    return served_client
 
 
 async def _trust(client, agent_id):

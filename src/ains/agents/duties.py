@@ -73,7 +73,6 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
                         retryable=True,
                         now=now,
                         settings=settings,
-                        signals=ctx.signals,
                         outcome=lifecycle.OUTCOME_AGENT_LOST,
                     )
         lost = [agent.agent_id for agent in agents]

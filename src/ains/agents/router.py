@@ -108,5 +108,5 @@ async def heartbeat(
 )
 async def deregister_agent(agent_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     async with ctx.db.transaction() as session:
-        await service.deregister(session, principal, agent_id, now=utcnow(), settings=ctx.settings, signals=ctx.signals)
+        await service.deregister(session, principal, agent_id, now=utcnow(), settings=ctx.settings)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -17,7 +17,7 @@ from ains.auth import service as keys
 from ains.auth.models import ApiKey
 from ains.auth.signatures import registration_message, token_message, verify_signed
 from ains.core.cache import AGENT as AGENT_CACHE
-from ains.core.cache import read_through
+from ains.core.cache import Cache, read_through
 from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.core.database import Database, json_array_contains
@@ -205,18 +205,18 @@ async def heartbeat_and_wait(
 
 
 async def deregister(
-    session: AsyncSession, principal: Principal, agent_id: str, *, now: datetime, settings: Settings, signals: Any
+    session: AsyncSession, principal: Principal, agent_id: str, *, now: datetime, settings: Settings
 ) -> None:
     require_self_or_admin(principal, agent_id)
     agent = await get(session, agent_id, for_update=True)
-    released = await tasks.release_agent_tasks(session, agent_id, now=now, settings=settings, signals=signals)
+    released = await tasks.release_agent_tasks(session, agent_id, now=now, settings=settings)
     agent.status = AgentStatus.DEREGISTERED
     agent.updated_at = now
     await keys.revoke_agent_keys(session, agent_id, now)
     audit.record(session, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})
 
 
-async def read_record(db: Any, cache: Any, agent_id: str) -> AgentOut:
+async def read_record(db: Any, cache: Cache, agent_id: str) -> AgentOut:
     """The public agent record, from the cache when it can (SPEC 10)."""
 
     async def load() -> AgentOut:

@@ -461,7 +461,6 @@ async def task_cancel(request: Request, task_id: str) -> Response:
                 body.reason,
                 now=utcnow(),
                 settings=ctx.settings,
-                signals=ctx.signals,
             )
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
@@ -716,9 +715,7 @@ async def workflow_cancel(request: Request, workflow_id: str) -> Response:
     ctx = _ctx(request)
     try:
         body = WorkflowCancel(reason=form.get("reason") or "Cancelled from the console")
-        await cancel_workflow(
-            ctx.db, viewer.principal, workflow_id, body.reason, settings=ctx.settings, signals=ctx.signals
-        )
+        await cancel_workflow(ctx.db, viewer.principal, workflow_id, body.reason, settings=ctx.settings)
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Workflow not found", _error_text(exc))

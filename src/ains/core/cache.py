@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cachetools import TTLCache
 from pydantic import BaseModel
@@ -40,6 +40,22 @@ AGENT = "agent"
 TASK = "task"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Cache(Protocol):
+    """What the rest of AINS may ask of a cache, in-process (`MemoryCache`) or shared (`RedisCache`)."""
+
+    shared: bool  # every process sees one cache (Redis), so another process's change needs no wake-up
+
+    async def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    async def set(self, kind: str, key: str, value: dict[str, Any]) -> None: ...
+
+    async def invalidate(self, kind: str, keys: Collection[str]) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class MemoryCache:
@@ -213,9 +229,7 @@ class RedisCache:
         await self._redis.aclose()
 
 
-async def read_through(
-    cache: MemoryCache | RedisCache, kind: str, key: str, model: type[M], load: Callable[[], Awaitable[M]]
-) -> M:
+async def read_through(cache: Cache, kind: str, key: str, model: type[M], load: Callable[[], Awaitable[M]]) -> M:
     """The cached record as `model`, or `load()`'s answer, which is then cached (cache-aside)."""
     record = await cache.get(kind, key)
     if record is not None:

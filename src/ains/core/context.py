@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from fastapi import Request
 
+from ains.core.cache import Cache
 from ains.core.config import Settings
 from ains.core.database import Database
 from ains.core.listener import WakeupListener
@@ -36,8 +37,9 @@ class AppContext:
     limiter: Any = None  # per-key rate limits (ains.auth.ratelimit.RateLimiter)
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> Cache:
         """The cache the database invalidates after each commit (ains.core.cache)."""
+        assert self.db.cache is not None, "the app sets the database's cache when it starts"
         return self.db.cache
 
     async def close(self) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
+from ains.core.cache import Cache
 from ains.core.metrics import DB_STATEMENTS
 from ains.core.signals import CACHE, KEY, Wakeups, announcements_of
 from ains.core.transaction_state import AfterCommit, state_of, take_state
@@ -143,7 +144,7 @@ class Database:
         # One writer at a time inside this process on SQLite; BEGIN IMMEDIATE does it across processes.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         # Told, after each commit, which cached rows changed (see ains.core.cache).
-        self.cache: Any = None
+        self.cache: Cache | None = None
         # Told, after each commit, what the transaction announced (see ains.core.signals).
         self.wakeups: Wakeups | None = None
         # This process's name on the wake-up channel, when it listens (PostgreSQL; see ains.core.listener).

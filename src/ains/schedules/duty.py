@@ -43,7 +43,7 @@ async def run_due_schedules(ctx: AppContext) -> PassResult:
             )
         )
         for schedule in due:
-            await service.run_tick(session, schedule, now, settings=ctx.settings, signals=ctx.signals)
+            await service.run_tick(session, schedule, now, settings=ctx.settings)
     next_due = None if test_clock else await _earliest(ctx)
     return PassResult(len(due), next_due)
 

@@ -152,9 +152,7 @@ def tick_key(schedule_id: str, tick: datetime) -> str:
     return f"schedule:{schedule_id}:{iso(tick)}"
 
 
-async def run_tick(
-    session: AsyncSession, schedule: Schedule, now: datetime, *, settings: Settings, signals: Any
-) -> str | None:
+async def run_tick(session: AsyncSession, schedule: Schedule, now: datetime, *, settings: Settings) -> str | None:
     """Submit the task of the latest due tick of a locked, due schedule and move `next_run_at` past now."""
     from ains.tasks import submission
     from ains.tasks.schemas import TaskSubmit
@@ -166,7 +164,7 @@ async def run_tick(
     try:
         body = TaskSubmit.model_validate(schedule.task | {"idempotency_key": tick_key(schedule.schedule_id, tick)})
         principal = Principal(kind="client", id=schedule.client_id)
-        task, _created = await submission.submit(session, principal, body, now=now, settings=settings, signals=signals)
+        task, _created = await submission.submit(session, principal, body, now=now, settings=settings)
         task_id = task.task_id
     except (AinsError, ValidationError) as exc:  # a quota or a body that no longer passes: skip this tick
         log.warning("schedule tick not submitted", extra={"schedule_id": schedule.schedule_id, "error": str(exc)})

@@ -49,11 +49,10 @@ async def claim_once(
     *,
     start: bool,
     settings: Settings,
-    signals: Any = None,
 ) -> ClaimTry:
     """One claim try inside the caller's transaction."""
     if dialect_name(session) == "postgresql":
-        return await _claim_once_postgres(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
+        return await _claim_once_postgres(session, agent_id, max_tasks, start=start, settings=settings)
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
@@ -96,7 +95,7 @@ async def claim_once(
 
 
 async def _claim_once_postgres(
-    session: AsyncSession, agent_id: str, max_tasks: int, *, start: bool, settings: Settings, signals: Any
+    session: AsyncSession, agent_id: str, max_tasks: int, *, start: bool, settings: Settings
 ) -> ClaimTry:
     agent = (await session.execute(queries.CLAIM_LOCK_AGENT, {"agent_id": agent_id})).first()
     if agent is None or agent.status == AgentStatus.DEREGISTERED:
@@ -118,7 +117,7 @@ async def _claim_once_postgres(
     result.tasks = await _pick_and_assign(
         session, agent_id, capabilities, agent.trust_score, limits.max_priority, wanted, now, start, settings
     )
-    await lifecycle.after_claim(session, result.tasks, now, signals, start=start)
+    await lifecycle.after_claim(session, result.tasks, now, start=start)
     return result
 
 
@@ -175,7 +174,7 @@ async def claim(
 
     async def attempt() -> ClaimTry:
         async with db.transaction() as session:
-            return await claim_once(session, agent_id, max_tasks, start=start, settings=settings, signals=signals)
+            return await claim_once(session, agent_id, max_tasks, start=start, settings=settings)
 
     result = await attempt()
     blocked = claim_limits(result.trust_score).blocked

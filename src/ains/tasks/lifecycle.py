@@ -180,7 +180,7 @@ def check_claim_moves(start: bool) -> None:
         raise Conflict("A claim cannot move PENDING tasks there")
 
 
-async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, signals: Any, *, start: bool) -> None:
+async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, *, start: bool) -> None:
     """The consequences of a claim whose columns one statement already set (see `claim_columns`): what
     `_after_assignment` and `_after_start` do, with the attempt rows written in one statement."""
     if not tasks:

@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.cache import TASK as TASK_CACHE
+from ains.core.cache import Cache
 from ains.core.config import Settings
 from ains.core.errors import NotFound
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
@@ -103,7 +104,7 @@ def effective_priority(task: Any, now: datetime, settings: Settings) -> float:
 
 
 async def read_task(
-    db: Any, cache: Any, principal: Principal, task_id: str, *, now: datetime, settings: Settings
+    db: Any, cache: Cache, principal: Principal, task_id: str, *, now: datetime, settings: Settings
 ) -> dict[str, Any]:
     """A task as its owner, holder or the admin sees it (`TaskOut`'s shape), from the cache when it can (SPEC 10)."""
     record = await cache.get(TASK_CACHE, task_id)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.auth.dependencies import CurrentPrincipal, agents_only, requires
 from ains.core.clock import utcnow
@@ -61,9 +64,7 @@ def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
 )
 async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, response: Response) -> TaskOut:
     async with ctx.db.transaction() as session:
-        task, created = await submission.submit(
-            session, principal, body, now=utcnow(), settings=ctx.settings, signals=ctx.signals
-        )
+        task, created = await submission.submit(session, principal, body, now=utcnow(), settings=ctx.settings)
     if not created:
         response.status_code = status.HTTP_200_OK
     return present(task, ctx.settings)
@@ -74,7 +75,7 @@ async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx)
     """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
     async with ctx.db.transaction() as session:
         submitted, failed = await submission.submit_batch(
-            session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings, signals=ctx.signals
+            session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings
         )
     return BatchResult(
         submitted=[
@@ -107,11 +108,24 @@ async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> 
     return await _report_batch(service.fail_many, body.items, principal, ctx)
 
 
-async def _report_batch(report_many: Any, items: list[Any], principal: Principal, ctx: AppContext) -> Response:
+class _ReportMany(Protocol):
+    """`service.complete_many` or `service.fail_many`, typed so a wrong argument is a type error."""
+
+    def __call__(
+        self, session: AsyncSession, principal: Principal, items: list[Any], *, now: datetime, settings: Settings
+    ) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+async def _report_batch(
+    report_many: _ReportMany,
+    items: list[Any],
+    principal: Principal,
+    ctx: AppContext,
+) -> Response:
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
     async with ctx.db.transaction() as session:
-        results = await report_many(session, principal, items, now=utcnow(), settings=ctx.settings, signals=ctx.signals)
+        results = await report_many(session, principal, items, now=utcnow(), settings=ctx.settings)
     return json_response({"results": results})
 
 
@@ -209,7 +223,6 @@ async def start_task(
             body.attempt if body else None,
             now=utcnow(),
             settings=ctx.settings,
-            signals=ctx.signals,
         )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
@@ -228,7 +241,6 @@ async def complete_task(
             body.result_data,
             now=utcnow(),
             settings=ctx.settings,
-            signals=ctx.signals,
         )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
@@ -246,7 +258,6 @@ async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal
             retry_after_seconds=body.retry_after_seconds,
             now=utcnow(),
             settings=ctx.settings,
-            signals=ctx.signals,
         )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
@@ -258,9 +269,7 @@ async def cancel_task(
     """PENDING, ASSIGNED or ACTIVE → CANCELLED (owner or admin); 409 on a final task."""
     body = body or CancelRequest()
     async with ctx.db.transaction() as session:
-        task = await service.cancel(
-            session, principal, task_id, body.reason, now=utcnow(), settings=ctx.settings, signals=ctx.signals
-        )
+        task = await service.cancel(session, principal, task_id, body.reason, now=utcnow(), settings=ctx.settings)
     return CancelResponse.model_validate(task)
 
 

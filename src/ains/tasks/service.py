@@ -47,7 +47,6 @@ async def start(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any = None,
 ) -> Any:
     """`/start`: the task as a row (see `ains.tasks.reports`)."""
     item = reports.Report(task_id, attempt)
@@ -63,7 +62,6 @@ async def complete(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any = None,
 ) -> Any:
     item = reports.Report(task_id, attempt, result_data=result_data)
     return await _report_one(session, principal, TaskStatus.COMPLETED, item, now=now, settings=settings)
@@ -80,7 +78,6 @@ async def fail(
     retry_after_seconds: float | None,
     now: datetime,
     settings: Settings,
-    signals: Any = None,
 ) -> Any:
     item = reports.Report(
         task_id, attempt, error_message=error_message, retryable=retryable, retry_after_seconds=retry_after_seconds
@@ -106,7 +103,6 @@ async def complete_many(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any = None,
 ) -> list[dict[str, Any]]:
     """`POST /ains/tasks/complete-batch`: items with task_id, attempt and result_data."""
     batch = [reports.Report(item.task_id, item.attempt, result_data=item.result_data) for item in items]
@@ -121,7 +117,6 @@ async def fail_many(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any = None,
 ) -> list[dict[str, Any]]:
     """`POST /ains/tasks/fail-batch`: items as the body of `/fail`, each with its task_id; retry rules as `/fail`."""
     batch = [
@@ -146,7 +141,6 @@ async def fail_attempt(
     retryable: bool,
     now: datetime,
     settings: Settings,
-    signals: Any,
     outcome: str = lifecycle.OUTCOME_FAILED,
     retry_after_seconds: float | None = None,
 ) -> None:
@@ -171,9 +165,7 @@ async def fail_attempt(
         after_commit(session, TASKS_FAILED.labels(outcome).inc)
 
 
-async def release_agent_tasks(
-    session: AsyncSession, agent_id: str, *, now: datetime, settings: Settings, signals: Any
-) -> int:
+async def release_agent_tasks(session: AsyncSession, agent_id: str, *, now: datetime, settings: Settings) -> int:
     """Put every task an agent holds back in the queue without using a retry (deregistration)."""
     held = await held_tasks(session, agent_id)
     for task in held:
@@ -195,7 +187,6 @@ async def cancel(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any,
 ) -> Task:
     task = await get_visible(session, principal, task_id, for_update=True)
     require_owner(principal, task, "cancel")

@@ -53,7 +53,6 @@ async def submit(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any,
 ) -> tuple[Task, bool]:
     """Store a new task, or return the first one for a repeated idempotency key. True when created."""
     client_id = resolve_client_id(principal, body.client_id)
@@ -80,7 +79,7 @@ async def submit(
         return existing, False
     if task.depends_on:
         await dependencies.insert_edges(session, [(task.task_id, dep) for dep in task.depends_on])
-    await _after_submit(session, principal, task, now, signals)
+    await _after_submit(session, principal, task, now)
     return task, True
 
 
@@ -164,7 +163,7 @@ async def _insert_unless_duplicate(session: AsyncSession, task: Task) -> bool:
     return cast(CursorResult, await session.execute(statement)).rowcount == 1
 
 
-async def _after_submit(session: AsyncSession, principal: Principal, task: Task, now: datetime, signals: Any) -> None:
+async def _after_submit(session: AsyncSession, principal: Principal, task: Task, now: datetime) -> None:
     await _after_submit_many(session, principal, [task], now)
 
 
@@ -203,7 +202,6 @@ async def submit_batch(
     atomic: bool,
     now: datetime,
     settings: Settings,
-    signals: Any,
 ) -> tuple[list[tuple[int, Task]], list[tuple[int, str]]]:
     """SPEC 5: validate every item first; store the valid ones (or, atomic, all or none) in this transaction."""
     valid: list[tuple[int, TaskSubmit]] = []
@@ -249,7 +247,7 @@ async def submit_batch(
     submitted = list(plain)
     for index, body in valid:
         if body.idempotency_key is not None or body.depends_on:
-            task, _created = await submit(session, principal, body, now=now, settings=settings, signals=signals)
+            task, _created = await submit(session, principal, body, now=now, settings=settings)
             submitted.append((index, task))
     return sorted(submitted, key=lambda pair: pair[0]), failed
 

@@ -23,7 +23,7 @@ PAUSE_SECONDS = 0.01
 
 
 async def cancel_workflow(
-    db: Database, principal: Principal, workflow_id: str, reason: str, *, settings: Settings, signals: Any
+    db: Database, principal: Principal, workflow_id: str, reason: str, *, settings: Settings
 ) -> dict[str, Any]:
     """Cancel every step not yet final (owner or admin); answers the workflow as the last round left it."""
     workflow: dict[str, Any] = {}
@@ -36,7 +36,6 @@ async def cancel_workflow(
                 reason,
                 now=utcnow(),
                 settings=settings,
-                signals=signals,
                 first_round=round_ == 0,
             )
         if not busy:

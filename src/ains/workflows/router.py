@@ -63,7 +63,5 @@ async def cancel_workflow(
 ) -> WorkflowOut:
     """Cancel every step not yet final (owner or admin)."""
     body = body or WorkflowCancel()
-    workflow = await cancel_workflow_in_rounds(
-        ctx.db, principal, workflow_id, body.reason, settings=ctx.settings, signals=ctx.signals
-    )
+    workflow = await cancel_workflow_in_rounds(ctx.db, principal, workflow_id, body.reason, settings=ctx.settings)
     return WorkflowOut.model_validate(workflow)

@@ -258,7 +258,6 @@ async def cancel(
     *,
     now: datetime,
     settings: Settings,
-    signals: Any,
     first_round: bool = True,
 ) -> tuple[dict[str, Any], bool]:
     """Cancel every step not yet final that no other transaction holds: the WAITING ones here, the others through
