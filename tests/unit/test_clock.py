@@ -33,3 +33,15 @@ def test_without_a_test_clock_now_is_the_real_time(monkeypatch):
     before = datetime.now(UTC)
     assert before <= clock.utcnow() <= datetime.now(UTC)
     assert not clock.moved_by_tests()
+
+
+def test_relative_text_says_how_long_ago_or_until():
+    from ains.core.clock import relative_text
+
+    now = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+    assert relative_text(now - timedelta(seconds=1), now) == "just now"
+    assert relative_text(now - timedelta(seconds=3), now) == "3 s ago"
+    assert relative_text(now - timedelta(seconds=3), now, just_now_seconds=5) == "just now"
+    assert relative_text(now - timedelta(minutes=3, seconds=59), now) == "3 min ago"
+    assert relative_text(now + timedelta(hours=2, minutes=1), now) == "in 2 h"
+    assert relative_text(now - timedelta(days=3), now) == "3 d ago"

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ains.core.clock import relative_text
+
 
 def _click_classes(name: str) -> tuple[type[Any], ...]:
     """Click's exception class `name`, both as typer raises it (newer typer vendors click) and as click does."""
@@ -63,15 +65,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def relative(moment: datetime, now: datetime | None = None) -> str:
-    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
-    future, seconds = seconds < 0, abs(seconds)
-    if seconds < 2:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= size:
-            amount = f"{int(seconds // size)} {unit}"
-            return f"in {amount}" if future else f"{amount} ago"
-    return "just now"
+    return relative_text(moment, now or datetime.now(UTC))
 
 
 def _when(value: Any) -> str | None:

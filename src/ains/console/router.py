@@ -31,7 +31,7 @@ from ains.auth.keys import hash_key
 from ains.auth.schemas import ApiKeyCreate, ApiKeyRotate
 from ains.console import service
 from ains.console.session import COOKIE, Session, SessionSigner
-from ains.core.clock import utcnow
+from ains.core.clock import relative_text, utcnow
 from ains.core.context import AppContext
 from ains.core.errors import AinsError
 from ains.core.principal import CLIENT_SCOPES, Principal
@@ -66,16 +66,7 @@ def _aware(value: datetime) -> datetime:
 def relative(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "never"
-    seconds = ((now or utcnow()) - _aware(value)).total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    if seconds < 5:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= size:
-            amount = f"{int(seconds // size)} {unit}"
-            return f"in {amount}" if future else f"{amount} ago"
-    return "just now"
+    return relative_text(_aware(value), now or utcnow(), just_now_seconds=5)
 
 
 def when(value: datetime | None) -> Markup:

@@ -60,6 +60,18 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def relative_text(moment: datetime, now: datetime, *, just_now_seconds: float = 2) -> str:
+    """How long ago (or until) `moment` is, as people say it: `3 min ago`, `in 2 h`, `just now`."""
+    seconds = (now - moment).total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds >= just_now_seconds:
+        for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+            if seconds >= size:
+                amount = f"{int(seconds // size)} {unit}"
+                return f"in {amount}" if future else f"{amount} ago"
+    return "just now"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
