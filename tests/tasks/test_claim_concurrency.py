@@ -23,6 +23,18 @@ AGENTS = 20
 MAX_CONCURRENCY = 3
 
 
+async def _stored(database_url: str) -> tuple[Counter[str], list[TaskAttempt]]:
+    """What the servers wrote: how many tasks are in each status, and every attempt row."""
+    db = Database(database_url)
+    try:
+        async with db.read() as session:
+            statuses = Counter((await session.scalars(select(Task.status))).all())
+            attempts = list(await session.scalars(select(TaskAttempt)))
+    finally:
+        await db.dispose()
+    return statuses, attempts
+
+
 @pytest.fixture
 def servers(settings):
     env = {"AINS_DATABASE_URL": settings.database_url, "AINS_DATA_DIR": str(settings.data_dir)}
@@ -86,13 +98,7 @@ async def test_500_tasks_20_claimers_each_assigned_once(servers, settings):
     duplicates = [task_id for task_id, count in Counter(claimed).items() if count > 1]
     assert duplicates == [] and len(claimed) == TASKS
 
-    db = Database(settings.database_url)
-    try:
-        async with db.read() as session:
-            statuses = Counter((await session.scalars(select(Task.status))).all())
-            attempts = (await session.scalars(select(TaskAttempt))).all()
-    finally:
-        await db.dispose()
+    statuses, attempts = await _stored(settings.database_url)
     assert statuses == {"COMPLETED": TASKS}
     assert len(attempts) == TASKS and len({a.task_id for a in attempts}) == TASKS
 
@@ -153,12 +159,6 @@ async def test_agents_of_several_capabilities_share_a_mixed_queue_each_task_once
 
     assert [task_id for task_id, count in Counter(claimed).items() if count > 1] == []
     assert len(claimed) == tasks_total
-    db = Database(settings.database_url)
-    try:
-        async with db.read() as session:
-            statuses = Counter((await session.scalars(select(Task.status))).all())
-            attempts = (await session.scalars(select(TaskAttempt))).all()
-    finally:
-        await db.dispose()
+    statuses, attempts = await _stored(settings.database_url)
     assert statuses == {"COMPLETED": tasks_total}
     assert len(attempts) == tasks_total

@@ -251,6 +251,18 @@ async def read_form(request: Request, viewer: Viewer) -> dict[str, str] | Respon
     return fields
 
 
+async def _signed_in_post(request: Request) -> tuple[Viewer, dict[str, str]] | Response:
+    """A posted action's viewer and form, or the answer that ends it: the 403 page for a missing or foreign CSRF
+    token, the sign-in page for a signed-out viewer. Past it, `viewer.user` is the signed-in principal."""
+    viewer = await _viewer(request)
+    form = await read_form(request, viewer)
+    if isinstance(form, Response):
+        return form
+    if viewer.principal is None:
+        return sign_in_redirect(viewer)
+    return viewer, form
+
+
 def _error_text(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
@@ -432,12 +444,10 @@ async def task_page(request: Request, task_id: str) -> Response:
 
 @router.post("/tasks/{task_id}/cancel")
 async def task_cancel(request: Request, task_id: str) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     page = f"{PREFIX}/tasks/{quote(task_id, safe='')}"
     if form.get("confirmed") != "yes":  # without the page's script: ask on a page of its own
         return await _task_page(viewer, task_id, confirm="cancel", reason=form.get("reason", ""))
@@ -447,7 +457,7 @@ async def task_cancel(request: Request, task_id: str) -> Response:
         async with ctx.db.transaction() as session:
             await tasks.cancel(
                 session,
-                viewer.principal,
+                viewer.user,
                 task_id,
                 body.reason,
                 now=utcnow(),
@@ -462,12 +472,10 @@ async def task_cancel(request: Request, task_id: str) -> Response:
 
 @router.post("/tasks/{task_id}/priority")
 async def task_priority(request: Request, task_id: str) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     page = f"{PREFIX}/tasks/{quote(task_id, safe='')}"
     if form.get("confirmed") != "yes":
         return await _task_page(viewer, task_id, confirm="priority", new_priority=form.get("priority", ""))
@@ -475,9 +483,7 @@ async def task_priority(request: Request, task_id: str) -> Response:
     try:
         body = PriorityRequest(priority=_int(form.get("priority")) or 0)
         async with ctx.db.transaction() as session:
-            await tasks.set_priority(
-                session, viewer.principal, task_id, body.priority, now=utcnow(), settings=ctx.settings
-            )
+            await tasks.set_priority(session, viewer.user, task_id, body.priority, now=utcnow(), settings=ctx.settings)
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Task not found", _error_text(exc))
@@ -541,13 +547,11 @@ async def agent_page(request: Request, agent_id: str) -> Response:
 
 @router.post("/agents/{agent_id}/trust")
 async def agent_trust_adjust(request: Request, agent_id: str) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
-    if not viewer.principal.is_admin:
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
+    if not viewer.user.is_admin:
         return await problem_page(viewer, 403, "Admin only", "Only the admin adjusts trust.")
     page = f"{PREFIX}/agents/{quote(agent_id, safe='')}"
     try:
@@ -562,7 +566,7 @@ async def agent_trust_adjust(request: Request, agent_id: str) -> Response:
         body = TrustAdjust(delta=delta, reason=form.get("reason", ""))
         async with _ctx(request).db.transaction() as session:
             agent, _record = await trust.adjust(
-                session, viewer.principal, agent_id, float(body.delta), body.reason, now=utcnow()
+                session, viewer.user, agent_id, float(body.delta), body.reason, now=utcnow()
             )
             score = agent.trust_score
     except (AinsError, ValidationError) as exc:
@@ -603,16 +607,14 @@ async def webhook_page(request: Request, webhook_id: str) -> Response:
 
 @router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")
 async def webhook_redeliver(request: Request, webhook_id: str, delivery_id: str) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     page = f"{PREFIX}/webhooks/{quote(webhook_id, safe='')}"
     try:
         async with _ctx(request).db.transaction() as session:
-            await webhooks.redeliver(session, viewer.principal, webhook_id, delivery_id, now=utcnow())
+            await webhooks.redeliver(session, viewer.user, webhook_id, delivery_id, now=utcnow())
     except AinsError as exc:
         if exc.status_code == 404:
             return await problem_page(viewer, 404, "Not found", _error_text(exc))
@@ -692,13 +694,11 @@ async def workflow_cancel(request: Request, workflow_id: str) -> Response:
     from ains.workflows.cancellation import cancel_workflow
     from ains.workflows.schemas import WorkflowCancel
 
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
-    if not viewer.principal.has_scope(scope("workflows:write")):
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
+    if not viewer.user.has_scope(scope("workflows:write")):
         return await problem_page(viewer, 403, "No workflows scope", "This key lacks the workflows:write scope.")
     page = f"{PREFIX}/workflows/{quote(workflow_id, safe='')}"
     if form.get("confirmed") != "yes":
@@ -706,7 +706,7 @@ async def workflow_cancel(request: Request, workflow_id: str) -> Response:
     ctx = _ctx(request)
     try:
         body = WorkflowCancel(reason=form.get("reason") or "Cancelled from the console")
-        await cancel_workflow(ctx.db, viewer.principal, workflow_id, body.reason, settings=ctx.settings)
+        await cancel_workflow(ctx.db, viewer.user, workflow_id, body.reason, settings=ctx.settings)
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Workflow not found", _error_text(exc))
@@ -749,15 +749,13 @@ async def schedule_pause_resume(request: Request, schedule_id: str, action: str)
     from ains.schedules import service as schedules
     from ains.schedules.schemas import ScheduleUpdate
 
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     if action not in ("pause", "resume"):
         return await problem_page(viewer, 404, "Not found", "A schedule is paused or resumed, nothing else.")
-    if not viewer.principal.has_scope(scope("schedules:write")):
+    if not viewer.user.has_scope(scope("schedules:write")):
         return await problem_page(viewer, 403, "No schedules scope", "This key lacks the schedules:write scope.")
     if form.get("confirmed") != "yes":
         return await _schedule_list(viewer, confirm=action, confirm_id=schedule_id)
@@ -766,7 +764,7 @@ async def schedule_pause_resume(request: Request, schedule_id: str, action: str)
         async with ctx.db.transaction() as session:
             schedule = await schedules.update(
                 session,
-                viewer.principal,
+                viewer.user,
                 schedule_id,
                 ScheduleUpdate(active=action == "resume"),
                 now=utcnow(),
@@ -829,12 +827,10 @@ async def key_list(request: Request) -> Response:
 
 @router.post("/keys")
 async def key_create(request: Request) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     if refused := await _admin_only(viewer):
         return refused
     page = f"{PREFIX}/keys"
@@ -855,7 +851,7 @@ async def key_create(request: Request) -> Response:
     try:
         async with ctx.db.transaction() as session:
             row, secret = await auth.create_client_key(
-                session, viewer.principal, body.client_id, body.name, body.scopes, utcnow(), expires_at=body.expires_at
+                session, viewer.user, body.client_id, body.name, body.scopes, utcnow(), expires_at=body.expires_at
             )
     except AinsError as exc:
         return redirect(viewer, page, problem=f"No key created: {_error_text(exc)}")
@@ -867,12 +863,10 @@ async def key_create(request: Request) -> Response:
 
 @router.post("/keys/{key_id}/rotate")
 async def key_rotate(request: Request, key_id: str) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     if refused := await _admin_only(viewer):
         return refused
     page = f"{PREFIX}/keys"
@@ -884,7 +878,7 @@ async def key_rotate(request: Request, key_id: str) -> Response:
         return await _keys_page(viewer, confirm="rotate", confirm_id=key_id, grace=int(body.grace_seconds))
     try:
         async with _ctx(request).db.transaction() as session:
-            row, secret, old = await auth.rotate_key(session, viewer.principal, key_id, body.grace_seconds, utcnow())
+            row, secret, old = await auth.rotate_key(session, viewer.user, key_id, body.grace_seconds, utcnow())
     except AinsError as exc:
         return redirect(viewer, page, problem=f"Not rotated: {_error_text(exc)}")
     return await _keys_page(
@@ -896,12 +890,10 @@ async def key_rotate(request: Request, key_id: str) -> Response:
 
 @router.post("/keys/{key_id}/revoke")
 async def key_revoke(request: Request, key_id: str) -> Response:
-    viewer = await _viewer(request)
-    form = await read_form(request, viewer)
-    if isinstance(form, Response):
-        return form
-    if viewer.principal is None:
-        return sign_in_redirect(viewer)
+    posted = await _signed_in_post(request)
+    if isinstance(posted, Response):
+        return posted
+    viewer, form = posted
     if refused := await _admin_only(viewer):
         return refused
     page = f"{PREFIX}/keys"
@@ -909,7 +901,7 @@ async def key_revoke(request: Request, key_id: str) -> Response:
         return await _keys_page(viewer, confirm="revoke", confirm_id=key_id)
     try:
         async with _ctx(request).db.transaction() as session:
-            await auth.revoke_key(session, viewer.principal, key_id, utcnow())
+            await auth.revoke_key(session, viewer.user, key_id, utcnow())
     except AinsError as exc:
         return redirect(viewer, page, problem=f"Not revoked: {_error_text(exc)}")
     return redirect(viewer, page, notice=f"Key {key_id} revoked: it no longer works.")
