@@ -71,9 +71,9 @@ async def test_rows_a_merge_locked_and_left_are_claimed_at_once_by_one_who_skipp
     waiter = await register_agent(client, "agent_b", capabilities=["b:v1"])
     first = await submit(client, owner, capability_required="a:v1")
     second = await submit(client, owner, capability_required="b:v1")
-    async with db.transaction() as session:
+    async with ctx.work() as work:
         # agent_both takes the older task; its claim also locked the head of b:v1, which it leaves.
-        held = await claim_once(session, "agent_both", 1, start=False, settings=ctx.settings)
+        held = await claim_once(work, "agent_both", 1, start=False)
         assert [t.task_id for t in held.tasks] == [first["task_id"]]
         waiting = asyncio.create_task(claim(client, waiter, wait_seconds=10))
         for _ in range(200):  # until the waiter has skipped the locked row and subscribed

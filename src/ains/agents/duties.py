@@ -16,7 +16,6 @@ from ains.agents.schemas import LIVE_STATUSES, AgentStatus
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utcnow
 from ains.core.context import AppContext
-from ains.core.database import after_commit
 from ains.core.metrics import AGENTS_LOST
 from ains.tasks import lifecycle
 from ains.tasks.reads import held_tasks
@@ -42,7 +41,8 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
     oldest = await _oldest_heartbeat(ctx)
     if oldest is None or oldest + stale_after > now:
         return PassResult(0, oldest + stale_after if oldest else None)
-    async with ctx.db.transaction() as session:
+    async with ctx.work(now) as work:
+        session = work.session
         agents = list(
             await session.scalars(
                 select(Agent)
@@ -57,24 +57,9 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
             agent.updated_at = now
             for task in await held_tasks(session, agent.agent_id):
                 if task.status == TaskStatus.ASSIGNED:
-                    await lifecycle.requeue(
-                        session,
-                        task,
-                        outcome=lifecycle.OUTCOME_AGENT_LOST,
-                        error=AGENT_LOST,
-                        now=now,
-                        settings=settings,
-                    )
+                    await lifecycle.requeue(work, task, outcome=lifecycle.OUTCOME_AGENT_LOST, error=AGENT_LOST)
                 else:
-                    await fail_attempt(
-                        session,
-                        task,
-                        AGENT_LOST,
-                        retryable=True,
-                        now=now,
-                        settings=settings,
-                        outcome=lifecycle.OUTCOME_AGENT_LOST,
-                    )
+                    await fail_attempt(work, task, AGENT_LOST, retryable=True, outcome=lifecycle.OUTCOME_AGENT_LOST)
         lost = [agent.agent_id for agent in agents]
 
         def report() -> None:
@@ -82,7 +67,7 @@ async def mark_stale_agents(ctx: AppContext) -> PassResult:
             for agent_id in lost:
                 log.warning("agent lost", extra={"agent_id": agent_id})
 
-        after_commit(session, report)
+        work.after_commit(report)
     oldest = await _oldest_heartbeat(ctx)
     return PassResult(len(agents), oldest + stale_after if oldest else None)
 

@@ -20,7 +20,6 @@ from ains.agents.schemas import (
     TokenRequest,
 )
 from ains.auth.dependencies import CurrentPrincipal, agents_only, public
-from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 
 router = APIRouter(prefix="/ains/agents", tags=["agents"])
@@ -30,8 +29,8 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRegistered, dependencies=[public()])
 async def register_agent(body: AgentRegister, ctx: Ctx) -> AgentRegistered:
     """Public. Register an agent with a signed request; the answer carries its API key, once."""
-    async with ctx.db.transaction() as session:
-        agent, secret = await service.register(session, body, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        agent, secret = await service.register(work, body)
     return AgentRegistered(**AgentOut.model_validate(agent).model_dump(), api_key=secret)
 
 
@@ -56,7 +55,7 @@ async def list_agents(
 @router.get("/{agent_id}", response_model=AgentOut, dependencies=[public()])
 async def get_agent(agent_id: str, ctx: Ctx) -> AgentOut:
     """Public. One agent, never its keys."""
-    return await service.read_record(ctx.db, ctx.cache, agent_id)
+    return await service.read_record(ctx, agent_id)
 
 
 @router.post(
@@ -64,17 +63,15 @@ async def get_agent(agent_id: str, ctx: Ctx) -> AgentOut:
 )
 async def reissue_token(agent_id: str, body: TokenRequest, ctx: Ctx) -> AgentToken:
     """Public. A new agent key for a fresh signature; the agent's earlier keys stop working."""
-    async with ctx.db.transaction() as session:
-        key, secret = await service.reissue_key(
-            session, agent_id, body.timestamp, body.signature, now=utcnow(), settings=ctx.settings
-        )
+    async with ctx.work() as work:
+        key, secret = await service.reissue_key(work, agent_id, body.timestamp, body.signature)
     return AgentToken(agent_id=agent_id, key_id=key.key_id, api_key=secret, created_at=key.created_at)
 
 
 @router.patch("/{agent_id}", response_model=AgentOut, dependencies=[agents_only()])
 async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrincipal, ctx: Ctx) -> AgentOut:
-    async with ctx.db.transaction() as session:
-        agent = await service.update_profile(session, principal, agent_id, body, now=utcnow())
+    async with ctx.work() as work:
+        agent = await service.update_profile(work, principal, agent_id, body)
     return AgentOut.model_validate(agent)
 
 
@@ -89,14 +86,7 @@ async def heartbeat(
     """Record that the agent is alive; with `wait_seconds`, answer early when one of its tasks is cancelled."""
     body = body or HeartbeatRequest()
     cancelled = await service.heartbeat_and_wait(
-        ctx.db,
-        ctx.signals,
-        principal,
-        agent_id,
-        body.status,
-        wait_seconds=body.wait_seconds,
-        settings=ctx.settings,
-        request=request,
+        ctx, principal, agent_id, body.status, wait_seconds=body.wait_seconds, request=request
     )
     return HeartbeatResponse(
         acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3
@@ -107,6 +97,6 @@ async def heartbeat(
     "/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, dependencies=[agents_only()]
 )
 async def deregister_agent(agent_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
-    async with ctx.db.transaction() as session:
-        await service.deregister(session, principal, agent_id, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        await service.deregister(work, principal, agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

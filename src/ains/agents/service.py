@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -17,31 +16,28 @@ from ains.auth import service as keys
 from ains.auth.models import ApiKey
 from ains.auth.signatures import registration_message, token_message, verify_signed
 from ains.core.cache import AGENT as AGENT_CACHE
-from ains.core.cache import Cache, read_through
-from ains.core.clock import utcnow
-from ains.core.config import Settings
-from ains.core.database import Database, json_array_contains
+from ains.core.cache import read_through
+from ains.core.context import AppContext
+from ains.core.database import json_array_contains
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.core.long_poll import LongPoll
 from ains.core.principal import Principal
+from ains.core.work import Work
 from ains.tasks import service as tasks
 
 INITIAL_TRUST = 0.5
 
 
-async def register(
-    session: AsyncSession, body: AgentRegister, *, now: datetime, settings: Settings
-) -> tuple[Agent, str]:
+async def register(work: Work, body: AgentRegister) -> tuple[Agent, str]:
+    session, now = work.session, work.now
     await verify_signed(
-        session,
+        work,
         public_key_hex=body.public_key,
         message=registration_message(body.agent_id, body.public_key, body.timestamp),
         signature_hex=body.signature,
         timestamp=body.timestamp,
-        now=now,
-        window_seconds=settings.signature_window_seconds,
     )
-    await registration.consume(session, body.registration_token, body.agent_id, now=now, settings=settings)
+    await registration.consume(work, body.registration_token, body.agent_id)
     public_key = body.public_key.lower()
     clash = await session.scalar(
         select(Agent).where(or_(Agent.agent_id == body.agent_id, Agent.public_key == public_key))
@@ -71,26 +67,22 @@ async def register(
     )
     session.add(agent)
     await session.flush()
-    _key, secret = await keys.issue_agent_key(session, agent.agent_id, now, replace=False)
+    _key, secret = await keys.issue_agent_key(work, agent.agent_id, replace=False)
     return agent, secret
 
 
-async def reissue_key(
-    session: AsyncSession, agent_id: str, timestamp: str, signature: str, *, now: datetime, settings: Settings
-) -> tuple[Any, str]:
-    agent = await session.get(Agent, agent_id)
+async def reissue_key(work: Work, agent_id: str, timestamp: str, signature: str) -> tuple[Any, str]:
+    agent = await work.session.get(Agent, agent_id)
     if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     await verify_signed(
-        session,
+        work,
         public_key_hex=agent.public_key,
         message=token_message(agent_id, timestamp),
         signature_hex=signature,
         timestamp=timestamp,
-        now=now,
-        window_seconds=settings.signature_window_seconds,
     )
-    return await keys.issue_agent_key(session, agent_id, now, replace=True)
+    return await keys.issue_agent_key(work, agent_id, replace=True)
 
 
 async def get(session: AsyncSession, agent_id: str, *, for_update: bool = False) -> Agent:
@@ -139,10 +131,9 @@ async def list_agents(
     return list(rows), total
 
 
-async def update_profile(
-    session: AsyncSession, principal: Principal, agent_id: str, patch: AgentPatch, *, now: datetime
-) -> Agent:
+async def update_profile(work: Work, principal: Principal, agent_id: str, patch: AgentPatch) -> Agent:
     require_self_or_admin(principal, agent_id)
+    session = work.session
     agent = await get(session, agent_id, for_update=True)
     changes = patch.model_dump(exclude_unset=True)
     for field in ("capabilities", "tags", "max_concurrency"):
@@ -153,35 +144,31 @@ async def update_profile(
             changes[field] = sorted(set(changes[field]))
     for field, value in changes.items():
         setattr(agent, field, value)
-    agent.updated_at = now
+    agent.updated_at = work.now
     if principal.is_admin:
-        audit.record(session, principal, "agent.update", "agent", agent_id, {"fields": sorted(changes)})
+        audit.record(work, principal, "agent.update", "agent", agent_id, {"fields": sorted(changes)})
     return agent
 
 
-async def heartbeat(
-    session: AsyncSession, principal: Principal, agent_id: str, status: str | None, *, now: datetime
-) -> list[str]:
+async def heartbeat(work: Work, principal: Principal, agent_id: str, status: str | None) -> list[str]:
     """Record that the agent is alive; answer the ids of its tasks that were cancelled (SPEC 7)."""
     require_self(principal, agent_id)
-    agent = await get(session, agent_id, for_update=True)
-    agent.last_heartbeat_at = now
+    agent = await get(work.session, agent_id, for_update=True)
+    agent.last_heartbeat_at = work.now
     if status is not None:
         agent.status = status
     elif agent.status == AgentStatus.INACTIVE:
         agent.status = AgentStatus.AVAILABLE
-    return await tasks.take_cancelled_for_agent(session, agent_id, now)
+    return await tasks.take_cancelled_for_agent(work, agent_id)
 
 
 async def heartbeat_and_wait(
-    db: Database,
-    signals: Any,
+    ctx: AppContext,
     principal: Principal,
     agent_id: str,
     status: str | None,
     *,
     wait_seconds: float,
-    settings: Settings,
     request: Request | None = None,
 ) -> list[str]:
     """A heartbeat; with `wait_seconds`, held open until one of the agent's tasks is cancelled (SPEC 14).
@@ -190,37 +177,36 @@ async def heartbeat_and_wait(
     wakes it; it looks again every `wakeup_fallback_seconds` in case a wake-up from another process was lost,
     and ends early when the server stops or the agent hangs up.
     """
+    signals = ctx.signals
     with signals.subscribe_cancels(agent_id) as cancelled_event:
-        async with db.transaction() as session:
-            cancelled = await heartbeat(session, principal, agent_id, status, now=utcnow())
+        async with ctx.work() as work:
+            cancelled = await heartbeat(work, principal, agent_id, status)
         async with LongPoll(signals.stopping, wait_seconds, request) as poll:
             while not cancelled and not poll.over:
-                await poll.wait(cancelled_event, settings.wakeup_fallback_seconds)
+                await poll.wait(cancelled_event, ctx.settings.wakeup_fallback_seconds)
                 if poll.caller_gone:
                     break  # nobody to tell: what was cancelled stays to be told by the next heartbeat
                 cancelled_event.clear()
-                async with db.transaction() as session:
-                    cancelled = await tasks.take_cancelled_for_agent(session, agent_id, utcnow())
+                async with ctx.work() as work:
+                    cancelled = await tasks.take_cancelled_for_agent(work, agent_id)
     return cancelled
 
 
-async def deregister(
-    session: AsyncSession, principal: Principal, agent_id: str, *, now: datetime, settings: Settings
-) -> None:
+async def deregister(work: Work, principal: Principal, agent_id: str) -> None:
     require_self_or_admin(principal, agent_id)
-    agent = await get(session, agent_id, for_update=True)
-    released = await tasks.release_agent_tasks(session, agent_id, now=now, settings=settings)
+    agent = await get(work.session, agent_id, for_update=True)
+    released = await tasks.release_agent_tasks(work, agent_id)
     agent.status = AgentStatus.DEREGISTERED
-    agent.updated_at = now
-    await keys.revoke_agent_keys(session, agent_id, now)
-    audit.record(session, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})
+    agent.updated_at = work.now
+    await keys.revoke_agent_keys(work, agent_id)
+    audit.record(work, principal, "agent.deregister", "agent", agent_id, {"released_tasks": released})
 
 
-async def read_record(db: Any, cache: Cache, agent_id: str) -> AgentOut:
-    """The public agent record, from the cache when it can (SPEC 10)."""
+async def read_record(ctx: AppContext, agent_id: str) -> AgentOut:
+    """The public agent record, from the cache when it can (SPEC 10); a read transaction only when it cannot."""
 
     async def load() -> AgentOut:
-        async with db.read() as session:
+        async with ctx.db.read() as session:
             return AgentOut.model_validate(await get(session, agent_id))
 
-    return await read_through(cache, AGENT_CACHE, agent_id, AgentOut, load)
+    return await read_through(ctx.cache, AGENT_CACHE, agent_id, AgentOut, load)

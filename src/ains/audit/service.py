@@ -8,21 +8,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit.models import AuditLog
-from ains.core.clock import utcnow
 from ains.core.principal import Principal
+from ains.core.work import Work
 
 
 def record(
-    session: AsyncSession,
+    work: Work,
     actor: Principal,
     action: str,
     target_type: str,
     target_id: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
+    """An audit entry, written with the work's transaction and stamped with its moment."""
+    work.session.add(
         AuditLog(
-            created_at=utcnow(),
+            created_at=work.now,
             actor=actor.id,
             actor_kind=actor.kind,
             action=action,

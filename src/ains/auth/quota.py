@@ -40,10 +40,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ains.auth.models import ClientQuota
 from ains.core.clock import utcnow
-from ains.core.config import Settings
 from ains.core.database import driver_connection
 from ains.core.errors import AinsError
 from ains.core.metrics import DB_STATEMENTS
+from ains.core.work import Work
 from ains.tasks.models import Task
 from ains.tasks.schemas import FINAL_STATUSES
 
@@ -63,16 +63,17 @@ class PendingCapReached(AinsError):
     status_code = 429
 
 
-async def reserve(session: AsyncSession, client_id: str, n: int, settings: Settings) -> None:
+async def reserve(work: Work, client_id: str, n: int) -> None:
     """Take `n` from `client_id`'s allowance for a submission of `n` tasks, or refuse it (429)."""
     if n <= 0:
         return
-    cap = settings.max_pending_tasks_per_client
+    session = work.session
+    cap = work.settings.max_pending_tasks_per_client
     engine = session.bind
     assert isinstance(engine, AsyncEngine), "sessions of ains.core.database are bound to the engine"
     full = _full.setdefault(engine.sync_engine, {})
     full_since = full.get(client_id)
-    if full_since is not None and utcnow().timestamp() - full_since < RECOUNT_SECONDS:
+    if full_since is not None and work.now.timestamp() - full_since < RECOUNT_SECONDS:
         _refuse(cap)
     dialect = engine.dialect.name
     if dialect == "sqlite" or _holds_connection(session):
@@ -86,15 +87,15 @@ async def reserve(session: AsyncSession, client_id: str, n: int, settings: Setti
     if not allowed:
         if len(full) > 10_000:
             full.clear()
-        full[client_id] = utcnow().timestamp()
+        full[client_id] = work.now.timestamp()
         _refuse(cap)
     full.pop(client_id, None)
 
 
-async def reserve_many(session: AsyncSession, client_ids: list[str], settings: Settings) -> None:
+async def reserve_many(work: Work, client_ids: list[str]) -> None:
     """`reserve` for a batch: each client's share of it (the admin may submit for several clients at once)."""
     for client_id, n in Counter(client_ids).items():
-        await reserve(session, client_id, n, settings)
+        await reserve(work, client_id, n)
 
 
 def _holds_connection(session: AsyncSession) -> bool:

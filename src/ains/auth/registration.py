@@ -19,9 +19,9 @@ from ains.audit import service as audit
 from ains.auth.keys import hash_key
 from ains.auth.models import RegistrationToken
 from ains.core.clock import new_id, random_token
-from ains.core.config import Settings
 from ains.core.errors import NotFound, Unauthorized, Unprocessable
 from ains.core.principal import Principal
+from ains.core.work import Work
 
 
 def generate_token() -> str:
@@ -29,14 +29,9 @@ def generate_token() -> str:
 
 
 async def create(
-    session: AsyncSession,
-    actor: Principal,
-    name: str,
-    now: datetime,
-    *,
-    expires_at: datetime | None,
-    max_uses: int | None,
+    work: Work, actor: Principal, name: str, *, expires_at: datetime | None, max_uses: int | None
 ) -> tuple[RegistrationToken, str]:
+    session, now = work.session, work.now
     if expires_at is not None and expires_at <= now:
         raise Unprocessable("expires_at", "expires_at must be in the future")
     secret = generate_token()
@@ -51,7 +46,7 @@ async def create(
     )
     session.add(row)
     audit.record(
-        session,
+        work,
         actor,
         "registration_token.create",
         "registration_token",
@@ -75,20 +70,19 @@ async def list_tokens(
     return list(await session.scalars(query))
 
 
-async def revoke(session: AsyncSession, actor: Principal, token_id: str, now: datetime) -> RegistrationToken:
-    row = await session.get(RegistrationToken, token_id)
+async def revoke(work: Work, actor: Principal, token_id: str) -> RegistrationToken:
+    row = await work.session.get(RegistrationToken, token_id)
     if row is None or row.revoked_at is not None:
         raise NotFound(f"Registration token {token_id} not found")
-    row.revoked_at = now
-    audit.record(session, actor, "registration_token.revoke", "registration_token", token_id, {"name": row.name})
+    row.revoked_at = work.now
+    audit.record(work, actor, "registration_token.revoke", "registration_token", token_id, {"name": row.name})
     return row
 
 
-async def consume(
-    session: AsyncSession, token: str | None, agent_id: str, *, now: datetime, settings: Settings
-) -> str | None:
+async def consume(work: Work, token: str | None, agent_id: str) -> str | None:
     """Spend one use of `token` when registration needs one; its id (None when registration is open)."""
-    if settings.agent_registration != "token":
+    session, now = work.session, work.now
+    if work.settings.agent_registration != "token":
         return None
     if not token:
         raise Unauthorized("Registration needs a registration_token")
@@ -106,5 +100,5 @@ async def consume(
     token_id = spent.scalar()
     if token_id is None:
         raise Unauthorized("registration_token is unknown, revoked, expired or used up")
-    audit.record(session, Principal("agent", agent_id), "registration_token.use", "registration_token", token_id, {})
+    audit.record(work, Principal("agent", agent_id), "registration_token.use", "registration_token", token_id, {})
     return token_id

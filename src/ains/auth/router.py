@@ -19,7 +19,6 @@ from ains.auth.schemas import (
     RegistrationTokenList,
     RegistrationTokenOut,
 )
-from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 
 router = APIRouter(prefix="/ains/api-keys", tags=["keys"])
@@ -46,14 +45,13 @@ def _created(row, secret: str, **extra) -> ApiKeyCreated:  # noqa: ANN001
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, dependencies=[admin_only()])
 async def create_key(body: ApiKeyCreate, admin: Admin, ctx: Ctx) -> ApiKeyCreated:
     """A client key. `scopes` (default all), `expires_at` and the token bucket are optional."""
-    async with ctx.db.transaction() as session:
+    async with ctx.work() as work:
         row, secret = await service.create_client_key(
-            session,
+            work,
             admin,
             body.client_id,
             body.name,
             body.scopes,
-            utcnow(),
             expires_at=body.expires_at,
             rate_per_second=body.rate_limit_per_second,
             rate_burst=body.rate_limit_burst,
@@ -83,10 +81,8 @@ async def list_keys(
 async def rotate_key(key_id: str, admin: Admin, ctx: Ctx, body: ApiKeyRotate | None = None) -> ApiKeyCreated:
     """A new key with the same principal, scopes and limits; the old one keeps working `grace_seconds`."""
     body = body or ApiKeyRotate()
-    async with ctx.db.transaction() as session:
-        row, secret, old = await service.rotate_key(
-            session, admin, key_id, body.grace_seconds, utcnow(), expires_at=body.expires_at
-        )
+    async with ctx.work() as work:
+        row, secret, old = await service.rotate_key(work, admin, key_id, body.grace_seconds, expires_at=body.expires_at)
     return _created(row, secret, old_key_expires_at=old.expires_at)
 
 
@@ -94,8 +90,8 @@ async def rotate_key(key_id: str, admin: Admin, ctx: Ctx, body: ApiKeyRotate | N
     "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, dependencies=[admin_only()]
 )
 async def revoke_key(key_id: str, admin: Admin, ctx: Ctx) -> Response:
-    async with ctx.db.transaction() as session:
-        await service.revoke_key(session, admin, key_id, utcnow())
+    async with ctx.work() as work:
+        await service.revoke_key(work, admin, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -104,9 +100,9 @@ async def revoke_key(key_id: str, admin: Admin, ctx: Ctx) -> Response:
 )
 async def create_registration_token(body: RegistrationTokenCreate, admin: Admin, ctx: Ctx) -> RegistrationTokenCreated:
     """A token agents present to register when `agent_registration` is `token` (shown only here)."""
-    async with ctx.db.transaction() as session:
+    async with ctx.work() as work:
         row, secret = await registration.create(
-            session, admin, body.name, utcnow(), expires_at=body.expires_at, max_uses=body.max_uses
+            work, admin, body.name, expires_at=body.expires_at, max_uses=body.max_uses
         )
     return RegistrationTokenCreated(**RegistrationTokenOut.model_validate(row).model_dump(), token=secret)
 
@@ -128,6 +124,6 @@ async def list_registration_tokens(
     "/{token_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, dependencies=[admin_only()]
 )
 async def revoke_registration_token(token_id: str, admin: Admin, ctx: Ctx) -> Response:
-    async with ctx.db.transaction() as session:
-        await registration.revoke(session, admin, token_id, utcnow())
+    async with ctx.work() as work:
+        await registration.revoke(work, admin, token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

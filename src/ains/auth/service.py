@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime, timedelta
-from typing import Any
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
@@ -14,9 +14,10 @@ from ains.audit import service as audit
 from ains.auth.keys import generate_key, hash_key
 from ains.auth.models import ApiKey
 from ains.core.clock import new_id, utcnow
+from ains.core.context import AppContext
 from ains.core.errors import Conflict, NotFound, Unprocessable
 from ains.core.principal import ADMIN_ID, CLIENT_SCOPES, Principal
-from ains.core.signals import announce_key
+from ains.core.work import Work
 
 
 def resolve_admin(digest: str, admin_key_hash: str) -> Principal | None:
@@ -64,19 +65,20 @@ async def resolve_key(session: AsyncSession, digest: str) -> Principal | None:
     )
 
 
-async def note_expired_use(ctx: Any, principal: Principal) -> None:
+async def note_expired_use(ctx: AppContext, principal: Principal) -> None:
     """Audit the first use of a key after it expired (once per key, however often it is presented)."""
     if principal.key_id is None or principal.key_id in _expired_noted:
         return
-    async with ctx.db.transaction() as session:
+    async with ctx.work() as work:
+        session = work.session
         noted = await session.execute(
             update(ApiKey)
             .where(ApiKey.key_id == principal.key_id, ApiKey.expired_use_logged_at.is_(None))
-            .values(expired_use_logged_at=utcnow())
+            .values(expired_use_logged_at=work.now)
         )
-        if noted.rowcount:
+        if cast(CursorResult, noted).rowcount:
             audit.record(
-                session,
+                work,
                 principal,
                 "api_key.expired_use",
                 "api_key",
@@ -86,7 +88,7 @@ async def note_expired_use(ctx: Any, principal: Principal) -> None:
                     "expired_at": principal.expires_at.isoformat() if principal.expires_at else None,
                 },
             )
-            announce_key(session, principal.id)
+            work.announce_key(principal.id)
     if len(_expired_noted) > 100_000:
         _expired_noted.clear()
     _expired_noted.add(principal.key_id)
@@ -125,17 +127,17 @@ def _new_key(
 
 
 async def create_client_key(
-    session: AsyncSession,
+    work: Work,
     actor: Principal,
     client_id: str,
     name: str,
     scopes: list[str] | None,
-    now: datetime,
     *,
     expires_at: datetime | None = None,
     rate_per_second: float | None = None,
     rate_burst: int | None = None,
 ) -> tuple[ApiKey, str]:
+    session, now = work.session, work.now
     # One namespace for callers: a client may not take an agent's id and act as its owner.
     if await session.get(Agent, client_id) is not None:
         raise Conflict(f"{client_id} is an agent id; choose another client_id")
@@ -154,7 +156,7 @@ async def create_client_key(
     )
     session.add(row)
     audit.record(
-        session,
+        work,
         actor,
         "api_key.create",
         "api_key",
@@ -172,19 +174,14 @@ async def create_client_key(
 
 
 async def rotate_key(
-    session: AsyncSession,
-    actor: Principal,
-    key_id: str,
-    grace_seconds: float,
-    now: datetime,
-    *,
-    expires_at: datetime | None = None,
+    work: Work, actor: Principal, key_id: str, grace_seconds: float, *, expires_at: datetime | None = None
 ) -> tuple[ApiKey, str, ApiKey]:
     """A new key with the old one's principal, scopes and limits; the old one works `grace_seconds` more.
 
     The new key lives as long as the old one was meant to (its expiry minus its creation), from now, unless
     `expires_at` is given. Answers (new row, new secret, old row).
     """
+    session, now = work.session, work.now
     old = await session.scalar(select(ApiKey).where(ApiKey.key_id == key_id).with_for_update())
     if old is None or old.revoked_at is not None:
         raise NotFound(f"API key {key_id} not found")
@@ -209,9 +206,9 @@ async def rotate_key(
         rotated_from=old.key_id,
     )
     session.add(row)
-    announce_key(session, old.principal_id)
+    work.announce_key(old.principal_id)
     audit.record(
-        session,
+        work,
         actor,
         "api_key.rotate",
         "api_key",
@@ -226,24 +223,24 @@ async def rotate_key(
     return row, secret, old
 
 
-async def issue_agent_key(session: AsyncSession, agent_id: str, now: datetime, *, replace: bool) -> tuple[ApiKey, str]:
+async def issue_agent_key(work: Work, agent_id: str, *, replace: bool) -> tuple[ApiKey, str]:
     """A new key for an agent; with `replace`, its earlier keys stop working (the lost-key path)."""
     if replace:
-        await revoke_agent_keys(session, agent_id, now)
-    row, secret = _new_key("agent", agent_id, f"agent {agent_id}", list(CLIENT_SCOPES), now)
-    session.add(row)
+        await revoke_agent_keys(work, agent_id)
+    row, secret = _new_key("agent", agent_id, f"agent {agent_id}", list(CLIENT_SCOPES), work.now)
+    work.session.add(row)
     audit.record(
-        session, Principal("agent", agent_id), "api_key.issue_agent", "api_key", row.key_id, {"agent_id": agent_id}
+        work, Principal("agent", agent_id), "api_key.issue_agent", "api_key", row.key_id, {"agent_id": agent_id}
     )
     return row, secret
 
 
-async def revoke_agent_keys(session: AsyncSession, agent_id: str, now: datetime) -> None:
-    announce_key(session, agent_id)
-    await session.execute(
+async def revoke_agent_keys(work: Work, agent_id: str) -> None:
+    work.announce_key(agent_id)
+    await work.session.execute(
         update(ApiKey)
         .where(ApiKey.kind == "agent", ApiKey.principal_id == agent_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .values(revoked_at=work.now)
     )
 
 
@@ -258,11 +255,11 @@ async def list_keys(
     return list(await session.scalars(query))
 
 
-async def revoke_key(session: AsyncSession, actor: Principal, key_id: str, now: datetime) -> ApiKey:
-    key = await session.get(ApiKey, key_id)
+async def revoke_key(work: Work, actor: Principal, key_id: str) -> ApiKey:
+    key = await work.session.get(ApiKey, key_id)
     if key is None or key.revoked_at is not None:
         raise NotFound(f"API key {key_id} not found")
-    key.revoked_at = now
-    announce_key(session, key.principal_id)
-    audit.record(session, actor, "api_key.revoke", "api_key", key_id, {"principal_id": key.principal_id})
+    key.revoked_at = work.now
+    work.announce_key(key.principal_id)
+    audit.record(work, actor, "api_key.revoke", "api_key", key_id, {"principal_id": key.principal_id})
     return key

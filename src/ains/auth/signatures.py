@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.auth.models import UsedSignature
 from ains.core.errors import Unauthorized
+from ains.core.work import Work
 
 
 def registration_message(agent_id: str, public_key: str, timestamp: str) -> bytes:
@@ -41,17 +41,9 @@ def parse_timestamp(timestamp: str) -> datetime:
     return parsed
 
 
-async def verify_signed(
-    session: AsyncSession,
-    *,
-    public_key_hex: str,
-    message: bytes,
-    signature_hex: str,
-    timestamp: str,
-    now: datetime,
-    window_seconds: float,
-) -> None:
-    """Raise 401 unless the signature is valid, fresh, and not used before."""
+async def verify_signed(work: Work, *, public_key_hex: str, message: bytes, signature_hex: str, timestamp: str) -> None:
+    """Raise 401 unless the signature is valid, fresh (within `signature_window_seconds`), and not used before."""
+    session, now, window_seconds = work.session, work.now, work.settings.signature_window_seconds
     signed_at = parse_timestamp(timestamp)
     if abs((now - signed_at).total_seconds()) > window_seconds:
         raise Unauthorized("signature timestamp is outside the allowed window")

@@ -210,6 +210,7 @@ def keys_create(
         from ains.core.clock import utcnow
         from ains.core.database import Database
         from ains.core.principal import ADMIN_ID, Principal
+        from ains.core.work import Work
 
         settings = _local_database(create)
         _prepare(settings)
@@ -219,12 +220,11 @@ def keys_create(
             try:
                 async with db.transaction() as session:
                     row, secret = await service.create_client_key(
-                        session,
+                        Work(session, utcnow(), settings),
                         Principal("admin", ADMIN_ID),
                         client_id,
                         name,
                         options.get("scopes"),
-                        utcnow(),
                         expires_at=_parse_time(options.get("expires_at")),
                         rate_per_second=options.get("rate_limit_per_second"),
                         rate_burst=options.get("rate_limit_burst"),

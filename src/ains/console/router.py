@@ -338,8 +338,8 @@ async def overview(request: Request) -> Response:
     if viewer.principal is None:
         return sign_in_redirect(viewer)
     ctx = _ctx(request)
-    async with ctx.db.read() as session:
-        data = await service.overview(session, viewer.principal, now=utcnow(), settings=ctx.settings)
+    async with ctx.reading() as work:
+        data = await service.overview(work, viewer.principal)
     depth = data.metrics["queue_depth_by_priority"]
     return await render(
         viewer,
@@ -454,15 +454,8 @@ async def task_cancel(request: Request, task_id: str) -> Response:
     ctx = _ctx(request)
     try:
         body = CancelRequest(reason=form.get("reason") or "Cancelled from the console")
-        async with ctx.db.transaction() as session:
-            await tasks.cancel(
-                session,
-                viewer.user,
-                task_id,
-                body.reason,
-                now=utcnow(),
-                settings=ctx.settings,
-            )
+        async with ctx.work() as work:
+            await tasks.cancel(work, viewer.user, task_id, body.reason)
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Task not found", _error_text(exc))
@@ -482,8 +475,8 @@ async def task_priority(request: Request, task_id: str) -> Response:
     ctx = _ctx(request)
     try:
         body = PriorityRequest(priority=_int(form.get("priority")) or 0)
-        async with ctx.db.transaction() as session:
-            await tasks.set_priority(session, viewer.user, task_id, body.priority, now=utcnow(), settings=ctx.settings)
+        async with ctx.work() as work:
+            await tasks.set_priority(work, viewer.user, task_id, body.priority)
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Task not found", _error_text(exc))
@@ -564,10 +557,8 @@ async def agent_trust_adjust(request: Request, agent_id: str) -> Response:
         return await _agent_page(viewer, agent_id, confirm=True, delta=delta, reason=form.get("reason", ""))
     try:
         body = TrustAdjust(delta=delta, reason=form.get("reason", ""))
-        async with _ctx(request).db.transaction() as session:
-            agent, _record = await trust.adjust(
-                session, viewer.user, agent_id, float(body.delta), body.reason, now=utcnow()
-            )
+        async with _ctx(request).work() as work:
+            agent, _record = await trust.adjust(work, viewer.user, agent_id, float(body.delta), body.reason)
             score = agent.trust_score
     except (AinsError, ValidationError) as exc:
         return redirect(viewer, page, problem=f"Trust not adjusted: {_error_text(exc)}")
@@ -613,8 +604,8 @@ async def webhook_redeliver(request: Request, webhook_id: str, delivery_id: str)
     viewer, form = posted
     page = f"{PREFIX}/webhooks/{quote(webhook_id, safe='')}"
     try:
-        async with _ctx(request).db.transaction() as session:
-            await webhooks.redeliver(session, viewer.user, webhook_id, delivery_id, now=utcnow())
+        async with _ctx(request).work() as work:
+            await webhooks.redeliver(work, viewer.user, webhook_id, delivery_id)
     except AinsError as exc:
         if exc.status_code == 404:
             return await problem_page(viewer, 404, "Not found", _error_text(exc))
@@ -706,7 +697,7 @@ async def workflow_cancel(request: Request, workflow_id: str) -> Response:
     ctx = _ctx(request)
     try:
         body = WorkflowCancel(reason=form.get("reason") or "Cancelled from the console")
-        await cancel_workflow(ctx.db, viewer.user, workflow_id, body.reason, settings=ctx.settings)
+        await cancel_workflow(ctx, viewer.user, workflow_id, body.reason)
     except (AinsError, ValidationError) as exc:
         if isinstance(exc, AinsError) and exc.status_code == 404:
             return await problem_page(viewer, 404, "Workflow not found", _error_text(exc))
@@ -761,15 +752,8 @@ async def schedule_pause_resume(request: Request, schedule_id: str, action: str)
         return await _schedule_list(viewer, confirm=action, confirm_id=schedule_id)
     ctx = _ctx(request)
     try:
-        async with ctx.db.transaction() as session:
-            schedule = await schedules.update(
-                session,
-                viewer.user,
-                schedule_id,
-                ScheduleUpdate(active=action == "resume"),
-                now=utcnow(),
-                settings=ctx.settings,
-            )
+        async with ctx.work() as work:
+            schedule = await schedules.update(work, viewer.user, schedule_id, ScheduleUpdate(active=action == "resume"))
             name = schedule.name
     except AinsError as exc:
         if exc.status_code == 404:
@@ -793,9 +777,9 @@ async def _keys_page(viewer: Viewer, status_code: int = 200, **extra: Any) -> Re
     client_id = (query.get("client_id") or "").strip()[:64] or None
     revoked = query.get("revoked") == "1"
     offset = max(0, min(_int(query.get("offset")) or 0, 1_000_000_000))
-    async with _ctx(viewer.request).db.read() as session:
+    async with _ctx(viewer.request).reading() as work:
         rows = await service.key_rows(
-            session, client_id=client_id, include_revoked=revoked, limit=KEYS_PER_PAGE + 1, offset=offset, now=utcnow()
+            work, client_id=client_id, include_revoked=revoked, limit=KEYS_PER_PAGE + 1, offset=offset
         )
     filters = {"client_id": client_id, "revoked": revoked}
     shown = {k: v for k, v in (("client_id", client_id), ("revoked", "1" if revoked else None)) if v}
@@ -849,9 +833,9 @@ async def key_create(request: Request) -> Response:
         return await _keys_page(viewer, confirm="create", new_key=body)
     ctx = _ctx(request)
     try:
-        async with ctx.db.transaction() as session:
+        async with ctx.work() as work:
             row, secret = await auth.create_client_key(
-                session, viewer.user, body.client_id, body.name, body.scopes, utcnow(), expires_at=body.expires_at
+                work, viewer.user, body.client_id, body.name, body.scopes, expires_at=body.expires_at
             )
     except AinsError as exc:
         return redirect(viewer, page, problem=f"No key created: {_error_text(exc)}")
@@ -877,8 +861,8 @@ async def key_rotate(request: Request, key_id: str) -> Response:
     if form.get("confirmed") != "yes":
         return await _keys_page(viewer, confirm="rotate", confirm_id=key_id, grace=int(body.grace_seconds))
     try:
-        async with _ctx(request).db.transaction() as session:
-            row, secret, old = await auth.rotate_key(session, viewer.user, key_id, body.grace_seconds, utcnow())
+        async with _ctx(request).work() as work:
+            row, secret, old = await auth.rotate_key(work, viewer.user, key_id, body.grace_seconds)
     except AinsError as exc:
         return redirect(viewer, page, problem=f"Not rotated: {_error_text(exc)}")
     return await _keys_page(
@@ -900,8 +884,8 @@ async def key_revoke(request: Request, key_id: str) -> Response:
     if form.get("confirmed") != "yes":
         return await _keys_page(viewer, confirm="revoke", confirm_id=key_id)
     try:
-        async with _ctx(request).db.transaction() as session:
-            await auth.revoke_key(session, viewer.user, key_id, utcnow())
+        async with _ctx(request).work() as work:
+            await auth.revoke_key(work, viewer.user, key_id)
     except AinsError as exc:
         return redirect(viewer, page, problem=f"Not revoked: {_error_text(exc)}")
     return redirect(viewer, page, notice=f"Key {key_id} revoked: it no longer works.")

@@ -15,8 +15,8 @@ from ains.agents.schemas import AgentStatus
 from ains.audit.models import AuditLog
 from ains.auth import service as auth
 from ains.auth.models import ApiKey
-from ains.core.config import Settings
 from ains.core.principal import Principal
+from ains.core.work import Work
 from ains.tasks import lifecycle, reads
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import HELD_STATUSES, TaskStatus
@@ -74,9 +74,10 @@ class Overview:
     bucket_max: int = field(default=0)
 
 
-async def overview(session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings) -> Overview:
+async def overview(work: Work, principal: Principal) -> Overview:
+    session, now = work.session, work.now
     scope = reads.visible_to(principal) if not principal.is_admin else true()
-    metrics = await reads.queue_metrics(session, principal, now=now, settings=settings)
+    metrics = await reads.queue_metrics(work, principal)
     capability_rows = await session.execute(
         select(Task.capability_required, func.count())
         .where(Task.status == TaskStatus.PENDING, scope)
@@ -332,9 +333,10 @@ def key_state(key: ApiKey, replaced_by: str | None, now: datetime) -> str:
 
 
 async def key_rows(
-    session: AsyncSession, *, client_id: str | None, include_revoked: bool, limit: int, offset: int, now: datetime
+    work: Work, *, client_id: str | None, include_revoked: bool, limit: int, offset: int
 ) -> list[KeyRow]:
     """A page of keys, newest first (through the auth service's listing), each with its state."""
+    session, now = work.session, work.now
     keys = await auth.list_keys(
         session, client_id=client_id, include_revoked=include_revoked, limit=limit, offset=offset
     )

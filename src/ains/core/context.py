@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import Request
 
 from ains.core.cache import Cache
+from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.core.database import Database
 from ains.core.listener import WakeupListener
 from ains.core.signals import Wakeups
+from ains.core.work import Work
 
 
 class VerifiedKeys(Protocol):
@@ -41,6 +46,21 @@ class AppContext:
         """The cache the database invalidates after each commit (ains.core.cache)."""
         assert self.db.cache is not None, "the app sets the database's cache when it starts"
         return self.db.cache
+
+    @contextlib.asynccontextmanager
+    async def work(self, now: datetime | None = None) -> AsyncIterator[Work]:
+        """One write transaction as a unit of work, committed when the block ends without an error.
+
+        "Now" is read once the transaction has begun (on SQLite, once this process's write turn has come).
+        """
+        async with self.db.transaction() as session:
+            yield Work(session, now or utcnow(), self.settings)
+
+    @contextlib.asynccontextmanager
+    async def reading(self, now: datetime | None = None) -> AsyncIterator[Work]:
+        """One read-only transaction (a replica's, when one is configured) as a unit of work."""
+        async with self.db.read() as session:
+            yield Work(session, now or utcnow(), self.settings)
 
     async def close(self) -> None:
         if self.listener is not None:

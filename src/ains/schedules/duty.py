@@ -32,9 +32,9 @@ async def run_due_schedules(ctx: AppContext) -> PassResult:
     test_clock = moved_by_tests()  # the runner sleeps by the real clock: no deadline from a fake one
     if earliest is None or earliest > now:
         return PassResult(0, None if test_clock else earliest)
-    async with ctx.db.transaction() as session:
+    async with ctx.work(now) as work:
         due = list(
-            await session.scalars(
+            await work.session.scalars(
                 select(Schedule)
                 .where(Schedule.active.is_(True), Schedule.next_run_at <= now)
                 .order_by(Schedule.next_run_at)
@@ -43,7 +43,7 @@ async def run_due_schedules(ctx: AppContext) -> PassResult:
             )
         )
         for schedule in due:
-            await service.run_tick(session, schedule, now, settings=ctx.settings)
+            await service.run_tick(work, schedule)
     next_due = None if test_clock else await _earliest(ctx)
     return PassResult(len(due), next_due)
 

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from ains.auth.dependencies import CurrentPrincipal, requires
-from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.schedules import service
 from ains.schedules.schemas import ScheduleCreate, ScheduleList, ScheduleOut, ScheduleUpdate
@@ -24,8 +23,8 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 )
 async def create_schedule(body: ScheduleCreate, principal: CurrentPrincipal, ctx: Ctx) -> ScheduleOut:
     """A task submitted on every tick of `cron` in `timezone`; a bad expression or zone is 422."""
-    async with ctx.db.transaction() as session:
-        schedule = await service.create(session, principal, body, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        schedule = await service.create(work, principal, body)
     return ScheduleOut.model_validate(schedule)
 
 
@@ -55,8 +54,8 @@ async def get_schedule(schedule_id: str, principal: CurrentPrincipal, ctx: Ctx) 
 @router.patch("/ains/schedules/{schedule_id}", response_model=ScheduleOut, dependencies=[requires("schedules:write")])
 async def update_schedule(schedule_id: str, body: ScheduleUpdate, principal: CurrentPrincipal, ctx: Ctx) -> ScheduleOut:
     """Change the name, expression, zone or task, or pause (`active: false`) and resume it."""
-    async with ctx.db.transaction() as session:
-        schedule = await service.update(session, principal, schedule_id, body, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        schedule = await service.update(work, principal, schedule_id, body)
     return ScheduleOut.model_validate(schedule)
 
 

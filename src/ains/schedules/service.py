@@ -21,7 +21,7 @@ from ains.core.config import Settings
 from ains.core.errors import AinsError, NotFound, Unprocessable
 from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
-from ains.core.signals import announce_deadline
+from ains.core.work import Work
 from ains.schedules import cron
 from ains.schedules.models import Schedule
 from ains.schedules.schemas import ScheduleCreate, ScheduleUpdate
@@ -61,9 +61,8 @@ def _task_body(task: dict[str, Any], client_id: str, settings: Settings) -> dict
     return body.model_dump(mode="json", exclude=_NOT_KEPT, exclude_none=True)
 
 
-async def create(
-    session: AsyncSession, principal: Principal, body: ScheduleCreate, *, now: datetime, settings: Settings
-) -> Schedule:
+async def create(work: Work, principal: Principal, body: ScheduleCreate) -> Schedule:
+    session, now, settings = work.session, work.now, work.settings
     client_id = resolve_client_id(principal, body.client_id)
     _check_cron(body.cron, body.timezone)
     task = _task_body(body.task, client_id, settings)
@@ -83,7 +82,7 @@ async def create(
     )
     session.add(schedule)
     if schedule.next_run_at is not None:
-        announce_deadline(session, DEADLINE_SCHEDULE, schedule.next_run_at)
+        work.announce_deadline(DEADLINE_SCHEDULE, schedule.next_run_at)
     return schedule
 
 
@@ -97,16 +96,9 @@ async def get(session: AsyncSession, principal: Principal, schedule_id: str, *, 
     return schedule
 
 
-async def update(
-    session: AsyncSession,
-    principal: Principal,
-    schedule_id: str,
-    body: ScheduleUpdate,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> Schedule:
-    schedule = await get(session, principal, schedule_id, lock=True)
+async def update(work: Work, principal: Principal, schedule_id: str, body: ScheduleUpdate) -> Schedule:
+    now, settings = work.now, work.settings
+    schedule = await get(work.session, principal, schedule_id, lock=True)
     expression = body.cron if body.cron is not None else schedule.cron
     timezone = body.timezone if body.timezone is not None else schedule.timezone
     _check_cron(expression, timezone)
@@ -123,7 +115,7 @@ async def update(
         schedule.next_run_at = None
     elif retimed or schedule.next_run_at is None:
         schedule.next_run_at = cron.next_tick(expression, timezone, now)
-        announce_deadline(session, DEADLINE_SCHEDULE, schedule.next_run_at)
+        work.announce_deadline(DEADLINE_SCHEDULE, schedule.next_run_at)
     schedule.updated_at = now
     return schedule
 
@@ -152,11 +144,12 @@ def tick_key(schedule_id: str, tick: datetime) -> str:
     return f"schedule:{schedule_id}:{iso(tick)}"
 
 
-async def run_tick(session: AsyncSession, schedule: Schedule, now: datetime, *, settings: Settings) -> str | None:
+async def run_tick(work: Work, schedule: Schedule) -> str | None:
     """Submit the task of the latest due tick of a locked, due schedule and move `next_run_at` past now."""
     from ains.tasks import submission
     from ains.tasks.schemas import TaskSubmit
 
+    now = work.now
     tick = cron.latest_tick(schedule.cron, schedule.timezone, now)
     if schedule.next_run_at is not None and tick < schedule.next_run_at:
         tick = schedule.next_run_at  # (the expression changed meanwhile: the tick that was due)
@@ -164,7 +157,7 @@ async def run_tick(session: AsyncSession, schedule: Schedule, now: datetime, *, 
     try:
         body = TaskSubmit.model_validate(schedule.task | {"idempotency_key": tick_key(schedule.schedule_id, tick)})
         principal = Principal(kind="client", id=schedule.client_id)
-        task, _created = await submission.submit(session, principal, body, now=now, settings=settings)
+        task, _created = await submission.submit(work, principal, body)
         task_id = task.task_id
     except (AinsError, ValidationError) as exc:  # a quota or a body that no longer passes: skip this tick
         log.warning("schedule tick not submitted", extra={"schedule_id": schedule.schedule_id, "error": str(exc)})

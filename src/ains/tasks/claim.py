@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from ains.agents.models import Agent
@@ -22,12 +21,12 @@ from ains.agents.schemas import AgentStatus
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.cache import TASK as TASK_CACHE
 from ains.core.clock import utcnow
-from ains.core.config import Settings
-from ains.core.database import Database, dialect_name, note_changed_key
+from ains.core.context import AppContext
+from ains.core.database import dialect_name, note_changed_key
 from ains.core.errors import NotFound
 from ains.core.long_poll import LongPoll
 from ains.core.metrics import CLAIMED_TASKS
-from ains.core.signals import announce_task
+from ains.core.work import Work
 from ains.tasks import lifecycle, queries
 from ains.tasks.models import Task
 from ains.tasks.schemas import HELD_STATUSES, TaskStatus
@@ -42,22 +41,17 @@ class ClaimTry:
     limited_reason: str | None  # set when the agent's trust level blocked or narrowed the claim
 
 
-async def claim_once(
-    session: AsyncSession,
-    agent_id: str,
-    max_tasks: int,
-    *,
-    start: bool,
-    settings: Settings,
-) -> ClaimTry:
+async def claim_once(work: Work, agent_id: str, max_tasks: int, *, start: bool) -> ClaimTry:
     """One claim try inside the caller's transaction."""
+    session = work.session
     if dialect_name(session) == "postgresql":
-        return await _claim_once_postgres(session, agent_id, max_tasks, start=start, settings=settings)
+        return await _claim_once_postgres(work, agent_id, max_tasks, start=start)
     agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     # Read the clock only once the agent is locked, so assignment times follow the order of claims.
-    now = utcnow()
+    work = work.at(utcnow())
+    now = work.now
     # A claim counts as a heartbeat.
     agent.last_heartbeat_at = now
     if agent.status == AgentStatus.INACTIVE:
@@ -88,21 +82,20 @@ async def claim_once(
     candidates = select(Task).where(*conditions).order_by(Task.queue_position, Task.task_id).limit(wanted)
     result.tasks = list(await session.scalars(candidates))
     for task in result.tasks:
-        await lifecycle.assign(session, task, agent_id, now=now, settings=settings)
+        await lifecycle.assign(work, task, agent_id)
         if start:
-            await lifecycle.start(session, task, now=now)
+            await lifecycle.start(work, task)
     return result
 
 
-async def _claim_once_postgres(
-    session: AsyncSession, agent_id: str, max_tasks: int, *, start: bool, settings: Settings
-) -> ClaimTry:
+async def _claim_once_postgres(work: Work, agent_id: str, max_tasks: int, *, start: bool) -> ClaimTry:
+    session = work.session
     agent = (await session.execute(queries.CLAIM_LOCK_AGENT, {"agent_id": agent_id})).first()
     if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
     # Read the clock only once the agent is locked, so assignment times follow the order of claims.
-    now = utcnow()
-    heartbeat = {"now": now, "agent_id": agent_id}
+    work = work.at(utcnow())
+    heartbeat = {"now": work.now, "agent_id": agent_id}
     in_flight = (await session.execute(queries.CLAIM_HEARTBEAT_AND_HELD, heartbeat)).scalar_one()
     note_changed_key(session, AGENT_CACHE, agent_id)  # a claim counts as a heartbeat
     capabilities = list(agent.capabilities)
@@ -115,33 +108,32 @@ async def _claim_once_postgres(
     if wanted <= 0 or not capabilities:
         return result
     result.tasks = await _pick_and_assign(
-        session, agent_id, capabilities, agent.trust_score, limits.max_priority, wanted, now, start, settings
+        work, agent_id, capabilities, agent.trust_score, limits.max_priority, wanted, start
     )
-    await lifecycle.after_claim(session, result.tasks, now, start=start)
+    await lifecycle.after_claim(work, result.tasks, start=start)
     return result
 
 
 async def _pick_and_assign(
-    session: AsyncSession,
+    work: Work,
     agent_id: str,
     capabilities: list[str],
     trust_score: float,
     max_priority: int | None,
     wanted: int,
-    now: Any,
     start: bool,
-    settings: Settings,
 ) -> list[Any]:
     """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement
     (`queries.CLAIM_PICK_AND_ASSIGN`), as rows with the task's attribute names (no ORM objects)."""
+    session = work.session
     params = {
         "capabilities": capabilities,
-        "now": now,
+        "now": work.now,
         "trust_score": trust_score,
         "max_priority": max_priority if max_priority is not None else 10,
         "wanted": wanted,
         "agent_id": agent_id,
-        **lifecycle.claim_columns(now, settings, start=start),
+        **lifecycle.claim_columns(work.now, work.settings, start=start),
     }
     tasks = list(await session.execute(queries.CLAIM_PICK_AND_ASSIGN, params))
     for task in tasks:
@@ -150,20 +142,12 @@ async def _pick_and_assign(
         # More heads than wanted may have been locked and left: a claimer that skipped one looks again after
         # this commit instead of waiting for its fallback poll.
         for capability in capabilities:
-            announce_task(session, capability)
+            work.announce_task(capability)
     return sorted(tasks, key=lambda task: (task.queue_position, task.task_id))
 
 
 async def claim(
-    db: Database,
-    signals: Any,
-    agent_id: str,
-    *,
-    max_tasks: int,
-    wait_seconds: float,
-    start: bool,
-    settings: Settings,
-    request: Request | None = None,
+    ctx: AppContext, agent_id: str, *, max_tasks: int, wait_seconds: float, start: bool, request: Request | None = None
 ) -> ClaimTry:
     """Claim now; with `wait_seconds`, park until a task for one of the agent's capabilities arrives.
 
@@ -172,9 +156,11 @@ async def claim(
     wait ends early when the server stops, and without claiming when the agent hangs up.
     """
 
+    signals = ctx.signals
+
     async def attempt() -> ClaimTry:
-        async with db.transaction() as session:
-            return await claim_once(session, agent_id, max_tasks, start=start, settings=settings)
+        async with ctx.work() as work:
+            return await claim_once(work, agent_id, max_tasks, start=start)
 
     result = await attempt()
     blocked = claim_limits(result.trust_score).blocked
@@ -191,7 +177,7 @@ async def claim(
                     if was_woken:
                         signals.pass_on(result.capabilities, passer=woken)
                     # Another process, or a retry delay ending, wakes nobody here: look again now and then.
-                    await poll.wait(woken, settings.wakeup_fallback_seconds)
+                    await poll.wait(woken, ctx.settings.wakeup_fallback_seconds)
                 if woken.is_set():
                     signals.pass_on(result.capabilities, passer=woken)
     CLAIMED_TASKS.inc(len(result.tasks))

@@ -23,17 +23,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Float, Integer, Text, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ains.core.config import Settings
 from ains.core.database import UTCDateTime, dialect_name, table_of
 from ains.core.errors import Unprocessable
-from ains.core.signals import announce_task
+from ains.core.work import Work
 from ains.tasks.models import Task
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from ains.webhooks.schemas import EventName
@@ -56,12 +54,12 @@ class Ended:
     workflow_id: str | None
 
 
-FinishedHook = Callable[[AsyncSession, list[Ended], datetime], Awaitable[None]]
+FinishedHook = Callable[[Work, list[Ended]], Awaitable[None]]
 _FINISHED_HOOKS: list[FinishedHook] = []
 
 
 def on_finished(hook: FinishedHook) -> None:
-    """Call `hook(session, ended, now)` in every transaction that makes tasks final (once per hook)."""
+    """Call `hook(work, ended)` in every transaction that makes tasks final (once per hook)."""
     if hook not in _FINISHED_HOOKS:
         _FINISHED_HOOKS.append(hook)
 
@@ -150,32 +148,26 @@ async def dependency_results(session: AsyncSession, task_ids: Sequence[str]) -> 
 # --- a task became final ------------------------------------------------------------------------------------------
 
 
-async def after_finished(
-    session: AsyncSession,
-    finished: Sequence[Any],
-    *,
-    now: datetime,
-    settings: Settings,
-) -> None:
+async def after_finished(work: Work, finished: Sequence[Any]) -> None:
     """The consequences of tasks becoming final in this transaction (each object has `task_id` and `status`;
     `workflow_id` too when known). Call once per task that became final, never twice."""
     finished = [task for task in finished if task.status in FINAL_STATUSES]
     if not finished:
         return
-    workflow_of = await _workflow_ids(session, finished)
+    workflow_of = await _workflow_ids(work.session, finished)
     ended: list[tuple[str, str]] = [(task.task_id, task.status) for task in finished]
     completed = [task_id for task_id, status in ended if status == TaskStatus.COMPLETED]
     if completed:
-        await _resolve(session, completed, now=now, settings=settings)
+        await _resolve(work, completed)
     doomed = [(task_id, status) for task_id, status in ended if status in (TaskStatus.FAILED, TaskStatus.CANCELLED)]
     if doomed:
-        for row in await _cascade(session, doomed, now=now):
+        for row in await _cascade(work, doomed):
             ended.append((row.task_id, TaskStatus.CANCELLED))
             if row.workflow_id is not None:
                 workflow_of[row.task_id] = row.workflow_id
     finals = [Ended(task_id, status, workflow_of.get(task_id)) for task_id, status in ended]
     for hook in _FINISHED_HOOKS:
-        await hook(session, finals, now)
+        await hook(work, finals)
 
 
 async def _workflow_ids(session: AsyncSession, tasks: Sequence[Any]) -> dict[str, str]:
@@ -243,7 +235,8 @@ _DECREMENT = (
 )
 
 
-async def _resolve(session: AsyncSession, completed: list[str], *, now: datetime, settings: Settings) -> None:
+async def _resolve(work: Work, completed: list[str]) -> None:
+    session, now = work.session, work.now
     edges = await _dependents(session, completed)
     if not edges:
         return
@@ -268,7 +261,7 @@ async def _resolve(session: AsyncSession, completed: list[str], *, now: datetime
     ready = [row for row in waiting if row.task_id in zero]
     if not ready:
         return
-    aging = settings.aging_interval_seconds
+    aging = work.settings.aging_interval_seconds
     values = []
     for row in ready:
         available_at = max(row.available_at, now)  # a run_at still ahead keeps its time
@@ -279,7 +272,7 @@ async def _resolve(session: AsyncSession, completed: list[str], *, now: datetime
                 "b_queue_position": available_at.timestamp() - row.priority * aging,
             }
         )
-        announce_task(session, row.capability_required)
+        work.announce_task(row.capability_required)
     await session.execute(
         update(TASKS)
         .where(TASKS.c.task_id == bindparam("b_task_id"), TASKS.c.status == TaskStatus.WAITING)
@@ -295,9 +288,11 @@ async def _resolve(session: AsyncSession, completed: list[str], *, now: datetime
     _note_changed(session, [row.task_id for row in ready])
 
 
-async def _cascade(session: AsyncSession, doomed: list[tuple[str, str]], *, now: datetime) -> list[Any]:
+async def _cascade(work: Work, doomed: list[tuple[str, str]]) -> list[Any]:
     """Cancel the WAITING dependents of these ended tasks, and theirs, down the graph; the cancelled rows."""
     from ains.webhooks import outbox
+
+    session, now = work.session, work.now
 
     cancelled: list[Any] = []
     frontier = doomed
@@ -334,9 +329,7 @@ async def _cascade(session: AsyncSession, doomed: list[tuple[str, str]], *, now:
             )
         _note_changed(session, ids)
         seen.update(ids)
-        await outbox.emit_many(
-            session, [(EventName.TASK_CANCELLED, _as_task(row), None, None) for row in rows], now=now
-        )
+        await outbox.emit_many(work, [(EventName.TASK_CANCELLED, _as_task(row), None, None) for row in rows])
         cancelled.extend(rows)
         frontier = [(row.task_id, TaskStatus.CANCELLED) for row in rows]
     return cancelled

@@ -12,7 +12,6 @@ from ains.agents.models import Agent
 from ains.background.duty import BATCH, Duty, PassResult
 from ains.core.clock import utcnow
 from ains.core.context import AppContext
-from ains.core.database import after_commit
 from ains.core.metrics import LEASES_EXPIRED, TASK_TIMEOUTS
 from ains.tasks import lifecycle
 from ains.tasks.models import Task
@@ -36,7 +35,8 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
     earliest = await _earliest(ctx, Task.deadline_at, TaskStatus.ACTIVE)
     if earliest is None or earliest > now:
         return PassResult(0, earliest)
-    async with ctx.db.transaction() as session:
+    async with ctx.work(now) as work:
+        session = work.session
         candidates = (
             await session.execute(
                 select(Task.task_id, Task.assigned_agent_id)
@@ -64,15 +64,13 @@ async def fail_timed_out(ctx: AppContext) -> PassResult:
         )
         for task in due:
             await lifecycle.fail(
-                session,
+                work,
                 task,
                 outcome=lifecycle.OUTCOME_TIMEOUT,
                 error=f"Task timed out after {task.timeout_seconds} seconds",
-                now=now,
-                settings=ctx.settings,
             )
         ids = [task.task_id for task in due]
-        after_commit(session, lambda: _report(ids, "task timed out", TASK_TIMEOUTS))
+        work.after_commit(lambda: _report(ids, "task timed out", TASK_TIMEOUTS))
     return PassResult(len(due), await _earliest(ctx, Task.deadline_at, TaskStatus.ACTIVE, after=now))
 
 
@@ -82,9 +80,9 @@ async def requeue_expired_leases(ctx: AppContext) -> PassResult:
     earliest = await _earliest(ctx, Task.lease_expires_at, TaskStatus.ASSIGNED)
     if earliest is None or earliest > now:
         return PassResult(0, earliest)
-    async with ctx.db.transaction() as session:
+    async with ctx.work(now) as work:
         due = list(
-            await session.scalars(
+            await work.session.scalars(
                 select(Task)
                 .where(Task.status == TaskStatus.ASSIGNED, Task.lease_expires_at <= now)
                 .order_by(Task.lease_expires_at)
@@ -93,11 +91,9 @@ async def requeue_expired_leases(ctx: AppContext) -> PassResult:
             )
         )
         for task in due:
-            await lifecycle.requeue(
-                session, task, outcome=lifecycle.OUTCOME_LEASE_EXPIRED, now=now, settings=ctx.settings
-            )
+            await lifecycle.requeue(work, task, outcome=lifecycle.OUTCOME_LEASE_EXPIRED)
         ids = [task.task_id for task in due]
-        after_commit(session, lambda: _report(ids, "task lease expired", LEASES_EXPIRED))
+        work.after_commit(lambda: _report(ids, "task lease expired", LEASES_EXPIRED))
     return PassResult(len(due), await _earliest(ctx, Task.lease_expires_at, TaskStatus.ASSIGNED, after=now))
 
 

@@ -17,13 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.config import Settings
 from ains.core.database import table_of
 from ains.core.errors import Conflict
-from ains.core.signals import announce_cancel, announce_deadline, announce_task
-from ains.core.transaction_state import Memo, state_of
+from ains.core.transaction_state import Memo
+from ains.core.work import Work
 from ains.tasks import retry
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import FINAL_STATUSES, HELD_STATUSES, TaskStatus
@@ -91,73 +90,69 @@ def queue_position(available_at: datetime, priority: int, settings: Settings) ->
 ATTEMPT_ROWS: Memo[dict[tuple[str, int], TaskAttempt]] = Memo("task_attempts", dict)
 
 
-def _attempts(session: AsyncSession) -> dict[tuple[str, int], TaskAttempt]:
-    return state_of(session).memo(ATTEMPT_ROWS)
-
-
-async def load_current_attempts(session: AsyncSession, tasks: list[Task]) -> None:
+async def load_current_attempts(work: Work, tasks: list[Task]) -> None:
     """Read the current attempt row of each task in one statement, so moving them changes the rows in one flush."""
     held = [task.task_id for task in tasks if task.attempt > 0]
     if not held:
         return
-    rows = await session.scalars(
+    rows = await work.session.scalars(
         select(TaskAttempt)
         .join(Task, (Task.task_id == TaskAttempt.task_id) & (Task.attempt == TaskAttempt.attempt))
         .where(Task.task_id.in_(held))
     )
-    known = _attempts(session)
+    known = work.memo(ATTEMPT_ROWS)
     for row in rows:
         known[(row.task_id, row.attempt)] = row
 
 
-async def _update_attempt(session: AsyncSession, task: Task, **values: Any) -> None:
+async def _update_attempt(work: Work, task: Task, **values: Any) -> None:
     """Change the task's current attempt row: in memory when this transaction holds it, else by one UPDATE."""
-    row = _attempts(session).get((task.task_id, task.attempt))
+    row = work.memo(ATTEMPT_ROWS).get((task.task_id, task.attempt))
     if row is not None:
         for name, value in values.items():
             setattr(row, name, value)
         return
-    await session.execute(
+    await work.session.execute(
         update(TaskAttempt)
         .where(TaskAttempt.task_id == task.task_id, TaskAttempt.attempt == task.attempt)
         .values(**values)
     )
 
 
-async def _finish_attempt(session: AsyncSession, task: Task, now: datetime, outcome: str, error: str | None) -> None:
-    await _update_attempt(session, task, finished_at=now, outcome=outcome, error=error)
+async def _finish_attempt(work: Work, task: Task, outcome: str, error: str | None) -> None:
+    await _update_attempt(work, task, finished_at=work.now, outcome=outcome, error=error)
 
 
-def _make_claimable(session: AsyncSession, task: Task, available_at: datetime | None, settings: Settings) -> None:
+def _make_claimable(work: Work, task: Task, available_at: datetime | None) -> None:
     # Only a retry delay moves available_at (SPEC 6); a task released unstarted keeps its place and its age.
     if available_at is not None:
         task.available_at = available_at
-    task.queue_position = queue_position(task.available_at, task.priority, settings)
+    task.queue_position = queue_position(task.available_at, task.priority, work.settings)
     task.assigned_agent_id = None
     task.assigned_at = None
     task.started_at = None
     task.lease_expires_at = None
     task.deadline_at = None
-    announce_task(session, task.capability_required)
+    work.announce_task(task.capability_required)
 
 
-async def _after_assignment(session: AsyncSession, task: Task, now: datetime) -> None:
+async def _after_assignment(work: Work, task: Task) -> None:
     """What follows a task's assignment, however its columns were set: the attempt row, the event, the lease watch."""
     if task.lease_expires_at is not None:
-        announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
+        work.announce_deadline(DEADLINE_LEASE, task.lease_expires_at)
     attempt_row = TaskAttempt(
-        task_id=task.task_id, attempt=task.attempt, agent_id=task.assigned_agent_id, assigned_at=now
+        task_id=task.task_id, attempt=task.attempt, agent_id=task.assigned_agent_id, assigned_at=work.now
     )
-    session.add(attempt_row)
-    _attempts(session)[(task.task_id, task.attempt)] = attempt_row
-    await outbox.emit(session, EventName.TASK_ASSIGNED, task, now=now, agent_id=task.assigned_agent_id)
+    work.session.add(attempt_row)
+    work.memo(ATTEMPT_ROWS)[(task.task_id, task.attempt)] = attempt_row
+    await outbox.emit(work, EventName.TASK_ASSIGNED, task, agent_id=task.assigned_agent_id)
 
 
-async def _after_start(session: AsyncSession, task: Task, now: datetime) -> None:
+async def _after_start(work: Work, task: Task) -> None:
     if task.deadline_at is not None:
-        announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
-    await _update_attempt(session, task, started_at=now)
-    await outbox.emit(session, EventName.TASK_STARTED, task, now=now, agent_id=task.assigned_agent_id)
+        work.announce_deadline(DEADLINE_TIMEOUT, task.deadline_at)
+    await _update_attempt(work, task, started_at=work.now)
+    await outbox.emit(work, EventName.TASK_STARTED, task, agent_id=task.assigned_agent_id)
 
 
 def claim_columns(now: datetime, settings: Settings, *, start: bool) -> dict[str, Any]:
@@ -180,12 +175,13 @@ def check_claim_moves(start: bool) -> None:
         raise Conflict("A claim cannot move PENDING tasks there")
 
 
-async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, *, start: bool) -> None:
+async def after_claim(work: Work, tasks: list[Task], *, start: bool) -> None:
     """The consequences of a claim whose columns one statement already set (see `claim_columns`): what
     `_after_assignment` and `_after_start` do, with the attempt rows written in one statement."""
     if not tasks:
         return
-    await session.execute(
+    now = work.now
+    await work.session.execute(
         insert(table_of(TaskAttempt)),
         [
             {
@@ -201,13 +197,13 @@ async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, *
     events: list[tuple[EventName, Any, str | None, str | None]] = []
     for task in tasks:
         if task.lease_expires_at is not None:
-            announce_deadline(session, DEADLINE_LEASE, task.lease_expires_at)
+            work.announce_deadline(DEADLINE_LEASE, task.lease_expires_at)
         if task.deadline_at is not None:
-            announce_deadline(session, DEADLINE_TIMEOUT, task.deadline_at)
+            work.announce_deadline(DEADLINE_TIMEOUT, task.deadline_at)
         events.append((EventName.TASK_ASSIGNED, task, task.assigned_agent_id, None))
         if start:
             events.append((EventName.TASK_STARTED, task, task.assigned_agent_id, None))
-    await outbox.emit_many(session, events, now=now)
+    await outbox.emit_many(work, events)
 
 
 # -- the named transitions ---------------------------------------------------------------------------------------
@@ -218,20 +214,19 @@ async def after_claim(session: AsyncSession, tasks: list[Task], now: datetime, *
 
 
 async def _enter(
-    session: AsyncSession, task: Task, to: TaskStatus, *, now: datetime, outcome: str | None, error: str | None
+    work: Work, task: Task, to: TaskStatus, *, outcome: str | None, error: str | None
 ) -> tuple[str, str | None]:
     """The part every move shares, before its own columns: returns the status it left and the agent holding it."""
     check_move(task, to)
     previous, holder = task.status, task.assigned_agent_id
     task.status = to
-    task.updated_at = now
+    task.updated_at = work.now
     # Failures, timeouts and lost agents cost trust; cancellations, leases and releases leave it alone.
     if outcome in TRUST_FAILURES and holder is not None:
         await trust.attempt_failed(
-            session,
+            work,
             holder,
             task.task_id,
-            now,
             timeout=outcome == OUTCOME_TIMEOUT,
             reason=error,
             moves_trust=trust.moves_trust(task, holder),
@@ -239,90 +234,77 @@ async def _enter(
     return previous, holder
 
 
-async def _settle(session: AsyncSession, task: Task, *, now: datetime, settings: Settings) -> None:
+async def _settle(work: Work, task: Task) -> None:
     if task.status in FINAL_STATUSES:
-        await finished(session, [task], now=now, settings=settings)
+        await finished(work, [task])
 
 
-async def assign(session: AsyncSession, task: Task, agent_id: str, *, now: datetime, settings: Settings) -> None:
+async def assign(work: Work, task: Task, agent_id: str) -> None:
     """PENDING → ASSIGNED to `agent_id`: a new attempt, with a lease to start it within (SQLite's claim)."""
-    await _enter(session, task, TaskStatus.ASSIGNED, now=now, outcome=None, error=None)
+    await _enter(work, task, TaskStatus.ASSIGNED, outcome=None, error=None)
     task.attempt += 1
     task.assigned_agent_id = agent_id
-    task.assigned_at = now
-    task.lease_expires_at = now + timedelta(seconds=settings.assign_lease_seconds)
+    task.assigned_at = work.now
+    task.lease_expires_at = work.now + timedelta(seconds=work.settings.assign_lease_seconds)
     task.next_retry_at = None
-    await _after_assignment(session, task, now)
+    await _after_assignment(work, task)
 
 
-async def start(session: AsyncSession, task: Task, *, now: datetime) -> None:
+async def start(work: Work, task: Task) -> None:
     """ASSIGNED → ACTIVE: the lease gives way to the task's own deadline (SQLite's claim with `start`)."""
-    await _enter(session, task, TaskStatus.ACTIVE, now=now, outcome=None, error=None)
-    task.started_at = now
+    await _enter(work, task, TaskStatus.ACTIVE, outcome=None, error=None)
+    task.started_at = work.now
     task.lease_expires_at = None
-    task.deadline_at = now + timedelta(seconds=task.timeout_seconds)
-    await _after_start(session, task, now)
+    task.deadline_at = work.now + timedelta(seconds=task.timeout_seconds)
+    await _after_start(work, task)
 
 
-async def fail(
-    session: AsyncSession, task: Task, *, outcome: str, error: str, now: datetime, settings: Settings
-) -> None:
+async def fail(work: Work, task: Task, *, outcome: str, error: str) -> None:
     """→ FAILED for good: the attempt ends with `outcome` (failed, timeout, agent_lost)."""
-    _previous, holder = await _enter(session, task, TaskStatus.FAILED, now=now, outcome=outcome, error=error)
+    _previous, holder = await _enter(work, task, TaskStatus.FAILED, outcome=outcome, error=error)
     task.error_message = error
     task.last_error = error
     task.lease_expires_at = None
     task.deadline_at = None
-    await _finish_attempt(session, task, now, outcome, error)
-    await outbox.emit(session, EventName.TASK_FAILED, task, now=now, agent_id=holder, reason=_REASONS.get(outcome))
-    await _settle(session, task, now=now, settings=settings)
+    await _finish_attempt(work, task, outcome, error)
+    await outbox.emit(work, EventName.TASK_FAILED, task, agent_id=holder, reason=_REASONS.get(outcome))
+    await _settle(work, task)
 
 
 async def requeue(
-    session: AsyncSession,
-    task: Task,
-    *,
-    outcome: str,
-    now: datetime,
-    settings: Settings,
-    error: str | None = None,
-    retry_at: datetime | None = None,
+    work: Work, task: Task, *, outcome: str, error: str | None = None, retry_at: datetime | None = None
 ) -> None:
     """ASSIGNED or ACTIVE → PENDING: the attempt ends with `outcome`; with `retry_at` it is a retry that waits until
     then (a task.retrying event), else the task keeps its place in the queue (lease expired, released, lost)."""
-    _previous, holder = await _enter(session, task, TaskStatus.PENDING, now=now, outcome=outcome, error=error)
-    await _finish_attempt(session, task, now, outcome, error)
-    _make_claimable(session, task, retry_at, settings)
+    _previous, holder = await _enter(work, task, TaskStatus.PENDING, outcome=outcome, error=error)
+    await _finish_attempt(work, task, outcome, error)
+    _make_claimable(work, task, retry_at)
     if retry_at is not None:
         task.next_retry_at = task.available_at
-        await outbox.emit(
-            session, EventName.TASK_RETRYING, task, now=now, agent_id=holder, reason=_REASONS.get(outcome)
-        )
+        await outbox.emit(work, EventName.TASK_RETRYING, task, agent_id=holder, reason=_REASONS.get(outcome))
 
 
-async def cancel(
-    session: AsyncSession, task: Task, *, cancelled_by: str, reason: str, now: datetime, settings: Settings
-) -> None:
+async def cancel(work: Work, task: Task, *, cancelled_by: str, reason: str) -> None:
     """→ CANCELLED from any status that is not final; the agent holding it is told through its heartbeat."""
-    previous, holder = await _enter(session, task, TaskStatus.CANCELLED, now=now, outcome=None, error=None)
+    previous, holder = await _enter(work, task, TaskStatus.CANCELLED, outcome=None, error=None)
     task.lease_expires_at = None
     task.deadline_at = None
-    task.cancelled_at = now
+    task.cancelled_at = work.now
     task.cancelled_by = cancelled_by
     task.cancellation_reason = reason
     if previous in HELD_STATUSES and holder is not None:
-        await _finish_attempt(session, task, now, OUTCOME_CANCELLED, None)
-        announce_cancel(session, holder)
-    await outbox.emit(session, EventName.TASK_CANCELLED, task, now=now, agent_id=holder)
-    await _settle(session, task, now=now, settings=settings)
+        await _finish_attempt(work, task, OUTCOME_CANCELLED, None)
+        work.announce_cancel(holder)
+    await outbox.emit(work, EventName.TASK_CANCELLED, task, agent_id=holder)
+    await _settle(work, task)
 
 
-async def finished(session: AsyncSession, tasks: list[Any], *, now: datetime, settings: Settings) -> None:
+async def finished(work: Work, tasks: list[Any]) -> None:
     """Tasks became final in this transaction: resolve or cancel their dependents and count their workflows'
     steps (SPEC 17), in the same transaction. Every path that makes a task final calls this once for it."""
     from ains.tasks.dependencies import after_finished
 
-    await after_finished(session, tasks, now=now, settings=settings)
+    await after_finished(work, tasks)
 
 
 def failure_columns(

@@ -12,11 +12,13 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.cache import TASK as TASK_CACHE
-from ains.core.cache import Cache
+from ains.core.clock import utcnow
 from ains.core.config import Settings
+from ains.core.context import AppContext
 from ains.core.errors import NotFound
 from ains.core.pagination import InvalidCursor, decode_cursor, split_page
 from ains.core.principal import Principal
+from ains.core.work import Work
 from ains.tasks import answers, queries
 from ains.tasks.models import Task, TaskAttempt
 from ains.tasks.schemas import HELD_STATUSES, TaskStatus
@@ -103,13 +105,14 @@ def effective_priority(task: Any, now: datetime, settings: Settings) -> float:
     return answers.effective_priority(task.status, task.priority, task.available_at, now, settings)
 
 
-async def read_task(
-    db: Any, cache: Cache, principal: Principal, task_id: str, *, now: datetime, settings: Settings
-) -> dict[str, Any]:
-    """A task as its owner, holder or the admin sees it (`TaskOut`'s shape), from the cache when it can (SPEC 10)."""
+async def read_task(ctx: AppContext, principal: Principal, task_id: str) -> dict[str, Any]:
+    """A task as its owner, holder or the admin sees it (`TaskOut`'s shape), from the cache when it can (SPEC 10).
+
+    A read transaction is opened only when the cache does not have the task."""
+    cache, settings, now = ctx.cache, ctx.settings, utcnow()
     record = await cache.get(TASK_CACHE, task_id)
     if record is None:
-        async with db.read() as session:
+        async with ctx.db.read() as session:
             row = (await session.execute(queries.READ_TASK, {"task_id": task_id})).first()
         if row is None:
             raise NotFound(f"Task {task_id} not found")
@@ -126,10 +129,9 @@ async def read_task(
     return record
 
 
-async def queue_metrics(
-    session: AsyncSession, principal: Principal, *, now: datetime, settings: Settings
-) -> dict[str, Any]:
+async def queue_metrics(work: Work, principal: Principal) -> dict[str, Any]:
     """SPEC 6 queue figures, over all tasks for the admin and over the caller's own tasks otherwise."""
+    session, now, settings = work.session, work.now, work.settings
     scope = [] if principal.is_admin else [Task.client_id == principal.id]
     open_rows = await session.execute(
         select(Task.priority, func.count())

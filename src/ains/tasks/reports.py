@@ -30,12 +30,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.cache import TASK as TASK_CACHE
-from ains.core.config import Settings
-from ains.core.database import after_commit, dialect_name, note_changed_key
+from ains.core.database import dialect_name, note_changed_key
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.principal import Principal
-from ains.core.signals import announce_deadline, announce_task
+from ains.core.work import Work
 from ains.tasks import lifecycle, queries
 from ains.tasks.answers import TaskRow
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
@@ -106,15 +105,7 @@ class _Move:
     after: Any  # the task now
 
 
-async def report(
-    session: AsyncSession,
-    principal: Principal,
-    to: TaskStatus,
-    reports: list[Report],
-    *,
-    now: datetime,
-    settings: Settings,
-) -> list[Any]:
+async def report(work: Work, principal: Principal, to: TaskStatus, reports: list[Report]) -> list[Any]:
     """Move each report's task to `to` (ACTIVE, COMPLETED or FAILED, the last meaning "failed: retry or fail").
 
     Answers one entry per report, in order: the task (an attribute row) after the report, or the `AinsError`
@@ -122,25 +113,25 @@ async def report(
     """
     if principal.kind != "agent":
         raise Forbidden("Only the assigned agent may report on a task")
-    agent_id = principal.id
+    agent_id, settings = principal.id, work.settings
     answers: list[Any] = [None] * len(reports)
     if to == TaskStatus.COMPLETED:
         for index, item in enumerate(reports):
             if _json_size(item.result_data) > settings.max_input_bytes:
                 answers[index] = PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
-    agent = await trust.lock_agent_row(session, agent_id) if to != TaskStatus.ACTIVE else None
+    agent = await trust.lock_agent_row(work.session, agent_id) if to != TaskStatus.ACTIVE else None
 
     moves: dict[str, _Move] = {}
     if to == TaskStatus.FAILED:
-        await _fail(session, agent_id, reports, answers, moves, now=now, settings=settings)
+        await _fail(work, agent_id, reports, answers, moves)
     else:
-        await _start_or_complete(session, agent_id, to, reports, answers, moves, now=now)
+        await _start_or_complete(work, agent_id, to, reports, answers, moves)
 
     ordered = sorted(moves.values(), key=lambda move: move.index)
-    await _consequences(session, agent_id, agent, to, reports, ordered, now=now)
+    await _consequences(work, agent_id, agent, to, reports, ordered)
     if to != TaskStatus.ACTIVE:  # dependents and workflows of the tasks that became final (SPEC 17)
         final = [move.after for move in ordered if move.after.status in FINAL_STATUSES]
-        await lifecycle.finished(session, final, now=now, settings=settings)
+        await lifecycle.finished(work, final)
     return answers
 
 
@@ -188,15 +179,9 @@ def _answer_refusal(
 
 
 async def _start_or_complete(
-    session: AsyncSession,
-    agent_id: str,
-    to: TaskStatus,
-    reports: list[Report],
-    answers: list[Any],
-    moves: dict[str, _Move],
-    *,
-    now: datetime,
+    work: Work, agent_id: str, to: TaskStatus, reports: list[Report], answers: list[Any], moves: dict[str, _Move]
 ) -> None:
+    session, now = work.session, work.now
     statement = (queries.START if to == TaskStatus.ACTIVE else queries.COMPLETE)[dialect_name(session)]
     for round_ in _rounds(reports, answers):
         candidates = []
@@ -231,16 +216,8 @@ async def _start_or_complete(
                     answers[index] = Conflict(f"Task {item.task_id} changed while this report was made; send it again")
 
 
-async def _fail(
-    session: AsyncSession,
-    agent_id: str,
-    reports: list[Report],
-    answers: list[Any],
-    moves: dict[str, _Move],
-    *,
-    now: datetime,
-    settings: Settings,
-) -> None:
+async def _fail(work: Work, agent_id: str, reports: list[Report], answers: list[Any], moves: dict[str, _Move]) -> None:
+    session, now = work.session, work.now
     wanted = sorted({item.task_id for index, item in enumerate(reports) if answers[index] is None})
     if not wanted:
         return
@@ -260,7 +237,7 @@ async def _fail(
                 retryable=item.retryable,
                 retry_after_seconds=item.retry_after_seconds,
                 now=now,
-                settings=settings,
+                settings=work.settings,
             )
         except AinsError as exc:
             answers[index] = exc
@@ -279,18 +256,12 @@ async def _fail(
 
 
 async def _consequences(
-    session: AsyncSession,
-    agent_id: str,
-    agent: Any,
-    to: TaskStatus,
-    reports: list[Report],
-    moves: list[_Move],
-    *,
-    now: datetime,
+    work: Work, agent_id: str, agent: Any, to: TaskStatus, reports: list[Report], moves: list[_Move]
 ) -> None:
     """The attempt rows, trust, outbox, cache and wake-ups of the moves made, in the order of their items."""
     if not moves:
         return
+    session, now = work.session, work.now
     events: list[tuple[EventName, Any, str | None, str | None]] = []
     outcomes: list[trust.Outcome] = []
     if to == TaskStatus.ACTIVE:
@@ -298,7 +269,7 @@ async def _consequences(
         await session.execute(queries.ATTEMPT_STARTED, started)
         for move in moves:
             if move.after.deadline_at is not None:
-                announce_deadline(session, lifecycle.DEADLINE_TIMEOUT, move.after.deadline_at)
+                work.announce_deadline(lifecycle.DEADLINE_TIMEOUT, move.after.deadline_at)
             events.append((EventName.TASK_STARTED, move.after, agent_id, None))
     else:
         finished = []
@@ -315,15 +286,15 @@ async def _consequences(
             outcomes.append(trust.Outcome(task.task_id, False, moves_trust, reason=error))
             reason = "error"  # lifecycle's reason for an attempt that ended `failed`
             if task.status == TaskStatus.PENDING:
-                announce_task(session, task.capability_required)
+                work.announce_task(task.capability_required)
                 events.append((EventName.TASK_RETRYING, task, agent_id, reason))
-                after_commit(session, RETRIES_SCHEDULED.inc)
+                work.after_commit(RETRIES_SCHEDULED.inc)
             else:
                 events.append((EventName.TASK_FAILED, task, agent_id, reason))
-                after_commit(session, TASKS_FAILED.labels(lifecycle.OUTCOME_FAILED).inc)
+                work.after_commit(TASKS_FAILED.labels(lifecycle.OUTCOME_FAILED).inc)
         await session.execute(queries.ATTEMPT_FINISHED, finished)
-        await trust.record_outcomes(session, agent, outcomes, now)
-    await outbox.emit_many(session, events, now=now)
+        await trust.record_outcomes(work, agent, outcomes)
+    await outbox.emit_many(work, events)
     for move in moves:
         note_changed_key(session, TASK_CACHE, move.after.task_id)
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.auth.dependencies import CurrentPrincipal, agents_only, requires
 from ains.core.clock import utcnow
@@ -15,6 +13,7 @@ from ains.core.config import Settings
 from ains.core.context import AppContext, get_context
 from ains.core.errors import Forbidden
 from ains.core.principal import Principal
+from ains.core.work import Work
 from ains.tasks import claim as claiming
 from ains.tasks import dependencies, reads, service, submission
 from ains.tasks.answers import json_response, task_answer
@@ -63,8 +62,8 @@ def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
     dependencies=[requires("tasks:write")],
 )
 async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, response: Response) -> TaskOut:
-    async with ctx.db.transaction() as session:
-        task, created = await submission.submit(session, principal, body, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        task, created = await submission.submit(work, principal, body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return present(task, ctx.settings)
@@ -73,10 +72,8 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, r
 @router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
 async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> BatchResult:
     """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
-    async with ctx.db.transaction() as session:
-        submitted, failed = await submission.submit_batch(
-            session, principal, body.tasks, atomic=body.atomic, now=utcnow(), settings=ctx.settings
-        )
+    async with ctx.work() as work:
+        submitted, failed = await submission.submit_batch(work, principal, body.tasks, atomic=body.atomic)
     return BatchResult(
         submitted=[
             BatchSubmitted(index=i, task_id=t.task_id, status=t.status, client_id=t.client_id, created_at=t.created_at)
@@ -111,9 +108,7 @@ async def fail_batch(body: FailBatch, principal: CurrentPrincipal, ctx: Ctx) -> 
 class _ReportMany(Protocol):
     """`service.complete_many` or `service.fail_many`, typed so a wrong argument is a type error."""
 
-    def __call__(
-        self, session: AsyncSession, principal: Principal, items: list[Any], *, now: datetime, settings: Settings
-    ) -> Awaitable[list[dict[str, Any]]]: ...
+    def __call__(self, work: Work, principal: Principal, items: list[Any]) -> Awaitable[list[dict[str, Any]]]: ...
 
 
 async def _report_batch(
@@ -124,8 +119,8 @@ async def _report_batch(
 ) -> Response:
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
-    async with ctx.db.transaction() as session:
-        results = await report_many(session, principal, items, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        results = await report_many(work, principal, items)
     return json_response({"results": results})
 
 
@@ -160,9 +155,7 @@ async def list_tasks(
 
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
 async def get_task(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
-    return json_response(
-        await reads.read_task(ctx.db, ctx.cache, principal, task_id, now=utcnow(), settings=ctx.settings)
-    )
+    return json_response(await reads.read_task(ctx, principal, task_id))
 
 
 @router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory, dependencies=[requires("tasks:read")])
@@ -187,14 +180,7 @@ async def claim_tasks(
         raise Forbidden("An agent may claim only for itself")
     body = body or ClaimRequest()
     result = await claiming.claim(
-        ctx.db,
-        ctx.signals,
-        agent_id,
-        max_tasks=body.max_tasks,
-        wait_seconds=body.wait_seconds,
-        start=body.start,
-        settings=ctx.settings,
-        request=request,
+        ctx, agent_id, max_tasks=body.max_tasks, wait_seconds=body.wait_seconds, start=body.start, request=request
     )
     now = utcnow()
     tasks = [task_answer(task, now, ctx.settings) for task in result.tasks]
@@ -215,15 +201,8 @@ async def claim_tasks(
 async def start_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[StartRequest | None, Body()] = None
 ) -> Response:
-    async with ctx.db.transaction() as session:
-        task = await service.start(
-            session,
-            principal,
-            task_id,
-            body.attempt if body else None,
-            now=utcnow(),
-            settings=ctx.settings,
-        )
+    async with ctx.work() as work:
+        task = await service.start(work, principal, task_id, body.attempt if body else None)
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
@@ -232,32 +211,22 @@ async def complete_task(
     task_id: str, principal: CurrentPrincipal, ctx: Ctx, body: Annotated[CompleteRequest | None, Body()] = None
 ) -> Response:
     body = body or CompleteRequest()
-    async with ctx.db.transaction() as session:
-        task = await service.complete(
-            session,
-            principal,
-            task_id,
-            body.attempt,
-            body.result_data,
-            now=utcnow(),
-            settings=ctx.settings,
-        )
+    async with ctx.work() as work:
+        task = await service.complete(work, principal, task_id, body.attempt, body.result_data)
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
 @router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut, dependencies=[agents_only()])
 async def fail_task(task_id: str, body: FailRequest, principal: CurrentPrincipal, ctx: Ctx) -> Response:
-    async with ctx.db.transaction() as session:
+    async with ctx.work() as work:
         task = await service.fail(
-            session,
+            work,
             principal,
             task_id,
             body.attempt,
             body.error_message,
             retryable=body.retryable,
             retry_after_seconds=body.retry_after_seconds,
-            now=utcnow(),
-            settings=ctx.settings,
         )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
@@ -268,24 +237,22 @@ async def cancel_task(
 ) -> CancelResponse:
     """PENDING, ASSIGNED or ACTIVE → CANCELLED (owner or admin); 409 on a final task."""
     body = body or CancelRequest()
-    async with ctx.db.transaction() as session:
-        task = await service.cancel(session, principal, task_id, body.reason, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        task = await service.cancel(work, principal, task_id, body.reason)
     return CancelResponse.model_validate(task)
 
 
 @router.patch("/ains/tasks/{task_id}/priority", response_model=TaskOut, dependencies=[requires("tasks:write")])
 async def set_priority(task_id: str, body: PriorityRequest, principal: CurrentPrincipal, ctx: Ctx) -> TaskOut:
     """Change the base priority of a task that is not final (owner or admin); takes effect at once."""
-    async with ctx.db.transaction() as session:
-        task = await service.set_priority(
-            session, principal, task_id, body.priority, now=utcnow(), settings=ctx.settings
-        )
+    async with ctx.work() as work:
+        task = await service.set_priority(work, principal, task_id, body.priority)
     return present(task, ctx.settings)
 
 
 @router.get("/ains/queue/metrics", response_model=QueueMetrics, dependencies=[requires("tasks:read")])
 async def queue_metrics(principal: CurrentPrincipal, ctx: Ctx) -> QueueMetrics:
     """Queue figures: over all tasks for the admin, over the caller's own tasks otherwise."""
-    async with ctx.db.read() as session:
-        figures = await reads.queue_metrics(session, principal, now=utcnow(), settings=ctx.settings)
+    async with ctx.reading() as work:
+        figures = await reads.queue_metrics(work, principal)
     return QueueMetrics(**figures)

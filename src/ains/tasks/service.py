@@ -6,69 +6,43 @@ Functions here work inside the caller's transaction and never commit.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.audit import service as audit
-from ains.core.config import Settings
-from ains.core.database import after_commit
 from ains.core.errors import AinsError, Conflict, Forbidden
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.principal import Principal
+from ains.core.work import Work
 from ains.tasks import lifecycle, reports, retry
 from ains.tasks.models import Task
 from ains.tasks.reads import get_visible, held_tasks
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 
 
-async def _report_one(
-    session: AsyncSession,
-    principal: Principal,
-    to: TaskStatus,
-    item: reports.Report,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> Any:
-    (answer,) = await reports.report(session, principal, to, [item], now=now, settings=settings)
+async def _report_one(work: Work, principal: Principal, to: TaskStatus, item: reports.Report) -> Any:
+    (answer,) = await reports.report(work, principal, to, [item])
     if isinstance(answer, AinsError):
         raise answer
     return answer
 
 
-async def start(
-    session: AsyncSession,
-    principal: Principal,
-    task_id: str,
-    attempt: int | None,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> Any:
+async def start(work: Work, principal: Principal, task_id: str, attempt: int | None) -> Any:
     """`/start`: the task as a row (see `ains.tasks.reports`)."""
-    item = reports.Report(task_id, attempt)
-    return await _report_one(session, principal, TaskStatus.ACTIVE, item, now=now, settings=settings)
+    return await _report_one(work, principal, TaskStatus.ACTIVE, reports.Report(task_id, attempt))
 
 
 async def complete(
-    session: AsyncSession,
-    principal: Principal,
-    task_id: str,
-    attempt: int | None,
-    result_data: dict[str, Any],
-    *,
-    now: datetime,
-    settings: Settings,
+    work: Work, principal: Principal, task_id: str, attempt: int | None, result_data: dict[str, Any]
 ) -> Any:
     item = reports.Report(task_id, attempt, result_data=result_data)
-    return await _report_one(session, principal, TaskStatus.COMPLETED, item, now=now, settings=settings)
+    return await _report_one(work, principal, TaskStatus.COMPLETED, item)
 
 
 async def fail(
-    session: AsyncSession,
+    work: Work,
     principal: Principal,
     task_id: str,
     attempt: int | None,
@@ -76,13 +50,11 @@ async def fail(
     *,
     retryable: bool,
     retry_after_seconds: float | None,
-    now: datetime,
-    settings: Settings,
 ) -> Any:
     item = reports.Report(
         task_id, attempt, error_message=error_message, retryable=retryable, retry_after_seconds=retry_after_seconds
     )
-    return await _report_one(session, principal, TaskStatus.FAILED, item, now=now, settings=settings)
+    return await _report_one(work, principal, TaskStatus.FAILED, item)
 
 
 def _batch_results(answers: list[Any], items: list[Any]) -> list[dict[str, Any]]:
@@ -96,28 +68,14 @@ def _batch_results(answers: list[Any], items: list[Any]) -> list[dict[str, Any]]
     return results
 
 
-async def complete_many(
-    session: AsyncSession,
-    principal: Principal,
-    items: list[Any],
-    *,
-    now: datetime,
-    settings: Settings,
-) -> list[dict[str, Any]]:
+async def complete_many(work: Work, principal: Principal, items: list[Any]) -> list[dict[str, Any]]:
     """`POST /ains/tasks/complete-batch`: items with task_id, attempt and result_data."""
     batch = [reports.Report(item.task_id, item.attempt, result_data=item.result_data) for item in items]
-    answers = await reports.report(session, principal, TaskStatus.COMPLETED, batch, now=now, settings=settings)
+    answers = await reports.report(work, principal, TaskStatus.COMPLETED, batch)
     return _batch_results(answers, items)
 
 
-async def fail_many(
-    session: AsyncSession,
-    principal: Principal,
-    items: list[Any],
-    *,
-    now: datetime,
-    settings: Settings,
-) -> list[dict[str, Any]]:
+async def fail_many(work: Work, principal: Principal, items: list[Any]) -> list[dict[str, Any]]:
     """`POST /ains/tasks/fail-batch`: items as the body of `/fail`, each with its task_id; retry rules as `/fail`."""
     batch = [
         reports.Report(
@@ -129,18 +87,16 @@ async def fail_many(
         )
         for item in items
     ]
-    answers = await reports.report(session, principal, TaskStatus.FAILED, batch, now=now, settings=settings)
+    answers = await reports.report(work, principal, TaskStatus.FAILED, batch)
     return _batch_results(answers, items)
 
 
 async def fail_attempt(
-    session: AsyncSession,
+    work: Work,
     task: Task,
     error_message: str,
     *,
     retryable: bool,
-    now: datetime,
-    settings: Settings,
     outcome: str = lifecycle.OUTCOME_FAILED,
     retry_after_seconds: float | None = None,
 ) -> None:
@@ -149,27 +105,25 @@ async def fail_attempt(
         delay = retry.retry_delay(
             task.retry_policy,
             task.retry_count,
-            retry.RetryBases.from_settings(settings),
+            retry.RetryBases.from_settings(work.settings),
             requested_seconds=retry_after_seconds,
             jitter=task.retry_jitter,
         )
-        retry_at = now + timedelta(seconds=delay)
+        retry_at = work.now + timedelta(seconds=delay)
         task.retry_count += 1
         task.last_error = error_message
-        await lifecycle.requeue(
-            session, task, outcome=outcome, error=error_message, retry_at=retry_at, now=now, settings=settings
-        )
-        after_commit(session, RETRIES_SCHEDULED.inc)
+        await lifecycle.requeue(work, task, outcome=outcome, error=error_message, retry_at=retry_at)
+        work.after_commit(RETRIES_SCHEDULED.inc)
     else:
-        await lifecycle.fail(session, task, outcome=outcome, error=error_message, now=now, settings=settings)
-        after_commit(session, TASKS_FAILED.labels(outcome).inc)
+        await lifecycle.fail(work, task, outcome=outcome, error=error_message)
+        work.after_commit(TASKS_FAILED.labels(outcome).inc)
 
 
-async def release_agent_tasks(session: AsyncSession, agent_id: str, *, now: datetime, settings: Settings) -> int:
+async def release_agent_tasks(work: Work, agent_id: str) -> int:
     """Put every task an agent holds back in the queue without using a retry (deregistration)."""
-    held = await held_tasks(session, agent_id)
+    held = await held_tasks(work.session, agent_id)
     for task in held:
-        await lifecycle.requeue(session, task, outcome=lifecycle.OUTCOME_RELEASED, now=now, settings=settings)
+        await lifecycle.requeue(work, task, outcome=lifecycle.OUTCOME_RELEASED)
     return len(held)
 
 
@@ -179,20 +133,12 @@ def require_owner(principal: Principal, task: Task, action: str) -> None:
         raise Forbidden(f"Only the task's owner or an admin may {action} it")
 
 
-async def cancel(
-    session: AsyncSession,
-    principal: Principal,
-    task_id: str,
-    reason: str,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> Task:
-    task = await get_visible(session, principal, task_id, for_update=True)
+async def cancel(work: Work, principal: Principal, task_id: str, reason: str) -> Task:
+    task = await get_visible(work.session, principal, task_id, for_update=True)
     require_owner(principal, task, "cancel")
-    await lifecycle.cancel(session, task, cancelled_by=principal.id, reason=reason, now=now, settings=settings)
+    await lifecycle.cancel(work, task, cancelled_by=principal.id, reason=reason)
     audit.record(
-        session,
+        work,
         principal,
         "task.cancel",
         "task",
@@ -202,26 +148,24 @@ async def cancel(
     return task
 
 
-async def set_priority(
-    session: AsyncSession, principal: Principal, task_id: str, priority: int, *, now: datetime, settings: Settings
-) -> Task:
-    task = await get_visible(session, principal, task_id, for_update=True)
+async def set_priority(work: Work, principal: Principal, task_id: str, priority: int) -> Task:
+    task = await get_visible(work.session, principal, task_id, for_update=True)
     require_owner(principal, task, "re-prioritise")
     if task.status in FINAL_STATUSES:
         raise Conflict(f"Task {task_id} is {task.status}; its priority can no longer change")
     previous = task.priority
     task.priority = priority
-    task.queue_position = lifecycle.queue_position(task.available_at, priority, settings)
-    task.updated_at = now
+    task.queue_position = lifecycle.queue_position(task.available_at, priority, work.settings)
+    task.updated_at = work.now
     if principal.is_admin:
-        audit.record(session, principal, "task.priority", "task", task_id, {"from": previous, "to": priority})
+        audit.record(work, principal, "task.priority", "task", task_id, {"from": previous, "to": priority})
     return task
 
 
-async def take_cancelled_for_agent(session: AsyncSession, agent_id: str, now: datetime) -> list[str]:
+async def take_cancelled_for_agent(work: Work, agent_id: str) -> list[str]:
     """Ids of the agent's tasks cancelled since it was last told; each is told once."""
     rows = list(
-        await session.scalars(
+        await work.session.scalars(
             select(Task)
             .where(
                 Task.assigned_agent_id == agent_id,
@@ -233,5 +177,5 @@ async def take_cancelled_for_agent(session: AsyncSession, agent_id: str, now: da
         )
     )
     for task in rows:
-        task.cancel_acknowledged_at = now
+        task.cancel_acknowledged_at = work.now
     return [task.task_id for task in rows]

@@ -23,7 +23,7 @@ from ains.core.config import Settings
 from ains.core.database import dialect_name, table_of
 from ains.core.errors import AinsError, Conflict, Forbidden, PayloadTooLarge, Unprocessable
 from ains.core.principal import Principal
-from ains.core.signals import announce_task
+from ains.core.work import Work
 from ains.tasks import dependencies, lifecycle, queries
 from ains.tasks.models import Task
 from ains.tasks.schemas import TaskStatus, TaskSubmit
@@ -46,15 +46,9 @@ def resolve_client_id(principal: Principal, requested: str | None) -> str:
     return principal.id
 
 
-async def submit(
-    session: AsyncSession,
-    principal: Principal,
-    body: TaskSubmit,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> tuple[Task, bool]:
+async def submit(work: Work, principal: Principal, body: TaskSubmit) -> tuple[Task, bool]:
     """Store a new task, or return the first one for a repeated idempotency key. True when created."""
+    session, now, settings = work.session, work.now, work.settings
     client_id = resolve_client_id(principal, body.client_id)
     if json_size(body.input_data) > settings.max_input_bytes:
         raise PayloadTooLarge(f"input_data is larger than {settings.max_input_bytes} bytes")
@@ -64,11 +58,11 @@ async def submit(
         if existing is not None:
             return existing, False
 
-    await quota.reserve(session, client_id, 1, settings)  # max_pending_tasks_per_client (SPEC 18)
+    await quota.reserve(work, client_id, 1)  # max_pending_tasks_per_client (SPEC 18)
     task = _new_task(client_id, body, now, settings)
     task.submitter_trusted = await trust.submitter_trusted(session, principal)
     if body.depends_on:
-        await _wait_for_dependencies(session, task, body.depends_on, now)
+        await _wait_for_dependencies(work, task, body.depends_on)
     if body.idempotency_key is None:
         await _insert(session, [task])
     elif not await _insert_unless_duplicate(session, task):
@@ -79,18 +73,18 @@ async def submit(
         return existing, False
     if task.depends_on:
         await dependencies.insert_edges(session, [(task.task_id, dep) for dep in task.depends_on])
-    await _after_submit(session, principal, task, now)
+    await _after_submit(work, principal, task)
     return task, True
 
 
-async def _wait_for_dependencies(session: AsyncSession, task: Task, depends_on: list[str], now: datetime) -> None:
+async def _wait_for_dependencies(work: Work, task: Task, depends_on: list[str]) -> None:
     """SPEC 17: lock and read the dependencies (422 for unknown or other clients' ids). All COMPLETED: the task is
     PENDING; one FAILED or CANCELLED: the task is CANCELLED at once; otherwise it is WAITING for the rest."""
-    found = await dependencies.check_dependencies(session, task.client_id, depends_on)
+    found = await dependencies.check_dependencies(work.session, task.client_id, depends_on)
     task.depends_on = found.task_ids
     if found.ended is not None:
         task.status = TaskStatus.CANCELLED
-        task.cancelled_at = now
+        task.cancelled_at = work.now
         task.cancelled_by = dependencies.CASCADE_BY
         task.cancellation_reason = dependencies.dependency_reason(*found.ended)
     elif found.pending:
@@ -163,21 +157,21 @@ async def _insert_unless_duplicate(session: AsyncSession, task: Task) -> bool:
     return cast(CursorResult, await session.execute(statement)).rowcount == 1
 
 
-async def _after_submit(session: AsyncSession, principal: Principal, task: Task, now: datetime) -> None:
-    await _after_submit_many(session, principal, [task], now)
+async def _after_submit(work: Work, principal: Principal, task: Task) -> None:
+    await _after_submit_many(work, principal, [task])
 
 
-async def _after_submit_many(session: AsyncSession, principal: Principal, tasks: list[Task], now: datetime) -> None:
+async def _after_submit_many(work: Work, principal: Principal, tasks: list[Task]) -> None:
     """The audit entries (admin), the `task.created` events (one INSERT each for events and deliveries), wake-ups."""
     for task in tasks:
         if principal.is_admin:
-            audit.record(session, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
+            audit.record(work, principal, "task.submit", "task", task.task_id, {"client_id": task.client_id})
         if task.status == TaskStatus.PENDING:
-            announce_task(session, task.capability_required)
+            work.announce_task(task.capability_required)
     events = [(EventName.TASK_CREATED, task, None, None) for task in tasks]
     # A task whose dependency had already failed or been cancelled is cancelled at once (SPEC 17).
     events += [(EventName.TASK_CANCELLED, task, None, None) for task in tasks if task.status == TaskStatus.CANCELLED]
-    await outbox.emit_many(session, events, now=now)
+    await outbox.emit_many(work, events)
 
 
 def _detail(detail: Any) -> str:
@@ -195,15 +189,10 @@ def _first_error(exc: ValidationError) -> str:
 
 
 async def submit_batch(
-    session: AsyncSession,
-    principal: Principal,
-    items: list[dict[str, Any]],
-    *,
-    atomic: bool,
-    now: datetime,
-    settings: Settings,
+    work: Work, principal: Principal, items: list[dict[str, Any]], *, atomic: bool
 ) -> tuple[list[tuple[int, Task]], list[tuple[int, str]]]:
     """SPEC 5: validate every item first; store the valid ones (or, atomic, all or none) in this transaction."""
+    session, now, settings = work.session, work.now, work.settings
     valid: list[tuple[int, TaskSubmit]] = []
     failed: list[tuple[int, str]] = []
     for index, item in enumerate(items):
@@ -238,16 +227,16 @@ async def submit_batch(
         for index, body in valid
         if body.idempotency_key is None and not body.depends_on
     ]
-    await quota.reserve_many(session, [task.client_id for _, task in plain], settings)  # the pending cap (SPEC 18)
+    await quota.reserve_many(work, [task.client_id for _, task in plain])  # the pending cap (SPEC 18)
     trusted = await trust.submitter_trusted(session, principal) if plain else True
     for _, task in plain:
         task.submitter_trusted = trusted
     await _insert(session, [task for _, task in plain])
-    await _after_submit_many(session, principal, [task for _, task in plain], now)
+    await _after_submit_many(work, principal, [task for _, task in plain])
     submitted = list(plain)
     for index, body in valid:
         if body.idempotency_key is not None or body.depends_on:
-            task, _created = await submit(session, principal, body, now=now, settings=settings)
+            task, _created = await submit(work, principal, body)
             submitted.append((index, task))
     return sorted(submitted, key=lambda pair: pair[0]), failed
 

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from ains.auth.dependencies import Admin, CurrentPrincipal, admin_only, any_key, public
-from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.pagination import decode_position, split_page
 from ains.trust import service
@@ -97,8 +96,8 @@ async def verify_trust_chain(agent_id: str, _principal: CurrentPrincipal, ctx: C
 @router.post("/{agent_id}/trust/adjust", response_model=TrustAdjusted, dependencies=[admin_only()])
 async def adjust_trust(agent_id: str, body: TrustAdjust, admin: Admin, ctx: Ctx) -> TrustAdjusted:
     """Admin. Move the score by `delta` (clamped to [0, 1]); recorded and audited."""
-    async with ctx.db.transaction() as session:
-        agent, record = await service.adjust(session, admin, agent_id, float(body.delta), body.reason, now=utcnow())
+    async with ctx.work() as work:
+        agent, record = await service.adjust(work, admin, agent_id, float(body.delta), body.reason)
     return TrustAdjusted(
         agent_id=agent.agent_id,
         trust_score=agent.trust_score,

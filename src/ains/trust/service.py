@@ -24,7 +24,8 @@ from ains.core.clock import new_id
 from ains.core.database import UTCDateTime, dialect_name, note_changed_key, table_of
 from ains.core.errors import NotFound
 from ains.core.principal import Principal
-from ains.core.transaction_state import Memo, state_of
+from ains.core.transaction_state import Memo
+from ains.core.work import Work
 from ains.trust.levels import COMPLETED_DELTA, FAILED_DELTA, TRUSTED_SUBMITTER_FLOOR, clamp
 from ains.trust.models import TrustRecord
 
@@ -56,18 +57,18 @@ def record_digest(previous_hash: str, record: Any) -> str:
 LOCKED_AGENTS: Memo[dict[str, Agent]] = Memo("locked_agents", dict)
 
 
-async def lock_agent(session: AsyncSession, agent_id: str) -> Agent:
+async def lock_agent(work: Work, agent_id: str) -> Agent:
     """The agent row, locked for the rest of the transaction.
 
     A lock lasts until the transaction ends, so a batch that changes one agent's
     score fifty times asks the database once; the row is read again only if the
     session expired it (a savepoint rolled back).
     """
-    locked = state_of(session).memo(LOCKED_AGENTS)
+    locked = work.memo(LOCKED_AGENTS)
     agent = locked.get(agent_id)
     if agent is not None and not inspect(agent).expired_attributes:
         return agent
-    agent = await session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
+    agent = await work.session.scalar(select(Agent).where(Agent.agent_id == agent_id).with_for_update())
     if agent is None:
         raise NotFound(f"Agent {agent_id} not found")
     locked[agent_id] = agent
@@ -75,16 +76,10 @@ async def lock_agent(session: AsyncSession, agent_id: str) -> Agent:
 
 
 def apply_change(
-    session: AsyncSession,
-    agent: Agent,
-    delta: float,
-    event_type: str,
-    *,
-    now: datetime,
-    task_id: str | None = None,
-    reason: str | None = None,
+    work: Work, agent: Agent, delta: float, event_type: str, *, task_id: str | None = None, reason: str | None = None
 ) -> TrustRecord:
     """Change a locked agent's score by `delta` (clamped) and append its record to the chain."""
+    now = work.now
     before = agent.trust_score
     after = clamp(before + delta)
     record = TrustRecord(
@@ -101,7 +96,7 @@ def apply_change(
         previous_hash=agent.trust_chain_head,
     )
     record.record_hash = record_digest(agent.trust_chain_head, record)
-    session.add(record)
+    work.session.add(record)
     agent.trust_score = after
     agent.trust_records_count = record.seq
     agent.trust_chain_head = record.record_hash
@@ -110,51 +105,38 @@ def apply_change(
 
 
 async def attempt_completed(
-    session: AsyncSession,
-    agent_id: str,
-    task_id: str,
-    started_at: datetime | None,
-    now: datetime,
-    *,
-    moves_trust: bool = True,
+    work: Work, agent_id: str, task_id: str, started_at: datetime | None, *, moves_trust: bool = True
 ) -> None:
     """A completed attempt: counted always; it raises the score (with a record) only when `moves_trust`."""
-    agent = await lock_agent(session, agent_id)
+    agent = await lock_agent(work, agent_id)
     if moves_trust:
-        apply_change(session, agent, COMPLETED_DELTA, TASK_COMPLETED, now=now, task_id=task_id)
+        apply_change(work, agent, COMPLETED_DELTA, TASK_COMPLETED, task_id=task_id)
     agent.total_tasks_completed += 1
     if started_at is not None:
-        agent.total_completion_seconds += max(0.0, (now - started_at).total_seconds())
-    agent.last_task_completed_at = now
+        agent.total_completion_seconds += max(0.0, (work.now - started_at).total_seconds())
+    agent.last_task_completed_at = work.now
 
 
 async def attempt_failed(
-    session: AsyncSession,
-    agent_id: str,
-    task_id: str,
-    now: datetime,
-    *,
-    timeout: bool,
-    reason: str | None,
-    moves_trust: bool = True,
+    work: Work, agent_id: str, task_id: str, *, timeout: bool, reason: str | None, moves_trust: bool = True
 ) -> None:
     """A failed attempt: counted always; it lowers the score (with a record) only when `moves_trust`."""
-    agent = await lock_agent(session, agent_id)
+    agent = await lock_agent(work, agent_id)
     event_type = TASK_TIMEOUT if timeout else TASK_FAILED
     if moves_trust:
-        apply_change(session, agent, FAILED_DELTA, event_type, now=now, task_id=task_id, reason=reason)
+        apply_change(work, agent, FAILED_DELTA, event_type, task_id=task_id, reason=reason)
     agent.total_tasks_failed += 1
 
 
 async def adjust(
-    session: AsyncSession, principal: Principal, agent_id: str, delta: float, reason: str, *, now: datetime
+    work: Work, principal: Principal, agent_id: str, delta: float, reason: str
 ) -> tuple[Agent, TrustRecord]:
-    agent = await lock_agent(session, agent_id)
+    agent = await lock_agent(work, agent_id)
     if agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
-    record = apply_change(session, agent, delta, MANUAL_ADJUSTMENT, now=now, reason=reason)
+    record = apply_change(work, agent, delta, MANUAL_ADJUSTMENT, reason=reason)
     audit.record(
-        session,
+        work,
         principal,
         "trust.adjust",
         "agent",
@@ -299,11 +281,12 @@ async def lock_agent_row(session: AsyncSession, agent_id: str) -> Any:
     return row
 
 
-async def record_outcomes(session: AsyncSession, agent: Any, outcomes: list[Outcome], now: datetime) -> None:
+async def record_outcomes(work: Work, agent: Any, outcomes: list[Outcome]) -> None:
     """What `attempt_completed` and `attempt_failed` do for each outcome in turn, for an agent locked by
     `lock_agent_row`, written in two statements: the chained records (those that move trust), and the agent."""
     if not outcomes:
         return
+    session, now = work.session, work.now
     state = {
         "agent_id": agent.agent_id,
         "trust_score": agent.trust_score,

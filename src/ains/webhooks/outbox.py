@@ -15,12 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, Integer, bindparam, insert, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id, utc_text
 from ains.core.database import dialect_name, table_of
-from ains.core.signals import announce_deadline
-from ains.core.transaction_state import Memo, state_of
+from ains.core.transaction_state import Memo
+from ains.core.work import Work
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
 from ains.webhooks.models import TaskEvent, WebhookDelivery
 from ains.webhooks.schemas import DeliveryStatus, EventName
@@ -103,16 +102,16 @@ _SUBSCRIBER_QUERIES = {
 SUBSCRIBERS: Memo[dict[tuple[Any, ...], list[tuple[str, list[str]]]]] = Memo("webhook_subscribers", dict)
 
 
-async def _subscribers(session: AsyncSession, event: EventName, task: Any, agent_id: str | None) -> list[str]:
+async def _subscribers(work: Work, event: EventName, task: Any, agent_id: str | None) -> list[str]:
     """Ids of the active webhooks that hear this event of this task."""
     # Asked once per audience and transaction: a batch of tasks for one client and capability costs one query.
     created = event == EventName.TASK_CREATED
     who_may_claim = (task.capability_required, task.min_trust_score, task.priority) if created else None
     audience = (task.client_id, agent_id, who_may_claim)
-    memo = state_of(session).memo(SUBSCRIBERS)
+    memo = work.memo(SUBSCRIBERS)
     if audience not in memo:
-        rows = await session.execute(
-            _SUBSCRIBER_QUERIES[dialect_name(session)],
+        rows = await work.session.execute(
+            _SUBSCRIBER_QUERIES[dialect_name(work.session)],
             {
                 "client_id": task.client_id,
                 "agent_id": agent_id or "",
@@ -135,16 +134,8 @@ def _as_list(events: Any) -> list[str]:
     return json.loads(events) if isinstance(events, str) else events
 
 
-async def emit(
-    session: AsyncSession,
-    event: EventName,
-    task: Any,
-    *,
-    now: datetime,
-    agent_id: str | None,
-    reason: str | None = None,
-) -> None:
-    await emit_many(session, [(event, task, agent_id, reason)], now=now)
+async def emit(work: Work, event: EventName, task: Any, *, agent_id: str | None, reason: str | None = None) -> None:
+    await emit_many(work, [(event, task, agent_id, reason)])
 
 
 # The outbox rows, written by Core: one INSERT of events and one of deliveries for however many events.
@@ -173,18 +164,17 @@ def delivery_row(webhook_id: str, event_id: str, order_key: str, now: datetime) 
     }
 
 
-async def emit_many(
-    session: AsyncSession, events: Sequence[tuple[EventName, Any, str | None, str | None]], *, now: datetime
-) -> None:
+async def emit_many(work: Work, events: Sequence[tuple[EventName, Any, str | None, str | None]]) -> None:
     """Store the events (event, task, agent_id, reason), in order, with one delivery per webhook that hears each.
 
     `task` is anything with the task's attributes: a `Task`, a row of `ains.tasks.queries`, a `TaskRow`.
     Deliveries are inserted in the order of the events, and their ids are the delivery order (SPEC 15).
     """
+    now = work.now
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for event, task, agent_id, reason in events:
-        webhook_ids = await _subscribers(session, event, task, agent_id)
+        webhook_ids = await _subscribers(work, event, task, agent_id)
         if not webhook_ids:
             continue
         event_id = new_id("evt")
@@ -208,7 +198,7 @@ async def emit_many(
         delivery_rows.extend(delivery_row(webhook_id, event_id, task.task_id, now) for webhook_id in webhook_ids)
     if not event_rows:
         return
-    await session.execute(_INSERT_EVENTS, event_rows)
-    await session.execute(_INSERT_DELIVERIES, delivery_rows)
+    await work.session.execute(_INSERT_EVENTS, event_rows)
+    await work.session.execute(_INSERT_DELIVERIES, delivery_rows)
     # Due at once: wakes the dispatchers of this process and, through the wake-up link, of the others.
-    announce_deadline(session, DEADLINE_DELIVERY, now)
+    work.announce_deadline(DEADLINE_DELIVERY, now)

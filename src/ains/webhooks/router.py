@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from ains.auth.dependencies import CurrentPrincipal, requires
-from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.core.pagination import decode_position, split_page
 from ains.webhooks import service
@@ -30,16 +29,8 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 
 
 async def _create(ctx: AppContext, principal, owner_kind: str, owner_id: str, body: WebhookCreate) -> WebhookWithSecret:
-    async with ctx.db.transaction() as session:
-        hook, secret = await service.create(
-            session,
-            principal,
-            owner_kind,
-            owner_id,
-            body,
-            now=utcnow(),
-            allow_private=ctx.settings.webhook_allow_private,
-        )
+    async with ctx.work() as work:
+        hook, secret = await service.create(work, principal, owner_kind, owner_id, body)
     return WebhookWithSecret(**WebhookOut.model_validate(hook).model_dump(), secret=secret)
 
 
@@ -92,10 +83,8 @@ async def update_webhook(
     webhook_id: str, body: WebhookPatch, principal: CurrentPrincipal, ctx: Ctx
 ) -> WebhookWithSecret:
     """Enable or disable, change url or events, set or rotate the secret. Re-enabling clears the failure count."""
-    async with ctx.db.transaction() as session:
-        hook, secret = await service.update(
-            session, principal, webhook_id, body, now=utcnow(), allow_private=ctx.settings.webhook_allow_private
-        )
+    async with ctx.work() as work:
+        hook, secret = await service.update(work, principal, webhook_id, body)
     return WebhookWithSecret(**WebhookOut.model_validate(hook).model_dump(), secret=secret)
 
 
@@ -156,8 +145,8 @@ def _delivery_out(d: WebhookDelivery, e: TaskEvent) -> DeliveryOut:
 )
 async def redeliver(webhook_id: str, delivery_id: str, principal: CurrentPrincipal, ctx: Ctx) -> DeliveryOut:
     """Send a finished delivery again: a new series of attempts, the same event_id and body. 409 while pending."""
-    async with ctx.db.transaction() as session:
-        delivery, event = await service.redeliver(session, principal, webhook_id, delivery_id, now=utcnow())
+    async with ctx.work() as work:
+        delivery, event = await service.redeliver(work, principal, webhook_id, delivery_id)
         out = _delivery_out(delivery, event)
     return out
 
@@ -170,6 +159,6 @@ async def redeliver(webhook_id: str, delivery_id: str, principal: CurrentPrincip
 )
 async def recover(webhook_id: str, body: RecoverRequest, principal: CurrentPrincipal, ctx: Ctx) -> RecoverOut:
     """Re-queue every delivery of this webhook that ended failed at or after `since`."""
-    async with ctx.db.transaction() as session:
-        count = await service.recover(session, principal, webhook_id, since=body.since, now=utcnow())
+    async with ctx.work() as work:
+        count = await service.recover(work, principal, webhook_id, since=body.since)
     return RecoverOut(redelivering=count)

@@ -15,7 +15,7 @@ from ains.audit import service as audit
 from ains.core.clock import new_id, utc_text
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.core.principal import Principal
-from ains.core.signals import announce_deadline
+from ains.core.work import Work
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import DEADLINE_DELIVERY
 from ains.webhooks.schemas import DeliveryStatus, WebhookCreate, WebhookPatch
@@ -39,21 +39,16 @@ async def _check_url(url: str, allow_private: bool) -> None:
 
 
 async def create(
-    session: AsyncSession,
-    principal: Principal,
-    owner_kind: str,
-    owner_id: str,
-    body: WebhookCreate,
-    *,
-    now: datetime,
-    allow_private: bool,
+    work: Work, principal: Principal, owner_kind: str, owner_id: str, body: WebhookCreate
 ) -> tuple[Webhook, str]:
+    """A new webhook; its URL must pass the address check (`webhook_allow_private` lets private ones through)."""
+    session, now = work.session, work.now
     require_owner_path(principal, owner_kind, owner_id)
     if owner_kind == "agent":
         agent = await session.get(Agent, owner_id)
         if agent is None or agent.status == AgentStatus.DEREGISTERED:
             raise NotFound(f"Agent {owner_id} not found")
-    await _check_url(body.url, allow_private)
+    await _check_url(body.url, work.settings.webhook_allow_private)
     secret = body.secret or generate_secret()
     hook = Webhook(
         webhook_id=new_id("wh"),
@@ -69,7 +64,7 @@ async def create(
     )
     session.add(hook)
     if principal.is_admin:
-        audit.record(session, principal, "webhook.create", "webhook", hook.webhook_id, {"owner": owner_id})
+        audit.record(work, principal, "webhook.create", "webhook", hook.webhook_id, {"owner": owner_id})
     return hook, secret
 
 
@@ -97,22 +92,14 @@ async def get_owned(
     return hook
 
 
-async def update(
-    session: AsyncSession,
-    principal: Principal,
-    webhook_id: str,
-    patch: WebhookPatch,
-    *,
-    now: datetime,
-    allow_private: bool,
-) -> tuple[Webhook, str | None]:
-    hook = await get_owned(session, principal, webhook_id, for_update=True)
+async def update(work: Work, principal: Principal, webhook_id: str, patch: WebhookPatch) -> tuple[Webhook, str | None]:
+    hook = await get_owned(work.session, principal, webhook_id, for_update=True)
     changes = patch.model_dump(exclude_unset=True)
     for field in ("active", "url", "events"):
         if field in changes and changes[field] is None:
             raise Unprocessable(field, f"{field} may not be null")
     if patch.url is not None:
-        await _check_url(patch.url, allow_private)
+        await _check_url(patch.url, work.settings.webhook_allow_private)
         hook.url = patch.url
     if patch.events is not None:
         hook.events = list(dict.fromkeys(patch.events))
@@ -129,7 +116,7 @@ async def update(
         elif not patch.active and hook.active:
             hook.disabled_reason = "disabled by its owner"
         hook.active = patch.active
-    hook.updated_at = now
+    hook.updated_at = work.now
     return hook, shown_secret
 
 
@@ -175,9 +162,10 @@ def _require_active(hook: Webhook) -> None:
 
 
 async def redeliver(
-    session: AsyncSession, principal: Principal, webhook_id: str, delivery_id: str, *, now: datetime
+    work: Work, principal: Principal, webhook_id: str, delivery_id: str
 ) -> tuple[WebhookDelivery, TaskEvent]:
     """Send a finished delivery again. A pending one is already being sent: 409."""
+    session, now = work.session, work.now
     hook = await get_owned(session, principal, webhook_id, for_update=True)
     delivery = await session.scalar(
         select(WebhookDelivery)
@@ -195,16 +183,15 @@ async def redeliver(
     event = await session.get(TaskEvent, delivery.event_id)
     assert event is not None, "a delivery's event is removed only with the delivery"
     audit.record(
-        session, principal, "webhook.redeliver", "webhook", webhook_id, {"delivery_id": delivery_id, "was": previous}
+        work, principal, "webhook.redeliver", "webhook", webhook_id, {"delivery_id": delivery_id, "was": previous}
     )
-    announce_deadline(session, DEADLINE_DELIVERY, now)
+    work.announce_deadline(DEADLINE_DELIVERY, now)
     return delivery, event
 
 
-async def recover(
-    session: AsyncSession, principal: Principal, webhook_id: str, *, since: datetime, now: datetime
-) -> int:
+async def recover(work: Work, principal: Principal, webhook_id: str, *, since: datetime) -> int:
     """Re-queue every delivery of the webhook that ended failed at or after `since`; answers how many."""
+    session, now = work.session, work.now
     hook = await get_owned(session, principal, webhook_id, for_update=True)
     _require_active(hook)
     result = await session.execute(
@@ -219,7 +206,7 @@ async def recover(
     )
     count = cast(CursorResult, result).rowcount or 0
     audit.record(
-        session,
+        work,
         principal,
         "webhook.recover",
         "webhook",
@@ -227,5 +214,5 @@ async def recover(
         {"since": utc_text(since), "redelivering": count},
     )
     if count:
-        announce_deadline(session, DEADLINE_DELIVERY, now)
+        work.announce_deadline(DEADLINE_DELIVERY, now)
     return count

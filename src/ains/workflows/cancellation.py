@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ains.core.clock import utcnow
-from ains.core.config import Settings
-from ains.core.database import Database
+from ains.core.context import AppContext
 from ains.core.principal import Principal
 from ains.workflows import service
 
@@ -22,22 +20,12 @@ ROUNDS = 100
 PAUSE_SECONDS = 0.01
 
 
-async def cancel_workflow(
-    db: Database, principal: Principal, workflow_id: str, reason: str, *, settings: Settings
-) -> dict[str, Any]:
+async def cancel_workflow(ctx: AppContext, principal: Principal, workflow_id: str, reason: str) -> dict[str, Any]:
     """Cancel every step not yet final (owner or admin); answers the workflow as the last round left it."""
     workflow: dict[str, Any] = {}
     for round_ in range(ROUNDS):
-        async with db.transaction() as session:
-            workflow, busy = await service.cancel(
-                session,
-                principal,
-                workflow_id,
-                reason,
-                now=utcnow(),
-                settings=settings,
-                first_round=round_ == 0,
-            )
+        async with ctx.work() as work:
+            workflow, busy = await service.cancel(work, principal, workflow_id, reason, first_round=round_ == 0)
         if not busy:
             break
         await asyncio.sleep(PAUSE_SECONDS)

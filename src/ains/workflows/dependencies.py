@@ -10,12 +10,11 @@ finishing at once are ordered by that lock, so exactly one of them finishes the 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.database import table_of
+from ains.core.work import Work
 from ains.tasks.dependencies import Ended
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from ains.workflows import events
@@ -25,8 +24,9 @@ from ains.workflows.schemas import WorkflowStatus
 WORKFLOWS = table_of(Workflow)
 
 
-async def count_steps(session: AsyncSession, ended: list[Ended], now: datetime) -> None:
+async def count_steps(work: Work, ended: list[Ended]) -> None:
     """Add the steps that became final to their workflows' counts; finish a workflow whose steps all are."""
+    session, now = work.session, work.now
     tallies: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FINAL_STATUSES, 0))
     for task in ended:
         if task.workflow_id is not None:
@@ -65,4 +65,4 @@ async def count_steps(session: AsyncSession, ended: list[Ended], now: datetime) 
             .values(status=final, completed_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        await events.emit_workflow_event(session, row, final, now=now)
+        await events.emit_workflow_event(work, row, final)

@@ -12,11 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.clock import new_id
 from ains.core.database import table_of
-from ains.core.signals import announce_deadline
+from ains.core.work import Work
 from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.outbox import delivery_row
 from ains.webhooks.schemas import EventName
@@ -36,7 +35,8 @@ def _iso(value: datetime | None) -> str | None:
     return iso(value)
 
 
-async def emit_workflow_event(session: AsyncSession, workflow: Any, status: WorkflowStatus, *, now: datetime) -> None:
+async def emit_workflow_event(work: Work, workflow: Any, status: WorkflowStatus) -> None:
+    session, now = work.session, work.now
     event = _BY_STATUS[status]
     hooks = await session.execute(
         select(Webhook.webhook_id, Webhook.events).where(
@@ -87,4 +87,4 @@ async def emit_workflow_event(session: AsyncSession, workflow: Any, status: Work
         insert(table_of(WebhookDelivery)),
         [delivery_row(webhook_id, event_id, workflow.workflow_id, now) for webhook_id in webhook_ids],
     )
-    announce_deadline(session, DEADLINE_DELIVERY, now)
+    work.announce_deadline(DEADLINE_DELIVERY, now)

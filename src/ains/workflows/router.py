@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, status
 
 from ains.auth.dependencies import CurrentPrincipal, requires
-from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
 from ains.workflows import service
 from ains.workflows.cancellation import cancel_workflow as cancel_workflow_in_rounds
@@ -26,8 +25,8 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 async def submit_workflow(body: WorkflowSubmit, principal: CurrentPrincipal, ctx: Ctx) -> WorkflowOut:
     """A graph of up to 100 steps in one transaction: a cycle, an unknown or duplicate key is 422 naming it,
     and nothing is stored then. Steps with `depends_on` start WAITING."""
-    async with ctx.db.transaction() as session:
-        workflow = await service.submit(session, principal, body, now=utcnow(), settings=ctx.settings)
+    async with ctx.work() as work:
+        workflow = await service.submit(work, principal, body)
     return WorkflowOut.model_validate(workflow)
 
 
@@ -63,5 +62,5 @@ async def cancel_workflow(
 ) -> WorkflowOut:
     """Cancel every step not yet final (owner or admin)."""
     body = body or WorkflowCancel()
-    workflow = await cancel_workflow_in_rounds(ctx.db, principal, workflow_id, body.reason, settings=ctx.settings)
+    workflow = await cancel_workflow_in_rounds(ctx, principal, workflow_id, body.reason)
     return WorkflowOut.model_validate(workflow)

@@ -18,11 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ains.audit import service as audit
 from ains.auth import quota
 from ains.core.clock import new_id
-from ains.core.config import Settings
 from ains.core.errors import NotFound, PayloadTooLarge, Unprocessable
 from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
-from ains.core.signals import announce_task
+from ains.core.work import Work
 from ains.tasks import dependencies as deps
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
 from ains.tasks.submission import resolve_client_id
@@ -51,16 +50,11 @@ def available_at(step: Any, now: datetime) -> datetime:
     return now
 
 
-async def submit(
-    session: AsyncSession,
-    principal: Principal,
-    body: WorkflowSubmit,
-    *,
-    now: datetime,
-    settings: Settings,
-) -> dict[str, Any]:
+async def submit(work: Work, principal: Principal, body: WorkflowSubmit) -> dict[str, Any]:
     """Check the graph and store the workflow, its steps and their edges; nothing at all when a check fails."""
     from ains.webhooks import outbox
+
+    session, now, settings = work.session, work.now, work.settings
 
     client_id = resolve_client_id(principal, body.client_id)
     try:
@@ -73,7 +67,7 @@ async def submit(
         if _json_size(step.input_data) > settings.max_input_bytes:
             raise PayloadTooLarge(f"steps.{position}.input_data is larger than {settings.max_input_bytes} bytes")
 
-    await quota.reserve(session, client_id, len(body.steps), settings)  # max_pending_tasks_per_client (SPEC 18)
+    await quota.reserve(work, client_id, len(body.steps))  # max_pending_tasks_per_client (SPEC 18)
     trusted = await trust.submitter_trusted(session, principal)
     workflow_id = new_id("wf")
     task_ids = {step.key: new_id("task") for step in body.steps}
@@ -132,12 +126,12 @@ async def submit(
         [(task_ids[step.key], task_ids[key]) for step in body.steps for key in dict.fromkeys(step.depends_on)],
     )
     created = [_as_task(row) for row in rows]
-    await outbox.emit_many(session, [(EventName.TASK_CREATED, task, None, None) for task in created], now=now)
+    await outbox.emit_many(work, [(EventName.TASK_CREATED, task, None, None) for task in created])
     for task in created:
         if task.status == TaskStatus.PENDING:
-            announce_task(session, task.capability_required)
+            work.announce_task(task.capability_required)
     if principal.is_admin:
-        audit.record(session, principal, "workflow.submit", "workflow", workflow_id, {"client_id": client_id})
+        audit.record(work, principal, "workflow.submit", "workflow", workflow_id, {"client_id": client_id})
     return answer(workflow, rows)
 
 
@@ -251,14 +245,7 @@ async def list_workflows(
 
 
 async def cancel(
-    session: AsyncSession,
-    principal: Principal,
-    workflow_id: str,
-    reason: str,
-    *,
-    now: datetime,
-    settings: Settings,
-    first_round: bool = True,
+    work: Work, principal: Principal, workflow_id: str, reason: str, *, first_round: bool = True
 ) -> tuple[dict[str, Any], bool]:
     """Cancel every step not yet final that no other transaction holds: the WAITING ones here, the others through
     the task state machine. Answers the workflow, and whether some open step was held (send another round, in a
@@ -268,6 +255,7 @@ async def cancel(
     from ains.tasks.models import Task
     from ains.webhooks import outbox
 
+    session, now = work.session, work.now
     workflow = await session.get(Workflow, workflow_id)
     if workflow is None or not _may_see(principal, workflow):
         raise NotFound(f"Workflow {workflow_id} not found")
@@ -290,19 +278,17 @@ async def cancel(
         )
         deps._note_changed(session, waiting)
         rows = list(await session.execute(select(TASKS).where(TASKS.c.task_id.in_(waiting)).order_by(TASKS.c.task_id)))
-        await outbox.emit_many(
-            session, [(EventName.TASK_CANCELLED, deps._as_task(row), None, None) for row in rows], now=now
-        )
-        await deps.after_finished(session, rows, now=now, settings=settings)
+        await outbox.emit_many(work, [(EventName.TASK_CANCELLED, deps._as_task(row), None, None) for row in rows])
+        await deps.after_finished(work, rows)
     live = [step.task_id for step in steps if step.status not in FINAL_STATUSES and step.status != TaskStatus.WAITING]
     if live:
         tasks = list(await session.scalars(select(Task).where(Task.task_id.in_(live)).order_by(Task.task_id)))
         for task in tasks:
             if task.status in FINAL_STATUSES:
                 continue
-            await lifecycle.cancel(session, task, cancelled_by=principal.id, reason=reason, now=now, settings=settings)
+            await lifecycle.cancel(work, task, cancelled_by=principal.id, reason=reason)
     if first_round:
-        audit.record(session, principal, "workflow.cancel", "workflow", workflow_id, {"reason": reason})
+        audit.record(work, principal, "workflow.cancel", "workflow", workflow_id, {"reason": reason})
     await session.flush()
     await session.refresh(workflow)
     return answer(workflow, await _steps(session, workflow_id)), busy
