@@ -4,7 +4,7 @@ A package may import from its own layer and from any layer beneath it; a domain'
 `models` and `schemas` (what its tables and messages look like) may be read from
 anywhere above `core`, and every router may use `auth.dependencies` (the check of
 who is calling, which every route needs). The SDK (`client`, `agent`, `identity`) stands apart from
-the server: it reads only the domains' schemas and the signed-message format; a
+the server: it reads only the domains' schemas, the signed-message format and the clock's timestamp text; a
 domain's `cli` module belongs with the command line. The rule counts every import,
 at module level or inside a function.
 """
@@ -36,7 +36,7 @@ LAYERS: list[set[str]] = [
     {"main", "cli", "migrate", "migrations", "testing", "__main__"},
 ]
 SDK = {"client", "agent", "identity"}
-SDK_MAY_READ = {"auth.signatures", "workflows.builder"}
+SDK_MAY_READ = {"auth.signatures", "workflows.builder", "core.clock"}
 READABLE_EVERYWHERE = ("models", "schemas")
 ROUTE_GUARD = "auth.dependencies"
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from ains.agents.schemas import AgentList, AgentOut, AgentRegistered, AgentToken, HeartbeatResponse
 from ains.auth.schemas import ApiKeyCreated, ApiKeyList, RegistrationTokenCreated, RegistrationTokenList
+from ains.core.clock import utc_text
 from ains.identity import Identity
 from ains.schedules.schemas import ScheduleList, ScheduleOut
 from ains.tasks.schemas import (
@@ -213,7 +214,7 @@ def _time(value: datetime | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return utc_text(moment)
 
 
 class _Endpoint(Generic[P, M]):

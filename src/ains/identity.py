@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from ains.auth.signatures import registration_message, sign, token_message
+from ains.core.clock import utc_text
 
 
 @dataclass(frozen=True)
@@ -56,4 +57,4 @@ class Identity:
 
 
 def now_timestamp() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return utc_text(datetime.now(UTC).replace(microsecond=0))

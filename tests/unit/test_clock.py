@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from ains.core.clock import utc_text
+from ains.core.clock import exact_text, utc_text
 
 
 def test_a_utc_moment_ends_in_z():
@@ -12,6 +12,11 @@ def test_a_utc_moment_ends_in_z():
 def test_a_moment_in_another_zone_is_written_in_utc():
     paris_winter = timezone(timedelta(hours=1))
     assert utc_text(datetime(2026, 11, 27, 16, 4, 5, tzinfo=paris_winter)) == "2026-11-27T15:04:05Z"
+
+
+def test_the_exact_form_for_people_is_to_the_second_in_utc():
+    paris_winter = timezone(timedelta(hours=1))
+    assert exact_text(datetime(2026, 11, 27, 16, 4, 5, 999999, tzinfo=paris_winter)) == "2026-11-27 15:04:05 UTC"
 
 
 def test_the_file_clock_keeps_its_time_while_the_file_is_rewritten(tmp_path, monkeypatch):

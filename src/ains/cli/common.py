@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ains.core.clock import relative_text
+from ains.core.clock import exact_text, relative_text
 
 
 def _click_classes(name: str) -> tuple[type[Any], ...]:
@@ -73,7 +73,7 @@ def _when(value: Any) -> str | None:
     moment = _parse_time(value)
     if moment is None:
         return None
-    return f"{relative(moment)} ({moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')})"
+    return f"{relative(moment)} ({exact_text(moment)})"
 
 
 def _cell(value: Any) -> str:

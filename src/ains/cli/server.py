@@ -24,6 +24,7 @@ from ains.cli.common import (
     _say,
     relative,
 )
+from ains.core.clock import exact_text, utc_text
 from ains.core.config import Settings
 
 db_app = typer.Typer(help="The local database: migrations.", no_args_is_help=True)
@@ -256,7 +257,7 @@ def _expiry_cell(expires_at: Any, now: datetime | None = None) -> str:
     if moment is None:
         return "never"
     now = now or datetime.now(UTC)
-    absolute = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    absolute = exact_text(moment)
     if moment <= now:
         return f"expired {relative(moment, now)} ({absolute})"
     return f"{relative(moment, now)} ({absolute})"
@@ -312,7 +313,7 @@ def _expiry(value: str | None) -> str | None:
     if match:
         unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
         moment = datetime.now(UTC) + timedelta(seconds=float(match.group(1)) * unit)
-        return moment.isoformat().replace("+00:00", "Z")
+        return utc_text(moment)
     if _parse_time(value) is None:
         raise typer.BadParameter("a time (2027-01-31T00:00:00Z) or a duration (30d, 12h, 15m)", param_hint="--expires")
     return value

@@ -31,7 +31,7 @@ from ains.auth.keys import hash_key
 from ains.auth.schemas import ApiKeyCreate, ApiKeyRotate
 from ains.console import service
 from ains.console.session import COOKIE, Session, SessionSigner
-from ains.core.clock import relative_text, utcnow
+from ains.core.clock import exact_text, relative_text, utc_text, utcnow
 from ains.core.context import AppContext
 from ains.core.errors import AinsError
 from ains.core.principal import CLIENT_SCOPES, Principal
@@ -74,8 +74,8 @@ def when(value: datetime | None) -> Markup:
     if value is None:
         return Markup('<span class="muted">—</span>')
     stamp = _aware(value).astimezone(UTC)
-    iso = stamp.isoformat().replace("+00:00", "Z")
-    exact = stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+    iso = utc_text(stamp)
+    exact = exact_text(stamp)
     return Markup('<time datetime="{0}" title="{1}">{2}</time> <span class="exact">{1}</span>').format(
         iso, exact, relative(stamp)
     )

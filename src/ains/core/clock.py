@@ -60,6 +60,11 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def exact_text(moment: datetime) -> str:
+    """A moment as people read it exactly, to the second, in UTC: `2026-11-27 15:04:05 UTC`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def relative_text(moment: datetime, now: datetime, *, just_now_seconds: float = 2) -> str:
     """How long ago (or until) `moment` is, as people say it: `3 min ago`, `in 2 h`, `just now`."""
     seconds = (now - moment).total_seconds()
