@@ -15,7 +15,7 @@ nor exceed the limit together, and a crashed dispatcher's lease simply runs out.
 A pass that finds a webhook with due deliveries locked (by another dispatcher, or
 by this one recording that webhook's last attempt, which may have started before
 the new deliveries existed) looks again within moments, not after the interval.
-Sending happens outside any transaction, over one pooled, kept-alive client.
+Sending happens outside any transaction, over one pool of kept-alive connections.
 Finished attempts are recorded in batches: one transaction writes their
 outcomes, next attempt times or final statuses, and their webhooks' health, and
 leases what those webhooks may send next, so a backlog drains without waiting
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpx
+import httpcore
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -75,11 +75,11 @@ def retry_delay(attempts_made: int, settings: Settings) -> float:
     return delays[min(max(attempts_made, 1), len(delays)) - 1]
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(answer: pinning.Answer) -> float | None:
     """A Retry-After header (seconds or an HTTP date) on a 429 or 503 answer."""
-    if response.status_code not in (429, 503):
+    if answer.status_code not in (429, 503):
         return None
-    value = response.headers.get("retry-after")
+    value = answer.header("retry-after")
     if not value:
         return None
     with contextlib.suppress(ValueError):
@@ -125,7 +125,7 @@ class WebhookDispatcher:
     def __init__(self, resolver: Resolver | None = None) -> None:
         # None: url_guard.resolver, the event loop's getaddrinfo unless replaced.
         self._resolver = resolver
-        self._client: httpx.AsyncClient | None = None
+        self._client: pinning.PinnedPool | None = None
         self._sending: set[asyncio.Task] = set()
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
@@ -134,14 +134,12 @@ class WebhookDispatcher:
         # some, it asks for a pass rather than waiting for the interval.
         self._short_of_slots = False
 
-    def _http(self, ctx: AppContext) -> httpx.AsyncClient:
+    def _http(self, ctx: AppContext) -> pinning.PinnedPool:
         if self._client is None:
-            slots = ctx.settings.webhook_concurrency
             # Connections go only to the address each attempt checked (see pinning), and are kept alive and
             # reused per host: a busy webhook costs no handshake per event.
-            self._client = pinning.pinned_client(
-                timeout=ctx.settings.webhook_timeout_seconds,
-                limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots, keepalive_expiry=30),
+            self._client = pinning.PinnedPool(
+                timeout=ctx.settings.webhook_timeout_seconds, max_connections=ctx.settings.webhook_concurrency
             )
         return self._client
 
@@ -319,9 +317,9 @@ class WebhookDispatcher:
                 wait = retry_after_seconds(response)
         except ForbiddenTarget as exc:
             error = str(exc)
-        except httpx.TimeoutException:
+        except httpcore.TimeoutException:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
-        except httpx.HTTPError as exc:
+        except pinning.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         return Outcome(leased, code, error, wait, round((time.perf_counter() - started) * 1000, 1))
 
