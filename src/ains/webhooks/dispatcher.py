@@ -219,7 +219,7 @@ class WebhookDispatcher:
         taken: list[Leased] = []
         for target in targets:
             rows = await session.execute(
-                sql.LEASE,
+                sql.LEASE[dialect_name(session)],
                 {
                     "hook": target.webhook_id,
                     "now": now,

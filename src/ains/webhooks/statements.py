@@ -8,7 +8,7 @@ use the partial indexes on pending deliveries in a prepared statement's generic 
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, bindparam, case, cast, exists, func, literal_column, select, update
+from sqlalchemy import Integer, String, Update, bindparam, case, cast, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -63,44 +63,65 @@ _leased = (
 _budget = select(
     case((_leased.c.n >= _max, 0), (_max - _leased.c.n < _free, _max - _leased.c.n), else_=_free)
 ).scalar_subquery()
+# An earlier delivery of the candidate's task to its webhook, still pending. A scalar subquery, not NOT EXISTS:
+# PostgreSQL turns NOT EXISTS into an anti-join, and on a table it has no statistics for yet (a fresh backlog) it
+# chose one that reads every pending delivery of the webhook for each candidate. This stays one probe of
+# ix_webhook_deliveries_pending_task per candidate, whatever the statistics.
+_earlier_pending = (
+    select(_earlier.c.id)
+    .where(
+        _earlier.c.webhook_id == _candidate.c.webhook_id,
+        _earlier.c.task_id == _candidate.c.task_id,
+        _earlier.c.status == PENDING,
+        _earlier.c.id < _candidate.c.id,
+    )
+    .limit(1)
+    .scalar_subquery()
+)
 _due = (
     select(_candidate.c.id)
     .where(
         _candidate.c.webhook_id == bindparam("hook"),
         _candidate.c.status == PENDING,
         _candidate.c.next_attempt_at <= _NOW,
-        ~exists().where(
-            _earlier.c.webhook_id == _candidate.c.webhook_id,
-            _earlier.c.task_id == _candidate.c.task_id,
-            _earlier.c.status == PENDING,
-            _earlier.c.id < _candidate.c.id,
-        ),
+        _earlier_pending.is_(None),
     )
     .order_by(_candidate.c.id)
     .limit(_budget)
     .with_for_update(skip_locked=True)
 )
-LEASE = (
-    update(deliveries)
-    .where(deliveries.c.id.in_(_due))
-    .values(
-        attempts=deliveries.c.attempts + 1,
-        next_attempt_at=bindparam("lease", type_=UTCDateTime),
-        leased_until=bindparam("lease", type_=UTCDateTime),
-        updated_at=_NOW,
+
+
+def _lease(chosen: ColumnElement[bool]) -> Update:
+    return (
+        update(deliveries)
+        .where(chosen)
+        .values(
+            attempts=deliveries.c.attempts + 1,
+            next_attempt_at=bindparam("lease", type_=UTCDateTime),
+            leased_until=bindparam("lease", type_=UTCDateTime),
+            updated_at=_NOW,
+        )
+        .returning(
+            deliveries.c.id,
+            deliveries.c.delivery_id,
+            deliveries.c.attempts,
+            deliveries.c.event_id,
+            # Named in full: SQLite's RETURNING is rendered without table names, which here would compare the
+            # event's id with itself.
+            select(events.c.body)
+            .where(literal_column(f"{events.name}.event_id") == literal_column(f"{deliveries.name}.event_id"))
+            .scalar_subquery(),
+        )
     )
-    .returning(
-        deliveries.c.id,
-        deliveries.c.delivery_id,
-        deliveries.c.attempts,
-        deliveries.c.event_id,
-        # Named in full: SQLite's RETURNING is rendered without table names, which here would compare the
-        # event's id with itself.
-        select(events.c.body)
-        .where(literal_column(f"{events.name}.event_id") == literal_column(f"{deliveries.name}.event_id"))
-        .scalar_subquery(),
-    )
-)
+
+
+LEASE = {
+    # `id = ANY(ARRAY(...))`: the chosen ids first, then a primary-key lookup each. With `id IN (...)` PostgreSQL
+    # may hash-join the few chosen ids against a scan of the whole table.
+    "postgresql": _lease(deliveries.c.id == func.any(func.array(_due.scalar_subquery()))),
+    "sqlite": _lease(deliveries.c.id.in_(_due)),
+}
 
 # The deliveries among :ids, locked in id order: what recording needs to know they are still this attempt's.
 LOCK_DELIVERIES = (
