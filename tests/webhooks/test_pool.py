@@ -1,6 +1,6 @@
 """The dispatcher's connection pool (pinning.PinnedPool): kept-alive connections are reused, one the receiver
-closed is not, no more than `max_connections` are open, and an address literal in a URL is checked at every attempt
-without being resolved."""
+closed is not, no more than `max_connections` are open, the request carries the URL's host and credentials, and an
+address literal in a URL is checked at every attempt without being resolved."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class Server:
         self.open = 0
         self.most_open = 0
         self.requests = 0
+        self.heads: list[bytes] = []
         self.release = asyncio.Event()
         self.release.set()
         self.closed = asyncio.Event()  # set each time the server closes a connection itself
@@ -47,6 +48,7 @@ class Server:
                 )
                 await reader.readexactly(length)
                 self.requests += 1
+                self.heads.append(head)
                 await self.release.wait()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
@@ -123,6 +125,23 @@ async def test_no_more_connections_than_the_limit(servers):
     finally:
         await pool.aclose()
     assert server.most_open == 2 and server.connections == 2 and server.requests == 5
+
+
+async def test_what_a_delivery_sends_besides_its_own_headers(servers):
+    server, url = await servers()
+    with_credentials = url.replace("http://", "http://us%40er:p%3Ass@")  # as httpx sent them: Basic, decoded
+    pool = pinning.PinnedPool(timeout=5, max_connections=2)
+    try:
+        await pinning.post(pool, url, content=b"{}", headers={"webhook-id": "evt_1"}, allow_private=True)
+        await pinning.post(pool, with_credentials, content=b"{}", headers={}, allow_private=True)
+    finally:
+        await pool.aclose()
+    plain, credentials = (head.decode().lower().split("\r\n") for head in server.heads)
+    port = url.split(":")[2].split("/")[0]
+    assert plain[0] == "post /hook http/1.1" and f"host: 127.0.0.1:{port}" in plain
+    assert "content-length: 2" in plain and "webhook-id: evt_1" in plain
+    assert not any(line.startswith("authorization") for line in plain)
+    assert "authorization: basic dxnazxi6cdpzcw==" in credentials  # base64 of "us@er:p:ss"
 
 
 @pytest.mark.parametrize("address", REFUSED)

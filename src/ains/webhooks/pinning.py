@@ -161,6 +161,7 @@ class PinnedPool:
             headers=[
                 (b"Host", endpoint.host_header),
                 *_COMMON_HEADERS,
+                *endpoint.credentials,
                 (b"Content-Length", str(len(content)).encode()),
                 *((name.encode(), value.encode()) for name, value in headers.items()),
             ],
@@ -221,11 +222,13 @@ class PinnedPool:
         self._idle_count += 1
         if time.monotonic() >= self._next_sweep:  # idle connections of hosts no longer posted to
             self._next_sweep = time.monotonic() + self._keepalive_expiry
-            for connections in self._idle.values():
+            for key, connections in list(self._idle.items()):
                 for stale in [c for c in connections if c.is_closed() or c.has_expired()]:
                     connections.remove(stale)
                     self._idle_count -= 1
                     await stale.aclose()
+                if not connections and self._idle.get(key) is connections:
+                    del self._idle[key]
 
     async def _close_one_idle(self) -> None:
         """Close the least recently used idle connection of the host with the most of them."""

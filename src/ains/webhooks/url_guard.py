@@ -13,6 +13,7 @@ The resolver is injectable: `resolver` here is what both call unless given one, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import ipaddress
 import socket
@@ -86,6 +87,8 @@ class Endpoint:
     port: int
     url: httpcore.URL
     host_header: bytes
+    # Basic credentials from the URL's user info, sent as httpx sent them: [(b"Authorization", ...)] or [].
+    credentials: list[tuple[bytes, bytes]]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -104,7 +107,11 @@ def endpoint(url: str) -> Endpoint:
     if not 0 < port < 65536:
         raise ForbiddenTarget("url has an invalid port")
     wire = httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
-    return Endpoint(host.lower(), port, wire, parsed.netloc)
+    credentials = []
+    if parsed.username or parsed.password:
+        token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
+        credentials.append((b"Authorization", f"Basic {token}".encode()))
+    return Endpoint(host.lower(), port, wire, parsed.netloc, credentials)
 
 
 def check_syntax(url: str) -> tuple[str, int]:
