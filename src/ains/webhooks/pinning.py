@@ -56,9 +56,9 @@ HTTPError = (
 class PinnedStream(httpcore.AsyncNetworkStream):
     """A connection's stream, with its socket looked up once.
 
-    Each time the pool assigns a request it asks every idle connection whether its socket is readable (the
-    receiver closed it); anyio's stream answers by building its table of attributes, `getpeername()` included,
-    on every call. Here the answer is one `poll` on the socket kept from the start.
+    Before an idle connection is used again, httpcore asks whether its socket is readable (the receiver closed
+    it); anyio's stream answers by building its table of attributes, `getpeername()` included, on every call.
+    Here the answer is one `poll` on the socket kept from the start.
     """
 
     def __init__(self, inner: httpcore.AsyncNetworkStream, sock: socket.socket | None) -> None:
