@@ -5,7 +5,6 @@ No traffic leaves 127.0.0.1: public addresses appear as strings only, and a hook
 address other than 127.0.0.1 fail before it is opened."""
 
 import httpcore
-import httpx
 import pytest
 
 from ains.webhooks import pinning, url_guard
@@ -105,24 +104,24 @@ async def test_the_checked_address_is_the_one_connected_to(receivers, connection
     port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
     url = f"http://rebind.test:{port}/hook"
     rebinding = Rebinding()
-    client = pinning.pinned_client(timeout=2, limits=httpx.Limits(max_connections=4))
+    pool = pinning.PinnedPool(timeout=2, max_connections=4)
     try:
         # First attempt: the name answers the public address, which is checked and connected to; the HTTP
         # stack does not resolve the name again (it would get 127.0.0.1 now).
-        with pytest.raises(httpx.ConnectError, match=PUBLIC):
-            await pinning.post(client, url, content=b"{}", headers={}, allow_private=False, resolver=rebinding)
+        with pytest.raises(httpcore.ConnectError, match=PUBLIC):
+            await pinning.post(pool, url, content=b"{}", headers={}, allow_private=False, resolver=rebinding)
         assert connections == [("rebind.test", port, PUBLIC)]
         assert rebinding.calls == [("rebind.test", port)]
         # Next attempt: the name now answers 127.0.0.1, which the check refuses: no connection at all.
         with pytest.raises(ForbiddenTarget, match="127.0.0.1"):
-            await pinning.post(client, url, content=b"{}", headers={}, allow_private=False, resolver=rebinding)
+            await pinning.post(pool, url, content=b"{}", headers={}, allow_private=False, resolver=rebinding)
         assert connections == [("rebind.test", port, PUBLIC)] and len(rebinding.calls) == 2
-        # Without a pinned address (the client used directly) nothing is connected to.
-        with pytest.raises(httpx.ConnectError, match="no checked address"):
-            await client.post(url, content=b"{}")
+        # Without a pinned address (the pool used directly) nothing is connected to.
+        with pytest.raises(httpcore.ConnectError, match="no checked address"):
+            await pool.post(url, content=b"{}", headers={})
         assert len(connections) == 1
     finally:
-        await client.aclose()
+        await pool.aclose()
     assert receiver.requests == []
 
 

@@ -15,7 +15,7 @@ nor exceed the limit together, and a crashed dispatcher's lease simply runs out.
 A pass that finds a webhook with due deliveries locked (by another dispatcher, or
 by this one recording that webhook's last attempt, which may have started before
 the new deliveries existed) looks again within moments, not after the interval.
-Sending happens outside any transaction, over one pooled, kept-alive client.
+Sending happens outside any transaction, over one pool of kept-alive connections.
 Finished attempts are recorded in batches: one transaction writes their
 outcomes, next attempt times or final statuses, and their webhooks' health, and
 leases what those webhooks may send next, so a backlog drains without waiting
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -34,19 +35,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpx
-from sqlalchemy import exists, func, select, update
+import httpcore
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utc_text, utcnow
 from ains.core.config import Settings
 from ains.core.context import AppContext
-from ains.core.database import after_commit
+from ains.core.database import after_commit, dialect_name
 from ains.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_EVENT_TO_DELIVERY
 from ains.webhooks import pinning
-from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
+from ains.webhooks import statements as sql
 from ains.webhooks.outbox import DEADLINE_DELIVERY
 from ains.webhooks.schemas import DeliveryStatus
 from ains.webhooks.signing import signature_headers
@@ -75,11 +74,11 @@ def retry_delay(attempts_made: int, settings: Settings) -> float:
     return delays[min(max(attempts_made, 1), len(delays)) - 1]
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(answer: pinning.Answer) -> float | None:
     """A Retry-After header (seconds or an HTTP date) on a 429 or 503 answer."""
-    if response.status_code not in (429, 503):
+    if answer.status_code not in (429, 503):
         return None
-    value = response.headers.get("retry-after")
+    value = answer.header("retry-after")
     if not value:
         return None
     with contextlib.suppress(ValueError):
@@ -121,11 +120,37 @@ class _Target:
     secret: str
 
 
+@dataclass
+class _Health:
+    """A webhook as a recording finds it (locked), and its health as the batch's outcomes leave it."""
+
+    webhook_id: str
+    url: str
+    secret: str
+    active: bool
+    consecutive_failures: int
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    disabled_reason: str | None
+
+    def parameters(self, now: datetime) -> dict[str, object]:
+        """statements.RECORD_HEALTH's parameters."""
+        return {
+            "b_id": self.webhook_id,
+            "b_active": self.active,
+            "b_failures": self.consecutive_failures,
+            "b_success": self.last_success_at,
+            "b_failure": self.last_failure_at,
+            "b_reason": self.disabled_reason,
+            "b_now": now,
+        }
+
+
 class WebhookDispatcher:
     def __init__(self, resolver: Resolver | None = None) -> None:
         # None: url_guard.resolver, the event loop's getaddrinfo unless replaced.
         self._resolver = resolver
-        self._client: httpx.AsyncClient | None = None
+        self._client: pinning.PinnedPool | None = None
         self._sending: set[asyncio.Task] = set()
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
@@ -134,14 +159,12 @@ class WebhookDispatcher:
         # some, it asks for a pass rather than waiting for the interval.
         self._short_of_slots = False
 
-    def _http(self, ctx: AppContext) -> httpx.AsyncClient:
+    def _http(self, ctx: AppContext) -> pinning.PinnedPool:
         if self._client is None:
-            slots = ctx.settings.webhook_concurrency
             # Connections go only to the address each attempt checked (see pinning), and are kept alive and
             # reused per host: a busy webhook costs no handshake per event.
-            self._client = pinning.pinned_client(
-                timeout=ctx.settings.webhook_timeout_seconds,
-                limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots, keepalive_expiry=30),
+            self._client = pinning.PinnedPool(
+                timeout=ctx.settings.webhook_timeout_seconds, max_connections=ctx.settings.webhook_concurrency
             )
         return self._client
 
@@ -176,111 +199,47 @@ class WebhookDispatcher:
 
         Also says whether any was left so: its due deliveries still wait for a pass.
         """
-        due = set(
-            await session.scalars(
-                select(WebhookDelivery.webhook_id)
-                .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
-                .where(
-                    Webhook.active.is_(True),
-                    WebhookDelivery.status == DeliveryStatus.PENDING,
-                    WebhookDelivery.next_attempt_at <= now,
-                )
-                .distinct()
-            )
-        )
+        due = sorted(set(await session.scalars(sql.DUE_WEBHOOKS, {"now": now})))
         if not due:
             return [], False
-        rows = await session.execute(
-            select(Webhook.webhook_id, Webhook.url, Webhook.secret)
-            .where(Webhook.active.is_(True), Webhook.webhook_id.in_(sorted(due)))
-            .order_by(Webhook.webhook_id)
-            .with_for_update(skip_locked=True)
-        )
-        targets = [_Target(*row) for row in rows]
+        targets = [_Target(*row) for row in await session.execute(sql.LOCK_WEBHOOKS, {"ids": due})]
         return targets, len(targets) < len(due)
 
     async def _lease(
         self, session: AsyncSession, settings: Settings, targets: list[_Target], now: datetime, free: int
     ) -> list[Leased]:
         """Lease due deliveries of these (locked) webhooks: within each one's in-flight budget, oldest first,
-        none while an earlier delivery of its task to that webhook is still pending."""
+        none while an earlier delivery of its task to that webhook is still pending. One statement per webhook
+        picks, locks and leases them (see statements.LEASE)."""
         if not targets or free <= 0:
             return []
-        in_flight = dict(
-            (
-                await session.execute(
-                    select(WebhookDelivery.webhook_id, func.count())
-                    .where(
-                        WebhookDelivery.webhook_id.in_([t.webhook_id for t in targets]),
-                        WebhookDelivery.leased_until > now,
-                    )
-                    .group_by(WebhookDelivery.webhook_id)
-                )
-            ).all()
-        )
-        earlier = aliased(WebhookDelivery)
-        earlier_of_its_task_pending = exists().where(
-            earlier.webhook_id == WebhookDelivery.webhook_id,
-            earlier.task_id == WebhookDelivery.task_id,
-            earlier.status == DeliveryStatus.PENDING,
-            earlier.id < WebhookDelivery.id,
-        )
+        lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
         targets = list(targets)
         random.shuffle(targets)  # when slots are short, no webhook always comes first
         taken: list[Leased] = []
         for target in targets:
-            budget = min(settings.webhook_max_in_flight - in_flight.get(target.webhook_id, 0), free - len(taken))
-            if budget <= 0:
-                continue
             rows = await session.execute(
-                select(
-                    WebhookDelivery.id,
-                    WebhookDelivery.delivery_id,
-                    WebhookDelivery.attempts,
-                    WebhookDelivery.event_id,
-                    TaskEvent.body,
-                )
-                .join(TaskEvent, TaskEvent.event_id == WebhookDelivery.event_id)
-                .where(
-                    WebhookDelivery.webhook_id == target.webhook_id,
-                    WebhookDelivery.status == DeliveryStatus.PENDING,
-                    WebhookDelivery.next_attempt_at <= now,
-                    ~earlier_of_its_task_pending,
-                )
-                .order_by(WebhookDelivery.id)
-                .limit(budget)
-                .with_for_update(of=WebhookDelivery, skip_locked=True)
+                sql.LEASE[dialect_name(session)],
+                {
+                    "hook": target.webhook_id,
+                    "now": now,
+                    "lease": lease,
+                    "max_in_flight": settings.webhook_max_in_flight,
+                    "free": free - len(taken),
+                },
             )
             taken.extend(
-                Leased(row_id, delivery_id, target.webhook_id, attempts + 1, event_id, target.url, target.secret, body)
-                for row_id, delivery_id, attempts, event_id, body in rows
+                Leased(row_id, delivery_id, target.webhook_id, attempt, event_id, target.url, target.secret, body)
+                for row_id, delivery_id, attempt, event_id, body in sorted(rows.all())
             )
             if len(taken) >= free:
                 self._short_of_slots = True
                 break
-        if taken:
-            lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
-            await session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_([leased.id for leased in taken]))
-                .values(
-                    attempts=WebhookDelivery.attempts + 1, next_attempt_at=lease, leased_until=lease, updated_at=now
-                )
-                .execution_options(synchronize_session=False)
-            )
         return taken
 
     async def _next_due(self, ctx: AppContext, now: datetime) -> datetime | None:
         async with ctx.db.read() as session:
-            value = await session.scalar(
-                select(func.min(WebhookDelivery.next_attempt_at))
-                .join(Webhook, Webhook.webhook_id == WebhookDelivery.webhook_id)
-                .where(
-                    WebhookDelivery.status == DeliveryStatus.PENDING,
-                    WebhookDelivery.next_attempt_at > now,
-                    Webhook.active,
-                )
-            )
+            value: datetime | None = await session.scalar(sql.NEXT_DUE, {"now": now})
         return value
 
     def _start(self, ctx: AppContext, taken: list[Leased]) -> None:
@@ -319,9 +278,9 @@ class WebhookDispatcher:
                 wait = retry_after_seconds(response)
         except ForbiddenTarget as exc:
             error = str(exc)
-        except httpx.TimeoutException:
+        except httpcore.TimeoutException:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
-        except httpx.HTTPError as exc:
+        except pinning.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         return Outcome(leased, code, error, wait, round((time.perf_counter() - started) * 1000, 1))
 
@@ -349,7 +308,10 @@ class WebhookDispatcher:
             self._start(ctx, taken)
 
     async def _record(self, ctx: AppContext, batch: list[Outcome]) -> list[Leased]:
-        """Write a batch of outcomes and the webhooks' health; lease what those webhooks may send next."""
+        """Write a batch of outcomes and the webhooks' health; lease what those webhooks may send next.
+
+        Whatever the batch's size: one statement locks its deliveries, one its webhooks, one (run for each
+        delivery, executemany) writes the outcomes, one the webhooks' health, and one per webhook leases."""
         settings = ctx.settings
         now = utcnow()
         outcomes: Counter[str] = Counter()
@@ -358,21 +320,8 @@ class WebhookDispatcher:
         retry_at: datetime | None = None
         async with ctx.db.transaction() as session:
             # Deliveries, then webhooks, each in id order: two recorders never wait on each other in a circle.
-            rows = {
-                row.id: row
-                for row in await session.execute(
-                    select(
-                        WebhookDelivery.id,
-                        WebhookDelivery.status,
-                        WebhookDelivery.attempts,
-                        WebhookDelivery.history,
-                        WebhookDelivery.created_at,
-                    )
-                    .where(WebhookDelivery.id.in_(sorted(o.leased.id for o in batch)))
-                    .order_by(WebhookDelivery.id)
-                    .with_for_update()
-                )
-            }
+            ids = sorted(o.leased.id for o in batch)
+            rows = {row.id: row for row in await session.execute(sql.LOCK_DELIVERIES, {"ids": ids})}
 
             def still_ours(outcome: Outcome) -> bool:
                 row = rows.get(outcome.leased.id)  # gone with its webhook, or our lease ran out and another took over
@@ -383,15 +332,8 @@ class WebhookDispatcher:
             current = [o for o in batch if still_ours(o)]
             if not current:
                 return []
-            hooks = {
-                hook.webhook_id: hook
-                for hook in await session.scalars(
-                    select(Webhook)
-                    .where(Webhook.webhook_id.in_(sorted({o.leased.webhook_id for o in current})))
-                    .order_by(Webhook.webhook_id)
-                    .with_for_update()
-                )
-            }
+            hook_ids = sorted({o.leased.webhook_id for o in current})
+            hooks = {row.webhook_id: _Health(*row) for row in await session.execute(sql.LOCK_HEALTH, {"ids": hook_ids})}
             changes = []
             for outcome in current:  # in the order the attempts finished
                 row, hook, leased = rows[outcome.leased.id], hooks[outcome.leased.webhook_id], outcome.leased
@@ -403,19 +345,16 @@ class WebhookDispatcher:
                     "duration_ms": outcome.duration_ms,
                 }
                 change = {
-                    "id": row.id,
-                    "history": [*row.history, entry],
-                    "response_code": outcome.code,
-                    "last_error": outcome.error,
-                    "updated_at": now,
-                    "leased_until": None,
-                    "status": DeliveryStatus.FAILED,
-                    "finished_at": now,
-                    "next_attempt_at": now,
+                    "b_id": row.id,
+                    "b_code": outcome.code,
+                    "b_error": outcome.error,
+                    "b_now": now,
+                    "b_status": DeliveryStatus.FAILED,
+                    "b_finished": now,
+                    "b_next": now,
                 }
-                hook.updated_at = now
                 if outcome.error is None:
-                    change["status"] = DeliveryStatus.SUCCEEDED
+                    change["b_status"] = DeliveryStatus.SUCCEEDED
                     hook.consecutive_failures = 0
                     hook.last_success_at = now
                     result = "succeeded"
@@ -431,8 +370,8 @@ class WebhookDispatcher:
                         delay = retry_delay(leased.attempt, settings)
                         if outcome.retry_after is not None:  # the receiver's wish, within the cap
                             delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
-                        change |= {"status": DeliveryStatus.PENDING, "finished_at": None}
-                        change["next_attempt_at"] = at = now + timedelta(seconds=delay)
+                        change |= {"b_status": DeliveryStatus.PENDING, "b_finished": None}
+                        change["b_next"] = at = now + timedelta(seconds=delay)
                         entry["retry_at"] = utc_text(at)  # the history shows the schedule
                         retry_at = at if retry_at is None else min(retry_at, at)
                         result = "retrying"
@@ -445,9 +384,10 @@ class WebhookDispatcher:
                     if result != "retrying":
                         failed.append((leased.delivery_id, outcome.error))
                 outcomes[result] += 1
+                change["b_entry"] = json.dumps(entry)
                 changes.append(change)
-            await session.execute(update(WebhookDelivery), changes)
-            await session.flush()
+            await session.execute(sql.RECORD_OUTCOME[dialect_name(session)], changes)
+            await session.execute(sql.RECORD_HEALTH, [hook.parameters(now) for hook in hooks.values()])
             targets = [_Target(h.webhook_id, h.url, h.secret) for h in hooks.values() if h.active]
             taken = await self._lease(session, settings, targets, now, self._free_slots(settings))
 

@@ -13,11 +13,14 @@ The resolver is injectable: `resolver` here is what both call unless given one, 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -75,8 +78,22 @@ class Target:
     address: str
 
 
-def check_syntax(url: str) -> tuple[str, int]:
-    """The URL's host (as sent on the wire: IDNA-encoded, IPv6 without brackets) and port; http(s) only."""
+@dataclass(frozen=True)
+class Endpoint:
+    """A webhook URL taken apart once: its host and port as `check_syntax` gives them, and what a request to it
+    sends (httpcore's URL and the `Host` header)."""
+
+    host: str
+    port: int
+    url: httpcore.URL
+    host_header: bytes
+    # Basic credentials from the URL's user info, sent as httpx sent them: [(b"Authorization", ...)] or [].
+    credentials: list[tuple[bytes, bytes]]
+
+
+@functools.lru_cache(maxsize=1024)
+def endpoint(url: str) -> Endpoint:
+    """The URL's parts (a webhook's URL is parsed once, not at every attempt); raises ForbiddenTarget."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -89,7 +106,18 @@ def check_syntax(url: str) -> tuple[str, int]:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not 0 < port < 65536:
         raise ForbiddenTarget("url has an invalid port")
-    return host.lower(), port
+    wire = httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
+    credentials = []
+    if parsed.username or parsed.password:
+        token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
+        credentials.append((b"Authorization", f"Basic {token}".encode()))
+    return Endpoint(host.lower(), port, wire, parsed.netloc, credentials)
+
+
+def check_syntax(url: str) -> tuple[str, int]:
+    """The URL's host (as sent on the wire: IDNA-encoded, IPv6 without brackets) and port; http(s) only."""
+    parts = endpoint(url)
+    return parts.host, parts.port
 
 
 async def _addresses(host: str, port: int, use: Resolver | None) -> list[str]:

@@ -1,0 +1,194 @@
+"""The dispatcher's SQL, built once: Core statements with named parameters.
+
+The dispatcher runs these for every batch of deliveries. Built per call, an ORM statement cost more CPU to
+construct and key for the compiled cache than the database took to run it; built here once, each is keyed once
+and compiled once per database. `status = 'pending'` is written as a literal, not a parameter, so PostgreSQL can
+use the partial indexes on pending deliveries in a prepared statement's generic plan too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer, String, Update, bindparam, case, cast, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+from ains.core.database import UTCDateTime, table_of
+from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
+from ains.webhooks.schemas import DeliveryStatus
+
+deliveries = table_of(WebhookDelivery)
+webhooks = table_of(Webhook)
+events = table_of(TaskEvent)
+
+PENDING: ColumnElement[str] = literal_column(f"'{DeliveryStatus.PENDING.value}'", String)
+_NOW = bindparam("now", type_=UTCDateTime)
+
+
+# Webhook ids (distinct) of active webhooks with a pending delivery due by :now.
+DUE_WEBHOOKS = (
+    select(deliveries.c.webhook_id)
+    .join(webhooks, webhooks.c.webhook_id == deliveries.c.webhook_id)
+    .where(
+        webhooks.c.active.is_(True),
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= _NOW,
+    )
+    .distinct()
+)
+
+# The active webhooks among :ids, locked in id order; those another transaction holds are skipped.
+LOCK_WEBHOOKS = (
+    select(webhooks.c.webhook_id, webhooks.c.url, webhooks.c.secret)
+    .where(webhooks.c.active.is_(True), webhooks.c.webhook_id.in_(bindparam("ids", expanding=True)))
+    .order_by(webhooks.c.webhook_id)
+    .with_for_update(skip_locked=True)
+)
+
+# Lease up to min(:free, :max_in_flight − what is in flight to it) due deliveries of one (locked) webhook,
+# :hook, oldest first, none while an earlier delivery of its task to that webhook is still pending, locking
+# them (SKIP LOCKED) and moving their `next_attempt_at` and `leased_until` to :lease. Returns each leased delivery
+# with its attempt number (`attempts` after the increment) and its event's body; in no particular order.
+_candidate = deliveries.alias("candidate")
+_earlier = deliveries.alias("earlier")
+_in_flight = deliveries.alias("in_flight")
+_max = bindparam("max_in_flight", type_=Integer)
+_free = bindparam("free", type_=Integer)
+_leased = (
+    select(func.count().label("n"))
+    .select_from(_in_flight)
+    .where(_in_flight.c.webhook_id == bindparam("hook"), _in_flight.c.leased_until > _NOW)
+    .subquery("leased")
+)
+# A CASE rather than LEAST/MIN (their names differ by database); never negative (SQLite reads that as no limit).
+_budget = select(
+    case((_leased.c.n >= _max, 0), (_max - _leased.c.n < _free, _max - _leased.c.n), else_=_free)
+).scalar_subquery()
+# An earlier delivery of the candidate's task to its webhook, still pending. A scalar subquery, not NOT EXISTS:
+# PostgreSQL turns NOT EXISTS into an anti-join, and on a table it has no statistics for yet (a fresh backlog) it
+# chose one that reads every pending delivery of the webhook for each candidate. This stays one probe of
+# ix_webhook_deliveries_pending_task per candidate, whatever the statistics.
+_earlier_pending = (
+    select(_earlier.c.id)
+    .where(
+        _earlier.c.webhook_id == _candidate.c.webhook_id,
+        _earlier.c.task_id == _candidate.c.task_id,
+        _earlier.c.status == PENDING,
+        _earlier.c.id < _candidate.c.id,
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+_due = (
+    select(_candidate.c.id)
+    .where(
+        _candidate.c.webhook_id == bindparam("hook"),
+        _candidate.c.status == PENDING,
+        _candidate.c.next_attempt_at <= _NOW,
+        _earlier_pending.is_(None),
+    )
+    .order_by(_candidate.c.id)
+    .limit(_budget)
+    .with_for_update(skip_locked=True)
+)
+
+
+def _lease(chosen: ColumnElement[bool]) -> Update:
+    return (
+        update(deliveries)
+        .where(chosen)
+        .values(
+            attempts=deliveries.c.attempts + 1,
+            next_attempt_at=bindparam("lease", type_=UTCDateTime),
+            leased_until=bindparam("lease", type_=UTCDateTime),
+            updated_at=_NOW,
+        )
+        .returning(
+            deliveries.c.id,
+            deliveries.c.delivery_id,
+            deliveries.c.attempts,
+            deliveries.c.event_id,
+            # Named in full: SQLite's RETURNING is rendered without table names, which here would compare the
+            # event's id with itself.
+            select(events.c.body)
+            .where(literal_column(f"{events.name}.event_id") == literal_column(f"{deliveries.name}.event_id"))
+            .scalar_subquery(),
+        )
+    )
+
+
+LEASE = {
+    # `id = ANY(ARRAY(...))`: the chosen ids first, then a primary-key lookup each. With `id IN (...)` PostgreSQL
+    # may hash-join the few chosen ids against a scan of the whole table.
+    "postgresql": _lease(deliveries.c.id == func.any(func.array(_due.scalar_subquery()))),
+    "sqlite": _lease(deliveries.c.id.in_(_due)),
+}
+
+# The deliveries among :ids, locked in id order: what recording needs to know they are still this attempt's.
+LOCK_DELIVERIES = (
+    select(deliveries.c.id, deliveries.c.status, deliveries.c.attempts, deliveries.c.created_at)
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(deliveries.c.id)
+    .with_for_update()
+)
+
+# The webhooks among :ids with their health, locked in id order.
+LOCK_HEALTH = (
+    select(
+        webhooks.c.webhook_id,
+        webhooks.c.url,
+        webhooks.c.secret,
+        webhooks.c.active,
+        webhooks.c.consecutive_failures,
+        webhooks.c.last_success_at,
+        webhooks.c.last_failure_at,
+        webhooks.c.disabled_reason,
+    )
+    .where(webhooks.c.webhook_id.in_(bindparam("ids", expanding=True)))
+    .order_by(webhooks.c.webhook_id)
+    .with_for_update()
+)
+
+# One attempt's outcome, run once per delivery of a batch (executemany): its history gains :entry (a JSON
+# object, as text) in the database, so the history is never read back.
+_OUTCOME_VALUES = {
+    "response_code": bindparam("b_code"),
+    "last_error": bindparam("b_error"),
+    "status": bindparam("b_status"),
+    "next_attempt_at": bindparam("b_next", type_=UTCDateTime),
+    "finished_at": bindparam("b_finished", type_=UTCDateTime),
+    "leased_until": None,
+    "updated_at": bindparam("b_now", type_=UTCDateTime),
+}
+_WHERE_ID = deliveries.c.id == bindparam("b_id")
+RECORD_OUTCOME = {
+    "postgresql": update(deliveries)
+    .where(_WHERE_ID)
+    .values(
+        history=deliveries.c.history.op("||")(func.jsonb_build_array(cast(bindparam("b_entry", type_=String), JSONB))),
+        **_OUTCOME_VALUES,
+    ),
+    "sqlite": update(deliveries)
+    .where(_WHERE_ID)
+    .values(history=func.json_insert(deliveries.c.history, "$[#]", func.json(bindparam("b_entry"))), **_OUTCOME_VALUES),
+}
+
+# A webhook's health after a batch (executemany).
+RECORD_HEALTH = (
+    update(webhooks)
+    .where(webhooks.c.webhook_id == bindparam("b_id"))
+    .values(
+        active=bindparam("b_active"),
+        consecutive_failures=bindparam("b_failures"),
+        last_success_at=bindparam("b_success", type_=UTCDateTime),
+        last_failure_at=bindparam("b_failure", type_=UTCDateTime),
+        disabled_reason=bindparam("b_reason"),
+        updated_at=bindparam("b_now", type_=UTCDateTime),
+    )
+)
+
+# The earliest time a pending delivery of an active webhook falls due after :now.
+NEXT_DUE = (
+    select(func.min(deliveries.c.next_attempt_at))
+    .join(webhooks, webhooks.c.webhook_id == deliveries.c.webhook_id)
+    .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at > _NOW, webhooks.c.active)
+)

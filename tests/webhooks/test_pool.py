@@ -1,0 +1,158 @@
+"""The dispatcher's connection pool (pinning.PinnedPool): kept-alive connections are reused, one the receiver
+closed is not, no more than `max_connections` are open, the request carries the URL's host and credentials, and an
+address literal in a URL is checked at every attempt without being resolved."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+
+import pytest
+
+from ains.webhooks import pinning, url_guard
+from ains.webhooks.url_guard import ForbiddenTarget
+from tests.webhooks.test_pinning import REFUSED
+
+
+class Server:
+    """A minimal HTTP/1.1 receiver on 127.0.0.1 that answers 200, counting connections; it can close each
+    connection after one answer (without saying so) or hold its answers until `release` is set."""
+
+    def __init__(self, *, close_after_answer: bool = False) -> None:
+        self.close_after_answer = close_after_answer
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.requests = 0
+        self.heads: list[bytes] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.closed = asyncio.Event()  # set each time the server closes a connection itself
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hook"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.requests += 1
+                self.heads.append(head)
+                await self.release.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+                if self.close_after_answer:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self.closed.set()
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+async def servers():
+    made: list[Server] = []
+
+    async def make(**kwargs) -> tuple[Server, str]:
+        server = Server(**kwargs)
+        made.append(server)
+        return server, await server.start()
+
+    yield make
+    for server in made:
+        await server.stop()
+
+
+async def _post(pool: pinning.PinnedPool, url: str) -> pinning.Answer:
+    return await pinning.post(pool, url, content=b"{}", headers={}, allow_private=True)
+
+
+async def test_a_kept_alive_connection_is_reused(servers):
+    server, url = await servers()
+    pool = pinning.PinnedPool(timeout=5, max_connections=4)
+    try:
+        for _ in range(3):
+            assert (await _post(pool, url)).status_code == 200
+    finally:
+        await pool.aclose()
+    assert (server.requests, server.connections) == (3, 1)
+
+
+async def test_a_connection_the_receiver_closed_is_not_reused(servers):
+    server, url = await servers(close_after_answer=True)
+    pool = pinning.PinnedPool(timeout=5, max_connections=4)
+    try:
+        for _ in range(3):
+            server.closed.clear()
+            assert (await _post(pool, url)).status_code == 200
+            await server.closed.wait()  # closed without a word: only the socket tells
+    finally:
+        await pool.aclose()
+    assert (server.requests, server.connections) == (3, 3)
+
+
+async def test_no_more_connections_than_the_limit(servers):
+    server, url = await servers()
+    server.release.clear()
+    pool = pinning.PinnedPool(timeout=10, max_connections=2)
+    try:
+        posts = [asyncio.create_task(_post(pool, url)) for _ in range(5)]
+        while server.requests < 2:
+            await asyncio.sleep(0.01)
+        for _ in range(10):  # the others wait for a connection: the receiver sees no third request
+            await asyncio.sleep(0.01)
+        assert server.requests == 2 and server.connections == 2
+        server.release.set()
+        assert [answer.status_code for answer in await asyncio.gather(*posts)] == [200] * 5
+    finally:
+        await pool.aclose()
+    assert server.most_open == 2 and server.connections == 2 and server.requests == 5
+
+
+async def test_what_a_delivery_sends_besides_its_own_headers(servers):
+    server, url = await servers()
+    with_credentials = url.replace("http://", "http://us%40er:p%3Ass@")  # as httpx sent them: Basic, decoded
+    pool = pinning.PinnedPool(timeout=5, max_connections=2)
+    try:
+        await pinning.post(pool, url, content=b"{}", headers={"webhook-id": "evt_1"}, allow_private=True)
+        await pinning.post(pool, with_credentials, content=b"{}", headers={}, allow_private=True)
+    finally:
+        await pool.aclose()
+    plain, credentials = (head.decode().lower().split("\r\n") for head in server.heads)
+    port = url.split(":")[2].split("/")[0]
+    assert plain[0] == "post /hook http/1.1" and f"host: 127.0.0.1:{port}" in plain
+    assert "content-length: 2" in plain and "webhook-id: evt_1" in plain
+    assert not any(line.startswith("authorization") for line in plain)
+    assert "authorization: basic dxnazxi6cdpzcw==" in credentials  # base64 of "us@er:p:ss"
+
+
+@pytest.mark.parametrize("address", REFUSED)
+async def test_an_address_literal_is_checked_at_every_attempt_and_never_resolved(address):
+    url = f"http://[{address}]:8080/hook" if ":" in address else f"http://{address}:8080/hook"
+
+    async def no_resolving(host, port):
+        raise AssertionError(f"an address literal was resolved: {host}")
+
+    for _ in range(2):  # the URL's parts are cached; the check is not
+        with pytest.raises(ForbiddenTarget, match="not globally routable"):
+            await url_guard.resolve_target(url, allow_private=False, resolver=no_resolving)
+    target = await url_guard.resolve_target(url, allow_private=True, resolver=no_resolving)
+    assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address) and target.port == 8080

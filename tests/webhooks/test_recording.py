@@ -1,0 +1,127 @@
+"""One recording transaction writes a whole batch of finished attempts: each delivery ends in its own state, with
+its own history entry appended in the database, the webhook's health follows the batch in order, an outcome whose
+lease was lost is left alone, and what became due again is leased in the same transaction. Leasing keeps within
+`webhook_max_in_flight` and the free slots, counting what is in flight in the leasing statement itself.
+
+The dispatcher here sends nothing: the tests lease deliveries, make up their outcomes, and record them."""
+
+import dataclasses
+
+import pytest
+
+from ains.core.clock import utcnow
+from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher
+from tests.helpers import create_client, submit
+from tests.webhooks.test_delivery import deliveries, hook
+
+
+@pytest.fixture
+def settings_overrides():
+    return {
+        "run_background": False,  # only the dispatcher below touches the deliveries
+        "webhook_allow_private": True,
+        "webhook_max_attempts": 2,
+        "webhook_retry_delays": [0],  # a retry is due at once, so the recording leases it again
+        "webhook_max_in_flight": 3,
+    }
+
+
+def _outcome(leased: Leased, code: int | None, error: str | None = None, retry_after: float | None = None):
+    return Outcome(leased, code, error, retry_after, 1.5)
+
+
+async def test_a_batch_of_outcomes_leaves_each_delivery_in_its_state(client, app):
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    tasks = [(await submit(client, owner))["task_id"] for _ in range(3)]
+    dispatcher = WebhookDispatcher()
+    try:
+        async with ctx.db.transaction() as session:
+            targets, skipped = await dispatcher._lock_targets(session, utcnow())
+            leased = await dispatcher._lease(session, ctx.settings, targets, utcnow(), 64)
+        assert not skipped and [d.attempt for d in leased] == [1, 1, 1]
+        first, second, third = sorted(leased, key=lambda d: d.id)
+
+        # The third's lease "ran out and another dispatcher took it": an outcome for an attempt it is not at.
+        stale = dataclasses.replace(third, attempt=third.attempt + 1)
+        batch = [_outcome(first, 200), _outcome(second, 500, "HTTP 500"), _outcome(stale, 200)]
+        again = await dispatcher._record(ctx, batch)
+
+        # The retry was due at once: leased again (attempt 2) by the same transaction.
+        assert [(d.id, d.attempt) for d in again] == [(second.id, 2)]
+        rows = {d["delivery_id"]: d for d in await deliveries(client, owner, created["webhook_id"])}
+        assert len(rows) == 3 and {d["task_id"] for d in rows.values()} == set(tasks)
+        done, retrying, untouched = (rows[d.delivery_id] for d in (first, second, third))
+        assert done["status"] == "succeeded" and done["response_code"] == 200 and done["finished_at"]
+        assert [(h["attempt"], h["response_code"], h["error"]) for h in done["history"]] == [(1, 200, None)]
+        assert retrying["status"] == "pending" and retrying["last_error"] == "HTTP 500"
+        assert retrying["finished_at"] is None and retrying["attempts"] == 2  # the new lease counted it
+        (entry,) = retrying["history"]
+        assert (entry["attempt"], entry["response_code"], entry["error"]) == (1, 500, "HTTP 500")
+        assert entry["retry_at"] and entry["duration_ms"] == 1.5
+        assert untouched["status"] == "pending" and untouched["history"] == [] and untouched["attempts"] == 1
+
+        # The last attempt fails: the delivery fails, its history now holds both attempts, in order.
+        assert await dispatcher._record(ctx, [_outcome(again[0], 503, "HTTP 503")]) == []
+        failed = {d["delivery_id"]: d for d in await deliveries(client, owner, created["webhook_id"])}[
+            second.delivery_id
+        ]
+        assert failed["status"] == "failed" and failed["response_code"] == 503 and failed["finished_at"]
+        assert [(h["attempt"], h["error"]) for h in failed["history"]] == [(1, "HTTP 500"), (2, "HTTP 503")]
+        assert "retry_at" in failed["history"][0] and "retry_at" not in failed["history"][1]
+
+        (health,) = (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"]
+        assert health["active"] and health["consecutive_failures"] == 1
+        assert health["last_success_at"] and health["last_failure_at"]
+    finally:
+        await dispatcher.close()
+
+
+async def test_a_410_in_a_batch_disables_the_webhook_and_nothing_more_is_leased(client, app):
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    for _ in range(3):
+        await submit(client, owner)
+    dispatcher = WebhookDispatcher()
+    try:
+        async with ctx.db.transaction() as session:
+            targets, _ = await dispatcher._lock_targets(session, utcnow())
+            leased = await dispatcher._lease(session, ctx.settings, targets, utcnow(), 2)
+        first, second = leased  # two free slots: two of the three leased
+        assert await dispatcher._record(ctx, [_outcome(first, 200), _outcome(second, 410, "HTTP 410")]) == []
+        rows = {d["delivery_id"]: d for d in await deliveries(client, owner, created["webhook_id"])}
+        assert rows[first.delivery_id]["status"] == "succeeded"
+        assert rows[second.delivery_id]["status"] == "failed"
+        (health,) = (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"]
+        assert not health["active"] and health["disabled_reason"] == "the receiver answered 410 Gone"
+        assert health["consecutive_failures"] == 1
+    finally:
+        await dispatcher.close()
+
+
+async def test_leasing_keeps_within_the_in_flight_limit_and_the_free_slots(client, app):
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    for _ in range(6):
+        await submit(client, owner)
+    dispatcher = WebhookDispatcher()
+
+    async def lease(free):
+        async with ctx.db.transaction() as session:
+            targets, _ = await dispatcher._lock_targets(session, utcnow())
+            return await dispatcher._lease(session, ctx.settings, targets, utcnow(), free)
+
+    try:
+        two = await lease(2)  # the free slots bound it
+        assert [d.attempt for d in two] == [1, 1]
+        one = await lease(64)  # then the webhook's limit (3) less the two in flight
+        assert len(one) == 1 and await lease(64) == []
+        freed = await dispatcher._record(ctx, [_outcome(two[0], 200)])  # leases the one slot it freed
+        assert len(freed) == 1 and await lease(64) == []
+        ids = [d.id for d in [*two, *one, *freed]]
+        assert ids == sorted(ids)  # oldest first
+    finally:
+        await dispatcher.close()
