@@ -19,8 +19,10 @@ class Server:
     """A minimal HTTP/1.1 receiver on 127.0.0.1 that answers 200, counting connections; it can close each
     connection after one answer (without saying so) or hold its answers until `release` is set."""
 
-    def __init__(self, *, close_after_answer: bool = False) -> None:
+    def __init__(self, *, close_after_answer: bool = False, body_bytes: int = 0) -> None:
         self.close_after_answer = close_after_answer
+        self.body_bytes = body_bytes
+        self.body_sent = 0
         self.connections = 0
         self.open = 0
         self.most_open = 0
@@ -50,8 +52,12 @@ class Server:
                 self.requests += 1
                 self.heads.append(head)
                 await self.release.wait()
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                writer.write(f"HTTP/1.1 200 OK\r\ncontent-length: {self.body_bytes}\r\n\r\n".encode())
                 await writer.drain()
+                for _ in range(self.body_bytes // 65536):
+                    writer.write(b"x" * 65536)
+                    await writer.drain()
+                    self.body_sent += 65536
                 if self.close_after_answer:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -107,6 +113,20 @@ async def test_a_connection_the_receiver_closed_is_not_reused(servers):
     finally:
         await pool.aclose()
     assert (server.requests, server.connections) == (3, 3)
+
+
+async def test_a_large_answer_is_not_read_to_its_end_and_its_connection_is_not_reused(servers):
+    server, url = await servers(body_bytes=64 * 1024 * 1024)
+    pool = pinning.PinnedPool(timeout=10, max_connections=2)
+    try:
+        for _ in range(2):
+            server.closed.clear()
+            assert (await _post(pool, url)).status_code == 200
+            await asyncio.wait_for(server.closed.wait(), 30)  # the dispatcher hung up on the rest of the answer
+    finally:
+        await pool.aclose()
+    assert (server.requests, server.connections) == (2, 2)
+    assert server.body_sent < 2 * 16 * 1024 * 1024  # far from the 128 MiB the two answers held
 
 
 async def test_no_more_connections_than_the_limit(servers):

@@ -9,7 +9,6 @@ import dataclasses
 
 import pytest
 
-from ains.core.clock import utcnow
 from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher
 from tests.helpers import create_client, submit
 from tests.webhooks.test_delivery import deliveries, hook
@@ -37,9 +36,9 @@ async def test_a_batch_of_outcomes_leaves_each_delivery_in_its_state(client, app
     tasks = [(await submit(client, owner))["task_id"] for _ in range(3)]
     dispatcher = WebhookDispatcher()
     try:
-        async with ctx.db.transaction() as session:
-            targets, skipped = await dispatcher._lock_targets(session, utcnow())
-            leased = await dispatcher._lease(session, ctx.settings, targets, utcnow(), 64)
+        async with ctx.work() as work:
+            targets, skipped = await dispatcher._lock_targets(work)
+            leased = await dispatcher._lease(work, targets, 64)
         assert not skipped and [d.attempt for d in leased] == [1, 1, 1]
         first, second, third = sorted(leased, key=lambda d: d.id)
 
@@ -86,9 +85,9 @@ async def test_a_410_in_a_batch_disables_the_webhook_and_nothing_more_is_leased(
         await submit(client, owner)
     dispatcher = WebhookDispatcher()
     try:
-        async with ctx.db.transaction() as session:
-            targets, _ = await dispatcher._lock_targets(session, utcnow())
-            leased = await dispatcher._lease(session, ctx.settings, targets, utcnow(), 2)
+        async with ctx.work() as work:
+            targets, _ = await dispatcher._lock_targets(work)
+            leased = await dispatcher._lease(work, targets, 2)
         first, second = leased  # two free slots: two of the three leased
         assert await dispatcher._record(ctx, [_outcome(first, 200), _outcome(second, 410, "HTTP 410")]) == []
         rows = {d["delivery_id"]: d for d in await deliveries(client, owner, created["webhook_id"])}
@@ -110,9 +109,9 @@ async def test_leasing_keeps_within_the_in_flight_limit_and_the_free_slots(clien
     dispatcher = WebhookDispatcher()
 
     async def lease(free):
-        async with ctx.db.transaction() as session:
-            targets, _ = await dispatcher._lock_targets(session, utcnow())
-            return await dispatcher._lease(session, ctx.settings, targets, utcnow(), free)
+        async with ctx.work() as work:
+            targets, _ = await dispatcher._lock_targets(work)
+            return await dispatcher._lease(work, targets, free)
 
     try:
         two = await lease(2)  # the free slots bound it

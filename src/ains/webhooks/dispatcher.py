@@ -36,14 +36,14 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpcore
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utc_text, utcnow
 from ains.core.config import Settings
 from ains.core.context import AppContext
-from ains.core.database import after_commit, dialect_name
+from ains.core.database import dialect_name
 from ains.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_EVENT_TO_DELIVERY
+from ains.core.work import Work
 from ains.webhooks import pinning
 from ains.webhooks import statements as sql
 from ains.webhooks.outbox import DEADLINE_DELIVERY
@@ -179,9 +179,9 @@ class WebhookDispatcher:
         skipped = False
         free = self._free_slots(ctx.settings)
         if free > 0:
-            async with ctx.db.transaction() as session:
-                targets, skipped = await self._lock_targets(session, now)
-                taken = await self._lease(session, ctx.settings, targets, now, free)
+            async with ctx.work(now) as work:
+                targets, skipped = await self._lock_targets(work)
+                taken = await self._lease(work, targets, free)
         else:
             self._short_of_slots = True
         self._start(ctx, taken)
@@ -194,25 +194,25 @@ class WebhookDispatcher:
         return PassResult(len(taken), next_due)
 
     @staticmethod
-    async def _lock_targets(session: AsyncSession, now: datetime) -> tuple[list[_Target], bool]:
+    async def _lock_targets(work: Work) -> tuple[list[_Target], bool]:
         """Active webhooks with due deliveries, locked; one another transaction holds is left to it.
 
         Also says whether any was left so: its due deliveries still wait for a pass.
         """
-        due = sorted(set(await session.scalars(sql.DUE_WEBHOOKS, {"now": now})))
+        session = work.session
+        due = sorted(set(await session.scalars(sql.DUE_WEBHOOKS, {"now": work.now})))
         if not due:
             return [], False
         targets = [_Target(*row) for row in await session.execute(sql.LOCK_WEBHOOKS, {"ids": due})]
         return targets, len(targets) < len(due)
 
-    async def _lease(
-        self, session: AsyncSession, settings: Settings, targets: list[_Target], now: datetime, free: int
-    ) -> list[Leased]:
+    async def _lease(self, work: Work, targets: list[_Target], free: int) -> list[Leased]:
         """Lease due deliveries of these (locked) webhooks: within each one's in-flight budget, oldest first,
         none while an earlier delivery of its task to that webhook is still pending. One statement per webhook
         picks, locks and leases them (see statements.LEASE)."""
         if not targets or free <= 0:
             return []
+        session, now, settings = work.session, work.now, work.settings
         lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
         targets = list(targets)
         random.shuffle(targets)  # when slots are short, no webhook always comes first
@@ -318,7 +318,8 @@ class WebhookDispatcher:
         latencies: list[float] = []
         failed: list[tuple[str, str | None]] = []
         retry_at: datetime | None = None
-        async with ctx.db.transaction() as session:
+        async with ctx.work(now) as work:
+            session = work.session
             # Deliveries, then webhooks, each in id order: two recorders never wait on each other in a circle.
             ids = sorted(o.leased.id for o in batch)
             rows = {row.id: row for row in await session.execute(sql.LOCK_DELIVERIES, {"ids": ids})}
@@ -389,7 +390,7 @@ class WebhookDispatcher:
             await session.execute(sql.RECORD_OUTCOME[dialect_name(session)], changes)
             await session.execute(sql.RECORD_HEALTH, [hook.parameters(now) for hook in hooks.values()])
             targets = [_Target(h.webhook_id, h.url, h.secret) for h in hooks.values() if h.active]
-            taken = await self._lease(session, settings, targets, now, self._free_slots(settings))
+            taken = await self._lease(work, targets, self._free_slots(settings))
 
             def count() -> None:
                 for result, n in outcomes.items():
@@ -397,12 +398,12 @@ class WebhookDispatcher:
                 for latency in latencies:
                     WEBHOOK_EVENT_TO_DELIVERY.observe(latency)
 
-            after_commit(session, count)
+            work.after_commit(count)
             if retry_at is not None:  # the sleeping pass must learn of the nearer deadline
-                after_commit(session, lambda: ctx.signals.deadline(DEADLINE_DELIVERY, retry_at))
+                work.after_commit(lambda: ctx.signals.deadline(DEADLINE_DELIVERY, retry_at))
             if self._short_of_slots and self._free_slots(settings) > len(taken):
                 self._short_of_slots = False
-                after_commit(session, lambda: ctx.signals.deadline(DEADLINE_DELIVERY, now))
+                work.after_commit(lambda: ctx.signals.deadline(DEADLINE_DELIVERY, now))
         for delivery_id, error in failed:
             log.warning("webhook delivery failed", extra={"delivery_id": delivery_id, "error": error})
         return taken

@@ -40,6 +40,10 @@ _pinned: contextvars.ContextVar[dict[tuple[str, int], str] | None] = contextvars
 # (an OSError or httpcore.ConnectError) to make the connection fail without any traffic.
 before_connect: Callable[[str, int, str], None] | None = None
 
+# How much of an answer's body is read (and dropped) so its connection can be reused; past this the connection
+# is closed instead: a receiver that answers with megabytes costs the dispatcher nothing more.
+ANSWER_BYTES_READ = 64 * 1024
+
 # What every delivery sends besides its own headers (Host, Content-Length and the signature headers).
 _COMMON_HEADERS = [(b"Accept", b"*/*"), (b"User-Agent", b"ains-webhooks")]
 
@@ -152,8 +156,9 @@ class PinnedPool:
         self._next_sweep = time.monotonic() + keepalive_expiry
 
     async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Answer:
-        """POST `content` to `url` and read the answer (its body is read and dropped, so the connection can be
-        reused). Connects only to an address pinned for the URL's (host, port); raises one of `HTTPError`."""
+        """POST `content` to `url` and read the answer (its body, up to `ANSWER_BYTES_READ`, is read and dropped,
+        so the connection can be reused). Connects only to an address pinned for the URL's (host, port); raises
+        one of `HTTPError`."""
         endpoint = url_guard.endpoint(url)
         request = httpcore.Request(
             b"POST",
@@ -183,8 +188,11 @@ class PinnedPool:
             try:
                 response = await connection.handle_async_request(request)
                 try:
-                    async for _chunk in response.aiter_stream():
-                        pass
+                    received = 0
+                    async for chunk in response.aiter_stream():
+                        received += len(chunk)
+                        if received > ANSWER_BYTES_READ:
+                            break  # an answer closed unread closes its connection: it is not reused
                 finally:
                     await response.aclose()
             finally:
