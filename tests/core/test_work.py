@@ -90,3 +90,9 @@ async def test_a_unit_of_work_given_a_moment_acts_at_it(app):
         assert work.now == moment
     async with app.state.ctx.reading(moment) as work:
         assert work.now == moment
+
+
+async def test_a_read_only_unit_of_work_refuses_what_only_a_commit_could_set_off(app):
+    with pytest.raises(AssertionError, match="read-only"):
+        async with app.state.ctx.reading() as work:
+            work.after_commit(lambda: None)

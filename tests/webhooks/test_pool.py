@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ipaddress
 
+import httpcore
 import pytest
 
 from ains.webhooks import pinning, url_guard
@@ -176,3 +177,65 @@ async def test_an_address_literal_is_checked_at_every_attempt_and_never_resolved
             await url_guard.resolve_target(url, allow_private=False, resolver=no_resolving)
     target = await url_guard.resolve_target(url, allow_private=True, resolver=no_resolving)
     assert ipaddress.ip_address(target.address) == ipaddress.ip_address(address) and target.port == 8080
+
+
+class _Idle:
+    """A stand-in for an idle httpcore connection: expired or not, and closing it yields to other tasks."""
+
+    def __init__(self, expired: bool) -> None:
+        self.expired = expired
+        self.closed = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def has_expired(self) -> bool:
+        return self.expired
+
+    def is_idle(self) -> bool:
+        return not self.closed
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)  # as anyio's close does: others run meanwhile
+        self.closed = True
+
+
+async def test_a_sweep_of_idle_connections_and_a_request_taking_one_do_not_trip_over_each_other():
+    pool = pinning.PinnedPool(timeout=5, max_connections=8)
+    busy, other = (b"http", b"busy.example", 80), (b"http", b"other.example", 80)
+    # Most recently used last: the request pops the expired ones first, closing each, while the sweep closes them too.
+    pool._idle[busy] = [_Idle(expired=False), _Idle(expired=True), _Idle(expired=True)]
+    pool._idle_count = 3
+    pool._next_sweep = 0.0  # the next connection put back sweeps
+    origin = httpcore.Origin(b"http", b"busy.example", 80)
+
+    sweep = asyncio.create_task(pool._put_back(other, _Idle(expired=False)))
+    taken = asyncio.create_task(pool._take(busy, origin))
+    await asyncio.gather(sweep, taken)  # neither raises
+
+    assert taken.result().is_closed() is False and not taken.result().has_expired()
+    assert pool._idle_count == sum(len(connections) for connections in pool._idle.values())
+    assert pool._idle_count == 1 and [host for host, idle in pool._idle.items() if idle] == [other]
+
+
+async def test_an_answer_dripped_slower_than_the_timeout_ends_the_attempt_at_the_timeout():
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):  # each byte well within the timeout, the whole answer far beyond it
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    pool = pinning.PinnedPool(timeout=1, max_connections=2)
+    try:
+        with pytest.raises(httpcore.TimeoutException):
+            await _post(pool, url)
+    finally:
+        await pool.aclose()
+        server.close()

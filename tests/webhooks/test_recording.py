@@ -124,3 +124,20 @@ async def test_leasing_keeps_within_the_in_flight_limit_and_the_free_slots(clien
         assert ids == sorted(ids)  # oldest first
     finally:
         await dispatcher.close()
+
+
+async def test_an_attempt_that_fails_inside_the_dispatcher_is_still_an_outcome(app):
+    """A fault of the dispatcher's own (here its resolver breaks) must not lose the attempt: it is recorded as a
+    failed attempt like any other, not left to its lease running out and being sent again unrecorded."""
+
+    async def broken_resolver(host, port):
+        raise ValueError("the resolver broke")
+
+    dispatcher = WebhookDispatcher(resolver=broken_resolver)
+    leased = Leased(1, "dlv_1", "wh_1", 1, "evt_1", "http://hooks.example/hook", "secret-of-enough-length", "{}")
+    try:
+        outcome = await dispatcher._send(app.state.ctx, leased)
+    finally:
+        await dispatcher.close()
+    assert outcome.leased is leased and outcome.code is None
+    assert outcome.error == "internal error: ValueError"

@@ -16,6 +16,7 @@ from ains.core.config import Settings
 from ains.core.database import Database
 from ains.core.listener import WakeupListener
 from ains.core.signals import Wakeups
+from ains.core.transaction_state import take_state
 from ains.core.work import Work
 
 
@@ -58,9 +59,12 @@ class AppContext:
 
     @contextlib.asynccontextmanager
     async def reading(self, now: datetime | None = None) -> AsyncIterator[Work]:
-        """One read-only transaction (a replica's, when one is configured) as a unit of work."""
+        """One read-only transaction (a replica's, when one is configured) as a unit of work. It commits nothing,
+        so nothing may wait for its commit: an after-commit hook or a wake-up announced in it is a mistake."""
         async with self.db.read() as session:
             yield Work(session, now or utcnow(), self.settings)
+            state = take_state(session)
+            assert not (state.after_commit or state.announcements), "a read-only unit of work sets nothing off"
 
     async def close(self) -> None:
         if self.listener is not None:

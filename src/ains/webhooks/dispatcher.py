@@ -282,6 +282,9 @@ class WebhookDispatcher:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
         except pinning.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # a fault of ours, not the receiver's: still an outcome, or the lease resends it
+            log.exception("webhook attempt failed unexpectedly", extra={"delivery_id": leased.delivery_id})
+            error = f"internal error: {type(exc).__name__}"
         return Outcome(leased, code, error, wait, round((time.perf_counter() - started) * 1000, 1))
 
     async def _record_loop(self, ctx: AppContext) -> None:

@@ -173,13 +173,16 @@ class PinnedPool:
             content=content,
             extensions=self._extensions,
         )
-        if self._slots.locked():
-            try:
-                await asyncio.wait_for(self._slots.acquire(), self.timeout)
-            except TimeoutError:
-                raise httpcore.PoolTimeout(f"no free connection within {self.timeout} s") from None
-        else:
-            await self._slots.acquire()
+        # One deadline for the whole attempt (a free connection, connecting, sending, the answer), not one per
+        # read: a receiver dripping its answer can't hold an attempt past its lease and see it sent twice.
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._exchange(request)
+        except TimeoutError:
+            raise httpcore.ReadTimeout(f"no complete answer within {self.timeout} s") from None
+
+    async def _exchange(self, request: httpcore.Request) -> Answer:
+        await self._slots.acquire()
         try:
             origin = request.url.origin
             key = (origin.scheme, origin.host, origin.port)
@@ -230,13 +233,18 @@ class PinnedPool:
         self._idle_count += 1
         if time.monotonic() >= self._next_sweep:  # idle connections of hosts no longer posted to
             self._next_sweep = time.monotonic() + self._keepalive_expiry
-            for key, connections in list(self._idle.items()):
-                for stale in [c for c in connections if c.is_closed() or c.has_expired()]:
-                    connections.remove(stale)
-                    self._idle_count -= 1
-                    await stale.aclose()
-                if not connections and self._idle.get(key) is connections:
-                    del self._idle[key]
+            # Taken out of the pool first, closed after: closing awaits, and meanwhile other requests take and
+            # close idle connections of their own.
+            stale: list[httpcore.AsyncHTTPConnection] = []
+            for host, connections in list(self._idle.items()):
+                fresh = [c for c in connections if not (c.is_closed() or c.has_expired())]
+                stale.extend(c for c in connections if c not in fresh)
+                self._idle_count -= len(connections) - len(fresh)
+                connections[:] = fresh
+                if not fresh:
+                    del self._idle[host]
+            for connection in stale:
+                await connection.aclose()
 
     async def _close_one_idle(self) -> None:
         """Close the least recently used idle connection of the host with the most of them."""
