@@ -121,6 +121,15 @@ async def update(work: Work, principal: Principal, webhook_id: str, patch: Webho
 
 
 async def delete(session: AsyncSession, principal: Principal, webhook_id: str) -> None:
+    await get_owned(session, principal, webhook_id)  # someone else's: 404 before any lock is taken
+    # Its deliveries first, in id order, then the webhook: the order in which a dispatcher records an attempt,
+    # so a delete and a recording queue behind each other instead of deadlocking.
+    await session.execute(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.webhook_id == webhook_id)
+        .order_by(WebhookDelivery.id)
+        .with_for_update()
+    )
     hook = await get_owned(session, principal, webhook_id, for_update=True)
     await session.delete(hook)
 
