@@ -44,21 +44,34 @@ def servers(settings):
         process.stop()
 
 
-@pytest.mark.slow
-async def test_500_tasks_20_claimers_each_assigned_once(servers, settings):
+def _clients(servers) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    """One HTTP client for each of the two servers."""
     limits = httpx.Limits(max_connections=100)
     first, second = (httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers)
+    return first, second
+
+
+async def _owner_and_agents(
+    http: httpx.AsyncClient, served: dict[str, list[str]], max_concurrency: int
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """A client's headers, and each agent's (registered to serve its capabilities) by agent id."""
+    key = (await http.post("/ains/api-keys", json={"client_id": "client_1", "name": "load"}, headers=ADMIN)).json()
+    agents = {}
+    for agent_id, capabilities in served.items():
+        body = Identity.generate().registration(agent_id) | {
+            "capabilities": capabilities,
+            "max_concurrency": max_concurrency,
+        }
+        agents[agent_id] = bearer((await http.post("/ains/agents", json=body)).json()["api_key"])
+    return bearer(key["api_key"]), agents
+
+
+@pytest.mark.slow
+async def test_500_tasks_20_claimers_each_assigned_once(servers, settings):
+    first, second = _clients(servers)
     async with first as http, second as other_http:
-        key = (await http.post("/ains/api-keys", json={"client_id": "client_1", "name": "load"}, headers=ADMIN)).json()
-        owner = bearer(key["api_key"])
-        agents = {}
-        for n in range(AGENTS):
-            agent_id = f"agent_{n:02d}"
-            body = Identity.generate().registration(agent_id) | {
-                "capabilities": ["data:v1"],
-                "max_concurrency": MAX_CONCURRENCY,
-            }
-            agents[agent_id] = bearer((await http.post("/ains/agents", json=body)).json()["api_key"])
+        served = {f"agent_{n:02d}": ["data:v1"] for n in range(AGENTS)}
+        owner, agents = await _owner_and_agents(http, served, MAX_CONCURRENCY)
 
         async def submit_range(start: int) -> None:
             for i in range(start, TASKS, 10):
@@ -118,19 +131,14 @@ async def test_agents_of_several_capabilities_share_a_mixed_queue_each_task_once
     and merges the heads, locking rows it may then leave. No task is assigned twice or left behind."""
     capabilities = ["a:v1", "b:v1", "c:v1"]
     tasks_total = 240
-    limits = httpx.Limits(max_connections=100)
-    first, second = (httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers)
+    first, second = _clients(servers)
     async with first as http, second as other_http:
-        key = (await http.post("/ains/api-keys", json={"client_id": "client_1", "name": "mix"}, headers=ADMIN)).json()
-        owner = bearer(key["api_key"])
-        agents = {}
-        for n in range(12):
-            agent_id = f"agent_{n:02d}"
-            served = [capabilities[n % 3], capabilities[(n + 1) % 3]] + (
-                [capabilities[(n + 2) % 3]] if n % 4 == 0 else []
-            )
-            body = Identity.generate().registration(agent_id) | {"capabilities": served, "max_concurrency": 4}
-            agents[agent_id] = bearer((await http.post("/ains/agents", json=body)).json()["api_key"])
+        served = {
+            f"agent_{n:02d}": [capabilities[n % 3], capabilities[(n + 1) % 3]]
+            + ([capabilities[(n + 2) % 3]] if n % 4 == 0 else [])
+            for n in range(12)
+        }
+        owner, agents = await _owner_and_agents(http, served, 4)
         batch = [task_body(capability_required=capabilities[i % 3], input_data={"i": i}) for i in range(tasks_total)]
         for start in range(0, tasks_total, 80):
             response = await http.post("/ains/tasks/batch", json={"tasks": batch[start : start + 80]}, headers=owner)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from ains.core.metrics import DUTY_RUNS
+from ains.webhooks.schemas import EventName
 from ains.webhooks.signing import verify
 from tests.helpers import claim, create_client, register_agent, submit, wait_for
 from tests.webhooks.receiver import Answer
@@ -29,16 +30,7 @@ def settings_overrides():
 async def hook(client, headers, owner_path, url, events=None, **extra):
     body = {
         "url": url,
-        "events": events
-        or [
-            "task.created",
-            "task.assigned",
-            "task.started",
-            "task.completed",
-            "task.failed",
-            "task.retrying",
-            "task.cancelled",
-        ],
+        "events": events or [event.value for event in EventName if event.startswith("task.")],
         **extra,
     }
     response = await client.post(f"{owner_path}/webhooks", json=body, headers=headers)
