@@ -87,8 +87,9 @@ class Endpoint:
     port: int
     url: httpcore.URL
     host_header: bytes
-    # Basic credentials from the URL's user info, sent as httpx sent them: [(b"Authorization", ...)] or [].
-    credentials: list[tuple[bytes, bytes]]
+    # Basic credentials from the URL's user info, sent as httpx sent them: ((b"Authorization", ...),) or ().
+    # A tuple: one Endpoint is shared by every attempt to its URL (see `endpoint`'s cache).
+    credentials: tuple[tuple[bytes, bytes], ...]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -107,10 +108,10 @@ def endpoint(url: str) -> Endpoint:
     if not 0 < port < 65536:
         raise ForbiddenTarget("url has an invalid port")
     wire = httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
-    credentials = []
+    credentials: tuple[tuple[bytes, bytes], ...] = ()
     if parsed.username or parsed.password:
         token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
-        credentials.append((b"Authorization", f"Basic {token}".encode()))
+        credentials = ((b"Authorization", f"Basic {token}".encode()),)
     return Endpoint(host.lower(), port, wire, parsed.netloc, credentials)
 
 
