@@ -51,7 +51,7 @@ class TlsReceiver:
     def __init__(self, cert: Path, key: Path) -> None:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
-        self.context.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)  # type: ignore[assignment]
+        self.context.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
         self.server_names: list[str | None] = []
         self.heads: list[bytes] = []
 
