@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -57,7 +56,8 @@ def _read_clock_file(path: str) -> datetime:
 
 def utc_text(moment: datetime) -> str:
     """The wire form of a moment: ISO 8601 in UTC with a `Z` (`2026-11-27T15:04:05.123456Z`)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # Moments read from the database are already in UTC: converting them again cost a quarter of the call.
+    return (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat().replace("+00:00", "Z")
 
 
 def exact_text(moment: datetime) -> str:
@@ -78,7 +78,9 @@ def relative_text(moment: datetime, now: datetime, *, just_now_seconds: float = 
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """`prefix_` and 32 random hex digits (128 bits, as a UUID's text without its fixed bits; a fifth of the cost
+    of `uuid4().hex`, and a batch of a hundred tasks takes four ids per task)."""
+    return f"{prefix}_{os.urandom(16).hex()}"
 
 
 def random_token(nbytes: int = 32) -> str:

@@ -20,13 +20,17 @@ from ains.tasks.schemas import TaskOut, TaskStatus
 
 
 class TaskRow(dict):
-    """A task's columns by attribute name, read as attributes too (`row.status`), like a `Task` or a row."""
+    """A task's columns by attribute name, read and written as attributes too (`row.status`), like a `Task` or a
+    row."""
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
 
 
 def iso(value: datetime | None) -> str | None:

@@ -61,12 +61,11 @@ def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
     responses={200: {"model": TaskOut, "description": "A repeated idempotency key: the first task"}},
     dependencies=[requires("tasks:write")],
 )
-async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx, response: Response) -> TaskOut:
+async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     async with ctx.work() as work:
         task, created = await submission.submit(work, principal, body)
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return present(task, ctx.settings)
+    answer = task_answer(task, utcnow(), ctx.settings)
+    return json_response(answer, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
