@@ -16,10 +16,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from ains.core.config import Settings
-from ains.core.database import table_of
 from ains.core.errors import Conflict
 from ains.core.transaction_state import Memo
 from ains.core.work import Work
@@ -176,24 +175,10 @@ def check_claim_moves(start: bool) -> None:
 
 
 async def after_claim(work: Work, tasks: list[Task], *, start: bool) -> None:
-    """The consequences of a claim whose columns one statement already set (see `claim_columns`): what
-    `_after_assignment` and `_after_start` do, with the attempt rows written in one statement."""
+    """The consequences of a claim whose columns and attempt rows one statement already wrote (see
+    `claim_columns` and `queries.CLAIM_PICK_AND_ASSIGN`): the deadlines to watch and the webhook events."""
     if not tasks:
         return
-    now = work.now
-    await work.session.execute(
-        insert(table_of(TaskAttempt)),
-        [
-            {
-                "task_id": task.task_id,
-                "attempt": task.attempt,
-                "agent_id": task.assigned_agent_id,
-                "assigned_at": now,
-                "started_at": now if start else None,
-            }
-            for task in tasks
-        ],
-    )
     events: list[tuple[EventName, Any, str | None, str | None]] = []
     for task in tasks:
         if task.lease_expires_at is not None:
