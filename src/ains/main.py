@@ -31,7 +31,7 @@ from ains.core.errors import install_error_handlers
 from ains.core.listener import WakeupListener
 from ains.core.long_poll import stop_long_polls_on_signals
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
-from ains.core.signals import CACHE, KEY, Wakeups
+from ains.core.signals import CACHE, KEY, WEBHOOKS, Wakeups
 from ains.migrate import upgrade
 from ains.ops.api_docs import install_api_docs
 from ains.ops.router import router as ops_router
@@ -40,6 +40,7 @@ from ains.schedules.router import router as schedules_router
 from ains.tasks.duties import EXPIRED_LEASES, RETRY_WAKEUPS, TIMEOUTS
 from ains.tasks.router import router as tasks_router
 from ains.trust.router import router as trust_router
+from ains.webhooks.directory import directory_for
 from ains.webhooks.dispatcher import webhook_duty
 from ains.webhooks.router import router as webhooks_router
 from ains.workflows.router import router as workflows_router
@@ -58,6 +59,7 @@ async def open_context(settings: Settings, *, with_admin_key: bool = True) -> Ap
     wakeups.deadline_horizon_seconds = max(settings.timeout_check_seconds, settings.webhook_dispatch_interval_seconds)
     keys = KeyCache()
     wakeups.watch(KEY, keys.forget)
+    wakeups.watch(WEBHOOKS, directory_for(db.engine).forget)
     if isinstance(cache, MemoryCache):
         wakeups.watch(CACHE, cache.drop)
     listener = None

@@ -172,6 +172,9 @@ async def test_gone_disables_at_once(client, receivers):
     assert delivery["status"] == "failed" and delivery["attempts"] == 1
     state = (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"][0]
     assert state["active"] is False and "410" in state["disabled_reason"]
+    # The dispatcher's disabling is heard like an owner's: the next task's event goes to nobody.
+    await submit(client, owner)
+    assert len(await deliveries(client, owner, created["webhook_id"])) == 1
 
 
 class TestAutoDisable:

@@ -55,16 +55,21 @@ class AppContext:
         "Now" is read once the transaction has begun (on SQLite, once this process's write turn has come).
         """
         async with self.db.transaction() as session:
-            yield Work(session, now or utcnow(), self.settings)
+            yield Work(session, now or utcnow(), self.settings, self.listening)
 
     @contextlib.asynccontextmanager
     async def reading(self, now: datetime | None = None) -> AsyncIterator[Work]:
         """One read-only transaction (a replica's, when one is configured) as a unit of work. It commits nothing,
         so nothing may wait for its commit: an after-commit hook or a wake-up announced in it is a mistake."""
         async with self.db.read() as session:
-            yield Work(session, now or utcnow(), self.settings)
+            yield Work(session, now or utcnow(), self.settings, self.listening)
             state = take_state(session)
             assert not (state.after_commit or state.announcements), "a read-only unit of work sets nothing off"
+
+    @property
+    def listening(self) -> bool:
+        """Every change another process makes reaches this one now: in-process memory may be trusted."""
+        return self.listener is not None and self.signals.connected
 
     async def close(self) -> None:
         if self.listener is not None:

@@ -24,7 +24,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ains.core.cache import Cache
 from ains.core.metrics import DB_STATEMENTS
-from ains.core.signals import CACHE, KEY, Wakeups, announcements_of
+from ains.core.signals import CACHE, SENT_IN_TRANSACTION, Wakeups, announcements_of
 from ains.core.transaction_state import AfterCommit, state_of, take_state
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -163,11 +163,11 @@ class Database:
                 async with session.begin():
                     yield session
                     await session.flush()  # the last changes, so the cache and wake-ups below are complete
-                    keys_changed = [a for a in announcements_of(state_of(session)) if a[0] == KEY]
-                    if keys_changed and self.origin is not None:
+                    never_lost = [a for a in announcements_of(state_of(session)) if a[0] in SENT_IN_TRANSACTION]
+                    if never_lost and self.origin is not None:
                         from ains.core.listener import notify_in_transaction
 
-                        await notify_in_transaction(session, self.origin, keys_changed)
+                        await notify_in_transaction(session, self.origin, never_lost)
                 state = take_state(session)
                 announcements, hooks, changed = announcements_of(state), state.after_commit, state.cache_changed
             finally:

@@ -36,6 +36,11 @@ DEADLINE = "deadline"  # subject: a deadline kind; value: the epoch seconds of t
 CANCEL = "cancel"  # subject: the agent whose held task was cancelled
 KEY = "key"  # subject: the principal whose keys changed
 CACHE = "cache"  # subject: a cache kind; value: the changed keys, comma-separated
+WEBHOOKS = "webhooks"  # some webhook was created, changed or deleted (no subject)
+
+# Kinds that must never be lost (a process would go on trusting what it keeps): the database sends them inside
+# the transaction that made the change, not after its commit.
+SENT_IN_TRANSACTION = frozenset({KEY, WEBHOOKS})
 
 Announcement = tuple[str, str, str]  # (kind, subject, value)
 
@@ -73,6 +78,11 @@ def announce_key(session: Any, principal_id: str) -> None:
     the database sends it inside the transaction itself (see `Database.transaction`).
     """
     _pending(session)[(KEY, principal_id)] = ""
+
+
+def announce_webhooks(session: Any) -> None:
+    """Some webhook is created, changed or deleted when this transaction commits (sent inside it, like keys)."""
+    _pending(session)[(WEBHOOKS, "")] = ""
 
 
 def announcements_of(state: TransactionState) -> list[Announcement]:
@@ -113,12 +123,13 @@ class Wakeups:
     def committed(self, announcements: list[Announcement], *, remote_only: Iterable[Announcement] = ()) -> None:
         """A transaction of this process committed: wake here at once, and tell the other processes.
 
-        Key announcements already went to the others inside the transaction; `remote_only` is what this
+        Key and webhook announcements already went to the others inside the transaction; `remote_only` is what this
         process has already dealt with itself (its own cache invalidations).
         """
         self.deliver(announcements)
         if self.publish is not None:
-            outgoing = [a for a in announcements if a[0] != KEY and self._worth_sending(a)] + list(remote_only)
+            outgoing = [a for a in announcements if a[0] not in SENT_IN_TRANSACTION and self._worth_sending(a)]
+            outgoing += remote_only
             if outgoing:
                 self.publish(outgoing)
 
@@ -160,7 +171,7 @@ class Wakeups:
                 waiter.event.set()
         now = f"{datetime.now(UTC).timestamp():.6f}"
         self.deliver([(DEADLINE, kind, now) for kind in self._deadline_kinds])
-        self.deliver([(kind, EVERYTHING, "") for kind in (KEY, CACHE, CANCEL)])
+        self.deliver([(kind, EVERYTHING, "") for kind in (KEY, WEBHOOKS, CACHE, CANCEL)])
 
     # -- long-polling claims --------------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ class Work:
     session: AsyncSession
     now: datetime
     settings: Settings
+    # Whether every change another process makes reaches this one now (PostgreSQL's wake-up link is up), so
+    # what the process keeps in memory (the webhook directory, say) may be trusted.
+    listening: bool = False
 
     @property
     def state(self) -> TransactionState:
@@ -60,3 +63,7 @@ class Work:
     def announce_key(self, principal_id: str) -> None:
         """A key of `principal_id` changed: every process forgets what it verified (sent inside the commit)."""
         signals.announce_key(self.session, principal_id)
+
+    def announce_webhooks(self) -> None:
+        """Some webhook changed: every process forgets who hears what (sent inside the commit)."""
+        signals.announce_webhooks(self.session)

@@ -369,6 +369,7 @@ class WebhookDispatcher:
                         hook.consecutive_failures += 1
                         hook.active = False
                         hook.disabled_reason = "the receiver answered 410 Gone"
+                        work.announce_webhooks()
                         result = "gone"
                     elif leased.attempt < settings.webhook_max_attempts:
                         delay = retry_delay(leased.attempt, settings)
@@ -384,6 +385,7 @@ class WebhookDispatcher:
                         if hook.active and hook.consecutive_failures >= settings.webhook_disable_after:
                             hook.active = False
                             hook.disabled_reason = f"{hook.consecutive_failures} deliveries failed in a row"
+                            work.announce_webhooks()
                         result = "failed"
                     if result != "retrying":
                         failed.append((leased.delivery_id, outcome.error))

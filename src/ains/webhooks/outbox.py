@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Float, Integer, bindparam, insert, text
+from sqlalchemy import Float, Integer, bindparam, exists, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ains.core.clock import new_id, utc_text
 from ains.core.database import dialect_name, table_of
 from ains.core.transaction_state import Memo
 from ains.core.work import Work
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
-from ains.webhooks.models import TaskEvent, WebhookDelivery
+from ains.webhooks.directory import as_list, directory_for
+from ains.webhooks.models import TaskEvent, Webhook, WebhookDelivery
 from ains.webhooks.schemas import DeliveryStatus, EventName
 
 # The dispatcher's deadline kind: a new delivery is due at once.
@@ -109,6 +111,14 @@ async def _subscribers(work: Work, event: EventName, task: Any, agent_id: str | 
     who_may_claim = (task.capability_required, task.min_trust_score, task.priority) if created else None
     audience = (task.client_id, agent_id, who_may_claim)
     memo = work.memo(SUBSCRIBERS)
+    if audience not in memo and work.listening:
+        directory = directory_for(cast(AsyncEngine, work.session.bind))
+        hearing = directory.hearing(task.client_id, agent_id, created)
+        if hearing is None and directory.worth_loading:
+            await directory.load(work.session)
+            hearing = directory.hearing(task.client_id, agent_id, created)
+        if hearing is not None:
+            memo[audience] = hearing
     if audience not in memo:
         rows = await work.session.execute(
             _SUBSCRIBER_QUERIES[dialect_name(work.session)],
@@ -125,13 +135,8 @@ async def _subscribers(work: Work, event: EventName, task: Any, agent_id: str | 
                 "probation_max_priority": PROBATION_MAX_PRIORITY,
             },
         )
-        memo[audience] = [(webhook_id, _as_list(events)) for webhook_id, events in rows]
+        memo[audience] = [(webhook_id, as_list(events)) for webhook_id, events in rows]
     return [webhook_id for webhook_id, events in memo[audience] if event in events]
-
-
-def _as_list(events: Any) -> list[str]:
-    # JSONB comes back decoded; SQLite's JSON column through a text() query comes back as its text.
-    return json.loads(events) if isinstance(events, str) else events
 
 
 async def emit(work: Work, event: EventName, task: Any, *, agent_id: str | None, reason: str | None = None) -> None:
@@ -140,7 +145,18 @@ async def emit(work: Work, event: EventName, task: Any, *, agent_id: str | None,
 
 # The outbox rows, written by Core: one INSERT of events and one of deliveries for however many events.
 _INSERT_EVENTS = insert(table_of(TaskEvent))
-_INSERT_DELIVERIES = insert(table_of(WebhookDelivery))
+_DELIVERIES = table_of(WebhookDelivery)
+_WEBHOOKS = table_of(Webhook)
+# Each delivery row is written only while its webhook is still there and active: who hears an event may come
+# from this process's directory, which learns of a webhook deleted or disabled in another process a moment
+# after its commit (ains.webhooks.directory). Without the check that moment's events would fail their whole
+# transaction on the foreign key. Rows go one by one (executemany), in order: their ids are the delivery order.
+_INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
+    [c.name for c in _DELIVERIES.columns if c.name != "id"],
+    select(*(bindparam(c.name, type_=c.type) for c in _DELIVERIES.columns if c.name != "id")).where(
+        exists().where(_WEBHOOKS.c.webhook_id == bindparam("webhook_id"), _WEBHOOKS.c.active)
+    ),
+)
 
 
 def delivery_row(webhook_id: str, event_id: str, order_key: str, now: datetime) -> dict[str, Any]:

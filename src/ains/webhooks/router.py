@@ -95,8 +95,8 @@ async def update_webhook(
     dependencies=[requires("webhooks:write")],
 )
 async def delete_webhook(webhook_id: str, principal: CurrentPrincipal, ctx: Ctx) -> Response:
-    async with ctx.db.transaction() as session:
-        await service.delete(session, principal, webhook_id)
+    async with ctx.work() as work:
+        await service.delete(work, principal, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

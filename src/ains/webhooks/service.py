@@ -63,6 +63,7 @@ async def create(
         updated_at=now,
     )
     session.add(hook)
+    work.announce_webhooks()
     if principal.is_admin:
         audit.record(work, principal, "webhook.create", "webhook", hook.webhook_id, {"owner": owner_id})
     return hook, secret
@@ -117,10 +118,12 @@ async def update(work: Work, principal: Principal, webhook_id: str, patch: Webho
             hook.disabled_reason = "disabled by its owner"
         hook.active = patch.active
     hook.updated_at = work.now
+    work.announce_webhooks()
     return hook, shown_secret
 
 
-async def delete(session: AsyncSession, principal: Principal, webhook_id: str) -> None:
+async def delete(work: Work, principal: Principal, webhook_id: str) -> None:
+    session = work.session
     await get_owned(session, principal, webhook_id)  # someone else's: 404 before any lock is taken
     # Its deliveries first, in id order, then the webhook: the order in which a dispatcher records an attempt,
     # so a delete and a recording queue behind each other instead of deadlocking.
@@ -132,6 +135,7 @@ async def delete(session: AsyncSession, principal: Principal, webhook_id: str) -
     )
     hook = await get_owned(session, principal, webhook_id, for_update=True)
     await session.delete(hook)
+    work.announce_webhooks()
 
 
 async def deliveries(
