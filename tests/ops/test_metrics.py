@@ -77,3 +77,22 @@ async def test_openapi_describes_every_endpoint(client):
         assert methods <= set(paths[path]), path
     for name in ("TaskOut", "TaskSubmit", "AgentRegister", "AgentOut", "ApiKeyCreated", "ClaimRequest"):
         assert name in document["components"]["schemas"]
+
+
+async def test_every_request_is_counted_once_under_its_route_and_status(client):
+    from prometheus_client import REGISTRY
+
+    def count(status: str) -> float:
+        labels = {"method": "POST", "route": "/ains/tasks", "status": status}
+        return REGISTRY.get_sample_value("ains_http_requests_total", labels) or 0.0
+
+    def observed() -> float:
+        labels = {"method": "POST", "route": "/ains/tasks"}
+        return REGISTRY.get_sample_value("ains_http_request_duration_seconds_count", labels) or 0.0
+
+    owner = await create_client(client)
+    created, refused, timed = count("201"), count("422"), observed()
+    for _ in range(3):
+        await submit(client, owner)
+    assert (await client.post("/ains/tasks", json={"task_type": "x"}, headers=owner)).status_code == 422
+    assert (count("201") - created, count("422") - refused, observed() - timed) == (3, 1, 4)

@@ -23,7 +23,7 @@ FORMATS = ("auto", "text", "json")
 
 def _plain(value: Any) -> Any:
     if isinstance(value, str):
-        return _ANSI.sub("", value)
+        return _ANSI.sub("", value) if "\x1b" in value else value  # every sequence starts with ESC
     if isinstance(value, dict):
         return {key: _plain(inner) for key, inner in value.items()}
     if isinstance(value, list | tuple):

@@ -28,6 +28,10 @@ MAX_METADATA_BYTES: contextvars.ContextVar[int] = contextvars.ContextVar("ains_m
 class RequestTelemetry:
     def __init__(self, app: Any) -> None:
         self.app = app
+        # The metrics' children by (method, route, status): `labels()` checks and locks on every call, a few
+        # per cent of a cached read. Routes, methods and statuses are few, so this stays small.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -55,8 +59,17 @@ class RequestTelemetry:
             route = scope.get("route")
             route_path = getattr(route, "path", "unmatched")
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, route_path, str(status_holder["status"])).inc()
-            HTTP_LATENCY.labels(method, route_path).observe(elapsed)
+            status = status_holder["status"]
+            counter = self._counters.get((method, route_path, status))
+            if counter is None:
+                counter = self._counters[(method, route_path, status)] = HTTP_REQUESTS.labels(
+                    method, route_path, str(status)
+                )
+            counter.inc()
+            latency = self._latencies.get((method, route_path))
+            if latency is None:
+                latency = self._latencies[(method, route_path)] = HTTP_LATENCY.labels(method, route_path)
+            latency.observe(elapsed)
             log.info(
                 "request",
                 extra={
