@@ -16,6 +16,16 @@ from ains.webhooks.url_guard import ForbiddenTarget
 from tests.webhooks.test_pinning import REFUSED
 
 
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request with a Content-Length body off the stream: its head (the body is read and dropped)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head
+
+
 class Server:
     """A minimal HTTP/1.1 receiver on 127.0.0.1 that answers 200, counting connections; it can close each
     connection after one answer (without saying so) or hold its answers until `release` is set."""
@@ -43,13 +53,7 @@ class Server:
         self.most_open = max(self.most_open, self.open)
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
+                head = await read_request(reader)
                 self.requests += 1
                 self.heads.append(head)
                 await self.release.wait()
