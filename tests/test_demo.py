@@ -42,8 +42,8 @@ def _server_processes_under(directory: Path) -> list[int]:
     return found
 
 
-def _run_demo(tmp: Path) -> subprocess.Popen:
-    env = os.environ | {"TMPDIR": str(tmp), "AINS_DEMO_PYTHON": sys.executable}
+def _run_demo(tmp: Path, **extra_env: str) -> subprocess.Popen:
+    env = os.environ | {"TMPDIR": str(tmp), "AINS_DEMO_PYTHON": sys.executable} | extra_env
     return subprocess.Popen(
         [str(ROOT / "scripts" / "demo")], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -88,7 +88,9 @@ def test_scripts_demo_interrupted_cleans_up(tmp_path, signum):
     """Ctrl-C (or SIGTERM) while the server runs and the agents work: the server is stopped, its files gone."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    demo = _run_demo(tmp)
+    # Tasks of 60 s each: the demo is surely still at work when the signal comes (it used to finish within the
+    # second this test waited, once claims got faster).
+    demo = _run_demo(tmp, AINS_DEMO_TASK_SECONDS="60")
     try:
         deadline = time.monotonic() + 60
         while not _server_processes_under(tmp):
