@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, text
 
+from ains.core.clock import utcnow
+from ains.core.database import JSONType, UTCDateTime
 from tests.helpers import ADMIN, ServerProcess, bearer, create_client, submit, task_body, wait_for
 
 HOOK_URL = "http://127.0.0.1:9/hook"  # never called: nothing is dispatched in these tests
@@ -124,3 +126,27 @@ async def test_a_webhook_created_through_one_server_is_heard_by_another(postgres
     finally:
         first.stop()
         second.stop()
+
+
+async def test_while_the_link_is_down_a_change_it_never_announced_is_still_honoured(client, db, app):
+    """A webhook written by a process whose announcement never arrived (the link was down): events route by
+    query until the link is back, and the directory is emptied when it comes back."""
+    owner = await create_client(client, "client_1")
+    await submit(client, owner)  # the directory is loaded while there is no webhook (PostgreSQL)
+    signals = app.state.ctx.signals
+    signals.connected = False
+    async with db.transaction() as session:  # another process's webhook, announced to nobody
+        await session.execute(
+            text(
+                "INSERT INTO webhooks (webhook_id, owner_kind, owner_id, url, events, secret, active,"
+                " consecutive_failures, created_at, updated_at) VALUES ('wh_elsewhere', 'client', 'client_1',"
+                " :url, :events, 'secret-secret-secret', true, 0, :now, :now)"
+            ).bindparams(bindparam("now", type_=UTCDateTime), bindparam("events", type_=JSONType)),
+            {"url": HOOK_URL, "events": ["task.created"], "now": utcnow()},
+        )
+    while_down = (await submit(client, owner))["task_id"]
+    assert await _deliveries(db, "wh_elsewhere") == [while_down]
+    signals.connected = True
+    signals.missed_some()  # what the listener does on reconnecting
+    after = (await submit(client, owner))["task_id"]
+    assert await _deliveries(db, "wh_elsewhere") == [while_down, after]
