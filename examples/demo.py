@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import tempfile
 import time
@@ -25,9 +24,6 @@ from ains.testing import ServerProcess
 TASKS = 200
 ADMIN_KEY = "ains_admin_demo-key-not-for-production-0000"
 RELIABILITY = {"agent_steady": 0.98, "agent_flaky": 0.8, "agent_shaky": 0.55}
-# Extra seconds each task takes (default none): the tests that interrupt the demo make it last long enough to be
-# interrupted while the agents work, however fast the server is.
-TASK_SECONDS = float(os.environ.get("AINS_DEMO_TASK_SECONDS", "0"))
 
 
 def make_agent(url: str, agent_id: str, success_rate: float, keys: Path) -> Agent:
@@ -44,7 +40,7 @@ def make_agent(url: str, agent_id: str, success_rate: float, keys: Path) -> Agen
 
     @agent.handler("text:v1")
     async def count_words(input_data: dict) -> dict:
-        await asyncio.sleep(rng.uniform(0.01, 0.05) + TASK_SECONDS)
+        await asyncio.sleep(rng.uniform(0.01, 0.05))
         roll = rng.random()
         if roll > success_rate:
             if roll > 0.97:
