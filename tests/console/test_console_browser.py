@@ -138,6 +138,14 @@ def test_sign_in_watch_a_task_arrive_open_it_and_cancel_it(browser, server, api,
         page.locator("#task-status", has_text="CANCELLED").wait_for()
         assert f"Task {task['task_id']} cancelled." in page.locator(".flash.ok").inner_text()
         assert api.get(f"/ains/tasks/{task['task_id']}", headers=bearer(keys["alice"])).json()["status"] == "CANCELLED"
+
+        # A change elsewhere a moment later swaps the page's content in; the action's message stays, once.
+        page.locator("#task-status").evaluate("element => { element.dataset.beforeSwap = 'yes'; }")
+        _submit(api, keys["alice"], input_data={"text": "a change elsewhere"})
+        page.wait_for_function(
+            "() => document.querySelector('#task-status').dataset.beforeSwap === undefined", timeout=LIVE_TIMEOUT_MS
+        )
+        assert page.locator(".flash.ok").all_inner_texts() == [f"Task {task['task_id']} cancelled."]
     finally:
         context.close()
 

@@ -75,9 +75,13 @@
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
         if (!fresh || userIsEditing(main)) return false;
-        // Flash messages belong to the action that led here, not to every later refresh.
+        // Flash messages belong to the action that led here: the one on screen stays while the page updates
+        // under it (a change a moment after the action used to wipe it before it could be read), and the
+        // refreshed copy of the page does not bring it back a second time.
+        var shown = Array.prototype.slice.call(main.querySelectorAll(":scope > .flash"));
         fresh.querySelectorAll(".flash").forEach(function (el) { el.remove(); });
         main.innerHTML = fresh.innerHTML;
+        shown.reverse().forEach(function (el) { main.insertBefore(el, main.firstChild); });
         refreshTimes(main);
         return true;
       });
