@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy.engine import make_url
 
-from ains.testing import ServerProcess, free_port
+from ains.testing import ServerProcess, WorkerProcess, free_port
 
 ADMIN_KEY = "ains_admin_benchmark-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -111,6 +111,19 @@ def server(
         {"AINS_ADMIN_KEY": ADMIN_KEY, "AINS_DATABASE_URL": database_url, "AINS_DATA_DIR": tempfile.mkdtemp()}
         | (env or {}),
         serve_args,
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@contextlib.contextmanager
+def worker(database_url: str, env: dict[str, str] | None = None) -> Iterator[WorkerProcess]:
+    """A real `ains worker` (background duties only) on `database_url`."""
+    process = WorkerProcess(
+        {"AINS_ADMIN_KEY": ADMIN_KEY, "AINS_DATABASE_URL": database_url, "AINS_DATA_DIR": tempfile.mkdtemp()}
+        | (env or {})
     )
     try:
         yield process

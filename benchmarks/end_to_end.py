@@ -7,15 +7,17 @@ agents (SDK clients, one asyncio loop each) claim up to 50 tasks at a time,
 started at once (`"start": true`, long poll 1 s), and report them with one
 `complete-batch` call per claim. A ninth loop submits the tasks, 4 batches in
 flight. tasks/s = TASKS / (first submission → last completion); each run also
-prints when the last submission was answered. Afterwards the
-rate at which the outbox then delivers the backlog is watched for 30 s.
+prints when the last submission was answered. Afterwards the run waits (up to
+120 s) for the rest of the `task.completed` deliveries and prints how long after
+the last completion the last one arrived (target: within 5 s) and the rate of
+that backlog.
 
 Server CPU per task: the CPU time (user + system, from /proc/<pid>/stat) of the
 server process and all its descendants (uvicorn workers with `--workers`) from the
 first submission to the last completion, divided by TASKS (PostgreSQL's CPU is not
 in it). Most webhook deliveries come after the last completion, so the CPU per
-delivery is also measured over the 30 s watch and the figure "with its delivery"
-adds it for the deliveries the run left over.
+delivery is also measured from the last completion to the last delivery and the
+figure "with its delivery" adds it for the deliveries the run left over.
 `--workers N` is passed to `ains serve --workers N` (the script stops with a message
 if this AINS's `ains serve` has no such option).
 
@@ -25,6 +27,7 @@ if this AINS's `ains serve` has no such option).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import common
@@ -36,7 +39,7 @@ from ains.identity import Identity
 AGENTS = 8
 CAPABILITY = "bench:v1"
 BODY = {"task_type": "bench", "capability_required": CAPABILITY, "input_data": {"n": 1}}
-DRAIN_WATCH_SECONDS = 30
+DRAIN_TIMEOUT_SECONDS = 120
 
 
 async def agent_loop(url: str, number: int, done: list[int], total: int, ready: Ready) -> None:
@@ -66,11 +69,30 @@ class Ready:
 
 
 async def run_once(
-    database_url: str, tasks: int, drain_watch_seconds: float = DRAIN_WATCH_SECONDS, serve_args: tuple[str, ...] = ()
-) -> tuple[float, float, float, float]:
+    database_url: str,
+    tasks: int,
+    drain_timeout_seconds: float = DRAIN_TIMEOUT_SECONDS,
+    serve_args: tuple[str, ...] = (),
+    separate_worker: bool = False,
+) -> tuple[float, float, float, float, float]:
+    """tasks/s, backlog deliveries/s, CPU ms per task, the same with its delivery, seconds from the last
+    completion to the last delivery (nan when not waited for, or when some never arrived)."""
     ready = Ready(AGENTS)
     receiver = Arrivals()
-    with common.server(database_url, {"AINS_WEBHOOK_ALLOW_PRIVATE": "true"}, serve_args) as server:
+    nan = float("nan")
+    env = {"AINS_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(
+            common.server(database_url, env | ({"AINS_RUN_BACKGROUND": "false"} if separate_worker else {}), serve_args)
+        )
+        pids = [server.process.pid]
+        if separate_worker:
+            worker = stack.enter_context(common.worker(database_url, env))
+            pids.append(worker.process.pid)
+
+        def cpu_seconds() -> float:
+            return sum(common.cpu_seconds(pid) for pid in pids)
+
         async with AsyncAINSClient(server.url, common.ADMIN_KEY) as admin:
             key = (await admin.create_key("bench_client", "end to end")).api_key
         async with AsyncAINSClient(server.url, key, timeout=60) as client:
@@ -78,7 +100,7 @@ async def run_once(
             done = [0]
             agents = [asyncio.create_task(agent_loop(server.url, n, done, tasks, ready)) for n in range(AGENTS)]
             await ready.event.wait()
-            cpu_before = common.cpu_seconds(server.process.pid)
+            cpu_before = cpu_seconds()
             started = time.perf_counter()
             semaphore = asyncio.Semaphore(4)
 
@@ -91,37 +113,52 @@ async def run_once(
             submitted_after = time.perf_counter() - started
             await asyncio.gather(*agents)
             elapsed = time.perf_counter() - started
-            cpu_ms_per_task = (common.cpu_seconds(server.process.pid) - cpu_before) * 1000 / tasks
+            completed_at = time.time()
+            cpu_ms_per_task = (cpu_seconds() - cpu_before) * 1000 / tasks
             delivered_by_then = len(receiver.items)
-            cpu_drain_start = common.cpu_seconds(server.process.pid)
-            await asyncio.sleep(drain_watch_seconds)
-            drained = len(receiver.items) - delivered_by_then
-            drain_rate = drained / drain_watch_seconds if drain_watch_seconds else 0.0
-            watched = drained and drain_watch_seconds
-            cpu_ms_per_delivery = (
-                (common.cpu_seconds(server.process.pid) - cpu_drain_start) * 1000 / drained if watched else float("nan")
-            )
-            # What each task costs once its webhook delivery, mostly left for after the run, is counted too.
-            cpu_ms_with_delivery = cpu_ms_per_task + cpu_ms_per_delivery * (tasks - delivered_by_then) / tasks
-            delivery = (
-                f", {cpu_ms_per_delivery:.2f} ms per delivery afterwards, so {cpu_ms_with_delivery:.2f} ms/task "
-                "with its delivery"
-                if watched
-                else ""
-            )
+            cpu_drain_start = cpu_seconds()
+            backlog_seconds = drain_rate = cpu_ms_per_delivery = nan
+            cpu_ms_with_delivery = cpu_ms_per_task
+            delivery = ""
+            if drain_timeout_seconds:
+                await receiver.wait(tasks, timeout=drain_timeout_seconds)
+                cpu_drain = cpu_seconds() - cpu_drain_start
+                arrived = len(receiver.items)
+                drained = arrived - delivered_by_then
+                last_arrival = max(at for at, _ in receiver.items) if receiver.items else completed_at
+                if arrived >= tasks:
+                    backlog_seconds = max(0.0, last_arrival - completed_at)
+                if drained and backlog_seconds > 0:
+                    drain_rate = drained / backlog_seconds
+                if drained:
+                    cpu_ms_per_delivery = cpu_drain * 1000 / drained
+                    # What each task costs once its webhook delivery, mostly left for after the run, is counted too.
+                    cpu_ms_with_delivery = cpu_ms_per_task + cpu_ms_per_delivery * (tasks - delivered_by_then) / tasks
+                late = (
+                    f"the last {backlog_seconds:.1f} s after the last completion ({drain_rate:,.0f}/s)"
+                    if arrived >= tasks
+                    else f"only {arrived:,} arrived within {drain_timeout_seconds:.0f} s"
+                )
+                delivery = (
+                    f"; {cpu_ms_per_delivery:.2f} ms per delivery afterwards, so {cpu_ms_with_delivery:.2f} ms/task "
+                    "with its delivery"
+                    if drained
+                    else ""
+                )
+                delivery = f"; deliveries: {late}{delivery}"
             print(
                 f"run: {tasks / elapsed:,.0f} tasks/s (all submitted after {submitted_after:.1f} s, all done after "
                 f"{elapsed:.1f} s); {delivered_by_then:,} of {tasks:,} task.completed deliveries "
-                f"made by the last completion, then {drain_rate:,.0f}/s; server CPU {cpu_ms_per_task:.2f} ms/task "
+                f"made by the last completion; server CPU {cpu_ms_per_task:.2f} ms/task "
                 f"until the last completion{delivery}",
                 flush=True,
             )
     receiver.server.shutdown()
-    return tasks / elapsed, drain_rate, cpu_ms_per_task, cpu_ms_with_delivery
+    return tasks / elapsed, drain_rate, cpu_ms_per_task, cpu_ms_with_delivery, backlog_seconds
 
 
 def main() -> None:
-    args = common.arguments(__doc__.splitlines()[0], tasks=(int, 20_000), workers=(int, None))
+    args = common.arguments(__doc__.splitlines()[0], tasks=(int, 20_000), workers=(int, None), separate_worker=(int, 0))
     serve_args: tuple[str, ...] = ()
     if args.workers is not None:
         common.require_serve_option("--workers")
@@ -129,12 +166,17 @@ def main() -> None:
     results = []
     for _ in range(args.runs):
         with common.database(args.backend) as url:
-            results.append(asyncio.run(run_once(url, args.tasks, serve_args=serve_args)))
+            results.append(
+                asyncio.run(
+                    run_once(url, args.tasks, serve_args=serve_args, separate_worker=bool(args.separate_worker))
+                )
+            )
     workers = f", {args.workers} server workers" if args.workers is not None else ""
     print(
         f"end to end, {args.backend}, {args.tasks:,} tasks, {AGENTS} agents{workers}, {args.runs} runs: "
         f"{common.spread([r[0] for r in results])} tasks/s; "
-        f"webhook deliveries {common.spread([r[1] for r in results])}/s (one webhook, after the last completion); "
+        f"the last webhook delivery {common.spread([r[4] for r in results], '{:.1f}'.format)} s after the last "
+        f"completion (target <= 5 s), the backlog at {common.spread([r[1] for r in results])}/s; "
         f"server CPU {common.spread([r[2] for r in results], '{:.2f}'.format)} ms/task (target <= 0.5), "
         f"{common.spread([r[3] for r in results], '{:.2f}'.format)} ms/task with its webhook delivery"
     )

@@ -138,7 +138,7 @@ def main() -> None:
     results: dict[str, list[float]] = {"AINS": [], "Procrastinate": [], "pgqueuer": [], "Celery (Redis)": []}
     for run in range(args.runs):
         with common.scratch_postgres() as url:
-            results["AINS"].append(asyncio.run(end_to_end.run_once(url, args.jobs, drain_watch_seconds=0))[0])
+            results["AINS"].append(asyncio.run(end_to_end.run_once(url, args.jobs, drain_timeout_seconds=0))[0])
         with common.scratch_postgres() as url:
             results["Procrastinate"].append(asyncio.run(procrastinate_run(url, args.jobs)))
         with common.scratch_postgres() as url:
