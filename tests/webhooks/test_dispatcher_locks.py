@@ -1,20 +1,29 @@
-"""A dispatcher pass that finds a webhook with due deliveries locked by another transaction comes back soon.
+"""The dispatcher's row locks on webhooks, against the rest of the work (row locks are PostgreSQL's: runs there).
 
-Found under load: a delivery recorded while the dispatcher's recorder held its webhook's
-row was skipped by the pass its event woke, and then waited out the whole dispatch
-interval. Row locks are PostgreSQL's, so this runs there.
+A pass that finds a webhook with due deliveries locked by another transaction comes
+back soon. Found under load: a delivery recorded while the dispatcher's recorder held
+its webhook's row was skipped by the pass its event woke, and then waited out the whole
+dispatch interval.
+
+A task event for a webhook the dispatcher holds is written at once: the dispatcher
+locks webhooks FOR NO KEY UPDATE, which the foreign key check of a new delivery
+(FOR KEY SHARE) does not wait for. With FOR UPDATE, every completion of a busy
+webhook's tasks queued behind the dispatcher's recordings.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from ains.core.clock import utcnow
 from ains.core.config import Settings
 from ains.main import create_app
+from ains.webhooks import statements
 from ains.webhooks.dispatcher import WebhookDispatcher
 from ains.webhooks.models import Webhook
 from tests.helpers import ADMIN_KEY, create_client, submit, wait_for
@@ -57,3 +66,53 @@ async def test_a_pass_that_finds_its_webhook_locked_looks_again_soon(postgres_on
 
 async def _arrived(receiver, task_id: str) -> bool:
     return any(r.payload["task_id"] == task_id for r in receiver.requests)
+
+
+@pytest.mark.parametrize("lock", ["LOCK_HEALTH", "LOCK_WEBHOOKS"])
+async def test_a_task_event_does_not_wait_for_the_dispatcher_holding_its_webhook(
+    lock, postgres_only_url, tmp_path, receivers
+):
+    settings = Settings(
+        database_url=postgres_only_url,
+        data_dir=tmp_path / "data",
+        admin_key=ADMIN_KEY,
+        auto_migrate=False,
+        run_background=False,
+        webhook_allow_private=True,
+    )
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        ctx = application.state.ctx
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ains.test") as client:
+            owner = await create_client(client, "client_1")
+            created = await hook(client, owner, "/ains/clients/client_1", receivers().url, events=["task.created"])
+            async with ctx.db.transaction() as holder:  # as the dispatcher's recording (or pass) of this webhook
+                held = await holder.execute(getattr(statements, lock), {"ids": [created["webhook_id"]]})
+                assert len(held.all()) == 1
+                submission = asyncio.create_task(submit(client, owner))
+                waited = await _lock_wait_or_done(ctx, submission)
+                assert waited is None, f"the task event waited for the dispatcher's lock: {waited}"
+                task = submission.result()
+        async with ctx.db.read() as session:
+            deliveries = await session.scalar(
+                text("SELECT count(*) FROM webhook_deliveries WHERE task_id = :t"), {"t": task["task_id"]}
+            )
+        assert deliveries == 1
+
+
+async def _lock_wait_or_done(ctx, submission: asyncio.Task) -> str | None:
+    """Until `submission` is done: None; or the query of a backend found waiting for a lock, as soon as one is."""
+    while not submission.done():
+        async with ctx.db.engine.connect() as connection:
+            waiting = await connection.scalar(
+                text(
+                    "SELECT query FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock' LIMIT 1"
+                )
+            )
+        if waiting is not None:
+            submission.cancel()
+            return waiting
+        await asyncio.sleep(0.02)
+    return None

@@ -36,12 +36,17 @@ DUE_WEBHOOKS = (
     .distinct()
 )
 
+# The dispatcher locks webhook rows FOR NO KEY UPDATE (`key_share=True`), the lock its own UPDATE of their health
+# takes anyway: a transaction inserting a delivery takes FOR KEY SHARE on its webhook (the foreign key), which FOR
+# UPDATE would make wait, so every task event of a busy webhook would queue behind the dispatcher's recordings (and
+# they behind it). Deleting a webhook still waits for them.
+
 # The active webhooks among :ids, locked in id order; those another transaction holds are skipped.
 LOCK_WEBHOOKS = (
     select(webhooks.c.webhook_id, webhooks.c.url, webhooks.c.secret)
     .where(webhooks.c.active.is_(True), webhooks.c.webhook_id.in_(bindparam("ids", expanding=True)))
     .order_by(webhooks.c.webhook_id)
-    .with_for_update(skip_locked=True)
+    .with_for_update(skip_locked=True, key_share=True)
 )
 
 # Lease up to min(:free, :max_in_flight − what is in flight to it) due deliveries of one (locked) webhook,
@@ -145,7 +150,7 @@ LOCK_HEALTH = (
     )
     .where(webhooks.c.webhook_id.in_(bindparam("ids", expanding=True)))
     .order_by(webhooks.c.webhook_id)
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 
 # One attempt's outcome, run once per delivery of a batch (executemany): its history gains :entry (a JSON
