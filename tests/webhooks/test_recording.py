@@ -8,6 +8,7 @@ The dispatcher here sends nothing: the tests lease deliveries, make up their out
 import dataclasses
 
 import pytest
+from sqlalchemy import text
 
 from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher
 from tests.helpers import create_client, submit
@@ -96,6 +97,51 @@ async def test_a_410_in_a_batch_disables_the_webhook_and_nothing_more_is_leased(
         (health,) = (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"]
         assert not health["active"] and health["disabled_reason"] == "the receiver answered 410 Gone"
         assert health["consecutive_failures"] == 1
+    finally:
+        await dispatcher.close()
+
+
+async def test_a_batch_of_successes_resets_each_webhooks_health_and_leases_what_it_freed(client, app):
+    """The all-success batch writes the webhooks' health in one statement: each webhook in the batch gets its
+    failure count reset and its last success, an active one leases the slots it freed, a disabled one nothing."""
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    url = "http://127.0.0.1:9/hook"
+    one = await hook(client, owner, "/ains/clients/client_1", url, events=["task.created"])
+    two = await hook(client, owner, "/ains/clients/client_1", url, events=["task.created"])
+    for _ in range(4):
+        await submit(client, owner)
+    dispatcher = WebhookDispatcher()
+    try:
+        async with ctx.work() as work:
+            targets, _ = await dispatcher._lock_targets(work)
+            leased = await dispatcher._lease(work, targets, 64)
+            await work.session.execute(text("UPDATE webhooks SET consecutive_failures = 2"))
+        by_hook = {
+            h["webhook_id"]: sorted((d for d in leased if d.webhook_id == h["webhook_id"]), key=lambda d: d.id)
+            for h in (one, two)
+        }
+        assert [len(v) for v in by_hook.values()] == [3, 3]  # webhook_max_in_flight each
+        patched = await client.patch(f"/ains/webhooks/{two['webhook_id']}", json={"active": False}, headers=owner)
+        assert patched.status_code == 200, patched.text
+
+        batch = [_outcome(by_hook[one["webhook_id"]][0], 200), _outcome(by_hook[two["webhook_id"]][0], 204)]
+        again = await dispatcher._record(ctx, batch)
+
+        # One slot freed on each; only the active webhook's next delivery is leased.
+        assert [(d.webhook_id, d.attempt) for d in again] == [(one["webhook_id"], 1)]
+        assert again[0].id not in {d.id for d in leased}
+        health = {
+            h["webhook_id"]: h
+            for h in (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"]
+        }
+        for created in (one, two):
+            assert health[created["webhook_id"]]["consecutive_failures"] == 0
+            assert health[created["webhook_id"]]["last_success_at"]
+        assert health[one["webhook_id"]]["active"] and not health[two["webhook_id"]]["active"]
+        for created, first in ((one, by_hook[one["webhook_id"]][0]), (two, by_hook[two["webhook_id"]][0])):
+            rows = {d["delivery_id"]: d for d in await deliveries(client, owner, created["webhook_id"])}
+            assert rows[first.delivery_id]["status"] == "succeeded"
     finally:
         await dispatcher.close()
 

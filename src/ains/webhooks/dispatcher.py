@@ -146,6 +146,59 @@ class _Health:
         }
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """What one finished attempt makes of its delivery: RECORD_OUTCOME's parameters and the attempt's result
+    (succeeded, retrying, failed for good, or gone: the receiver answered 410)."""
+
+    outcome: Outcome
+    result: str
+    change: dict[str, object]
+    retry_at: datetime | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "succeeded"
+
+
+def _decide(outcome: Outcome, now: datetime, settings: Settings) -> _Decided:
+    leased = outcome.leased
+    entry: dict[str, object] = {
+        "attempt": leased.attempt,
+        "at": utc_text(now),
+        "response_code": outcome.code,
+        "error": outcome.error,
+        "duration_ms": outcome.duration_ms,
+    }
+    change: dict[str, object] = {
+        "b_id": leased.id,
+        "b_code": outcome.code,
+        "b_error": outcome.error,
+        "b_now": now,
+        "b_status": DeliveryStatus.FAILED,
+        "b_finished": now,
+        "b_next": now,
+    }
+    retry_at = None
+    if outcome.error is None:
+        change["b_status"] = DeliveryStatus.SUCCEEDED
+        result = "succeeded"
+    elif outcome.code == 410:
+        result = "gone"
+    elif leased.attempt < settings.webhook_max_attempts:
+        delay = retry_delay(leased.attempt, settings)
+        if outcome.retry_after is not None:  # the receiver's wish, within the cap
+            delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
+        retry_at = now + timedelta(seconds=delay)
+        change |= {"b_status": DeliveryStatus.PENDING, "b_finished": None, "b_next": retry_at}
+        entry["retry_at"] = utc_text(retry_at)  # the history shows the schedule
+        result = "retrying"
+    else:
+        result = "failed"
+    change["b_entry"] = json.dumps(entry)
+    return _Decided(outcome, result, change, retry_at)
+
+
 class WebhookDispatcher:
     def __init__(self, resolver: Resolver | None = None) -> None:
         # None: url_guard.resolver, the event loop's getaddrinfo unless replaced.
@@ -313,14 +366,12 @@ class WebhookDispatcher:
     async def _record(self, ctx: AppContext, batch: list[Outcome]) -> list[Leased]:
         """Write a batch of outcomes and the webhooks' health; lease what those webhooks may send next.
 
-        Whatever the batch's size: one statement locks its deliveries, one its webhooks, one (run for each
-        delivery, executemany) writes the outcomes, one the webhooks' health, and one per webhook leases."""
+        Whatever the batch's size: one statement locks its deliveries, one (run for each delivery, executemany)
+        writes the outcomes, one locks and updates its webhooks when every attempt succeeded (two, a lock and an
+        executemany, when some failed: their health depends on the order of the outcomes), and one per webhook
+        leases. The webhooks are locked last, for the shortest time: a recording elsewhere waits for them."""
         settings = ctx.settings
         now = utcnow()
-        outcomes: Counter[str] = Counter()
-        latencies: list[float] = []
-        failed: list[tuple[str, str | None]] = []
-        retry_at: datetime | None = None
         async with ctx.work(now) as work:
             session = work.session
             # Deliveries, then webhooks, each in id order: two recorders never wait on each other in a circle.
@@ -336,82 +387,65 @@ class WebhookDispatcher:
             current = [o for o in batch if still_ours(o)]
             if not current:
                 return []
+            decided = [_decide(outcome, now, settings) for outcome in current]  # in the order the attempts finished
+            await session.execute(sql.RECORD_OUTCOME[dialect_name(session)], [d.change for d in decided])
             hook_ids = sorted({o.leased.webhook_id for o in current})
-            hooks = {row.webhook_id: _Health(*row) for row in await session.execute(sql.LOCK_HEALTH, {"ids": hook_ids})}
-            changes = []
-            for outcome in current:  # in the order the attempts finished
-                row, hook, leased = rows[outcome.leased.id], hooks[outcome.leased.webhook_id], outcome.leased
-                entry = {
-                    "attempt": leased.attempt,
-                    "at": utc_text(now),
-                    "response_code": outcome.code,
-                    "error": outcome.error,
-                    "duration_ms": outcome.duration_ms,
-                }
-                change = {
-                    "b_id": row.id,
-                    "b_code": outcome.code,
-                    "b_error": outcome.error,
-                    "b_now": now,
-                    "b_status": DeliveryStatus.FAILED,
-                    "b_finished": now,
-                    "b_next": now,
-                }
-                if outcome.error is None:
-                    change["b_status"] = DeliveryStatus.SUCCEEDED
-                    hook.consecutive_failures = 0
-                    hook.last_success_at = now
-                    result = "succeeded"
-                    latencies.append((now - row.created_at).total_seconds())
-                else:
-                    hook.last_failure_at = now
-                    if outcome.code == 410:
-                        hook.consecutive_failures += 1
-                        hook.active = False
-                        hook.disabled_reason = "the receiver answered 410 Gone"
-                        work.announce_webhooks()
-                        result = "gone"
-                    elif leased.attempt < settings.webhook_max_attempts:
-                        delay = retry_delay(leased.attempt, settings)
-                        if outcome.retry_after is not None:  # the receiver's wish, within the cap
-                            delay = max(delay, min(outcome.retry_after, settings.retry_max_delay_seconds))
-                        change |= {"b_status": DeliveryStatus.PENDING, "b_finished": None}
-                        change["b_next"] = at = now + timedelta(seconds=delay)
-                        entry["retry_at"] = utc_text(at)  # the history shows the schedule
-                        retry_at = at if retry_at is None else min(retry_at, at)
-                        result = "retrying"
-                    else:
-                        hook.consecutive_failures += 1
-                        if hook.active and hook.consecutive_failures >= settings.webhook_disable_after:
-                            hook.active = False
-                            hook.disabled_reason = f"{hook.consecutive_failures} deliveries failed in a row"
-                            work.announce_webhooks()
-                        result = "failed"
-                    if result != "retrying":
-                        failed.append((leased.delivery_id, outcome.error))
-                outcomes[result] += 1
-                change["b_entry"] = json.dumps(entry)
-                changes.append(change)
-            await session.execute(sql.RECORD_OUTCOME[dialect_name(session)], changes)
-            await session.execute(sql.RECORD_HEALTH, [hook.parameters(now) for hook in hooks.values()])
-            targets = [_Target(h.webhook_id, h.url, h.secret) for h in hooks.values() if h.active]
+            if all(d.result == "succeeded" for d in decided):
+                statement = sql.RECORD_SUCCESSES[dialect_name(session)]
+                updated = await session.execute(statement, {"ids": hook_ids, "now": now})
+                targets = [_Target(hook_id, url, secret) for hook_id, url, secret, active in updated if active]
+            else:
+                targets = await self._record_health(work, hook_ids, decided)
             taken = await self._lease(work, targets, self._free_slots(settings))
 
+            results = Counter(d.result for d in decided)
+            latencies = [(now - rows[d.outcome.leased.id].created_at).total_seconds() for d in decided if d.succeeded]
+
             def count() -> None:
-                for result, n in outcomes.items():
+                for result, n in results.items():
                     WEBHOOK_ATTEMPTS.labels(result).inc(n)
                 for latency in latencies:
                     WEBHOOK_EVENT_TO_DELIVERY.observe(latency)
 
             work.after_commit(count)
+            retry_at = min((d.retry_at for d in decided if d.retry_at is not None), default=None)
             if retry_at is not None:  # the sleeping pass must learn of the nearer deadline
                 work.after_commit(lambda: ctx.signals.deadline(DEADLINE_DELIVERY, retry_at))
             if self._short_of_slots and self._free_slots(settings) > len(taken):
                 self._short_of_slots = False
                 work.after_commit(lambda: ctx.signals.deadline(DEADLINE_DELIVERY, now))
-        for delivery_id, error in failed:
-            log.warning("webhook delivery failed", extra={"delivery_id": delivery_id, "error": error})
+        for d in decided:
+            if d.result in ("gone", "failed"):
+                extra = {"delivery_id": d.outcome.leased.delivery_id, "error": d.outcome.error}
+                log.warning("webhook delivery failed", extra=extra)
         return taken
+
+    @staticmethod
+    async def _record_health(work: Work, hook_ids: list[str], decided: list[_Decided]) -> list[_Target]:
+        """Some attempts failed: lock the webhooks, follow their health through the outcomes in order (a failure
+        may disable one), write it; the webhooks still active."""
+        session, now, settings = work.session, work.now, work.settings
+        hooks = {row.webhook_id: _Health(*row) for row in await session.execute(sql.LOCK_HEALTH, {"ids": hook_ids})}
+        for d in decided:
+            hook = hooks[d.outcome.leased.webhook_id]
+            if d.succeeded:
+                hook.consecutive_failures = 0
+                hook.last_success_at = now
+                continue
+            hook.last_failure_at = now
+            if d.result == "gone":
+                hook.consecutive_failures += 1
+                hook.active = False
+                hook.disabled_reason = "the receiver answered 410 Gone"
+                work.announce_webhooks()
+            elif d.result == "failed":
+                hook.consecutive_failures += 1
+                if hook.active and hook.consecutive_failures >= settings.webhook_disable_after:
+                    hook.active = False
+                    hook.disabled_reason = f"{hook.consecutive_failures} deliveries failed in a row"
+                    work.announce_webhooks()
+        await session.execute(sql.RECORD_HEALTH, [hook.parameters(now) for hook in hooks.values()])
+        return [_Target(h.webhook_id, h.url, h.secret) for h in hooks.values() if h.active]
 
     async def close(self) -> None:
         tasks = [*self._sending, *([self._recorder] if self._recorder else [])]

@@ -191,6 +191,29 @@ RECORD_HEALTH = (
     )
 )
 
+# Every attempt of a batch succeeded: its webhooks' health in one statement, which locks them (in id order on
+# PostgreSQL, as LOCK_HEALTH does) and returns what leasing their next deliveries needs.
+_success_values = {"consecutive_failures": 0, "last_success_at": _NOW, "updated_at": _NOW}
+_success_returns = (webhooks.c.webhook_id, webhooks.c.url, webhooks.c.secret, webhooks.c.active)
+_in_order = (
+    select(webhooks.c.webhook_id)
+    .where(webhooks.c.webhook_id.in_(bindparam("ids", expanding=True)))
+    .order_by(webhooks.c.webhook_id)
+    .with_for_update(key_share=True)
+    .subquery("in_order")
+)
+RECORD_SUCCESSES = {
+    "postgresql": update(webhooks)
+    .where(webhooks.c.webhook_id == _in_order.c.webhook_id)
+    .values(_success_values)
+    .returning(*_success_returns),
+    # One writer at a time: no lock order to keep.
+    "sqlite": update(webhooks)
+    .where(webhooks.c.webhook_id.in_(bindparam("ids", expanding=True)))
+    .values(_success_values)
+    .returning(*_success_returns),
+}
+
 # The earliest time a pending delivery of an active webhook falls due after :now.
 NEXT_DUE = (
     select(func.min(deliveries.c.next_attempt_at))
