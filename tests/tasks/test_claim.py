@@ -110,6 +110,35 @@ def _statements() -> float:
     return sum(DB_STATEMENTS.labels(kind)._value.get() for kind in ("read", "write"))
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"run_background": False}])
+async def test_a_claim_is_two_statements_on_postgres(client, db):
+    """The heartbeat that locks the agent, then one statement that counts what the agent holds, picks, assigns and
+    writes the attempt rows (BEGIN and COMMIT aside; no webhook hears the claim, and the agent's key is cached)."""
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1", max_concurrency=3)
+    for _ in range(4):
+        await submit(client, owner)
+    assert (await client.get("/ains/tasks", headers=agent.headers)).status_code == 200  # the key, read once
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        first = await claim(client, agent, max_tasks=2)
+        second = await claim(client, agent, max_tasks=2)  # one more fits max_concurrency 3
+        third = await claim(client, agent, max_tasks=2)  # none: the agent holds three
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert (len(first), len(second), len(third)) == (2, 1, 0)
+    work = [sql for sql in seen if sql not in ("BEGIN", "COMMIT", "ROLLBACK")]
+    assert len(work) == 6, work
+    assert all(sql.startswith("UPDATE agents SET last_heartbeat_at") for sql in work[::2]), work
+    assert all(sql.startswith("WITH budget AS") for sql in work[1::2]), work
+
+
 @pytest.mark.parametrize("settings_overrides", [{"webhook_allow_private": True, "run_background": False}])
 async def test_a_claim_picks_and_assigns_in_one_statement_on_postgres(client, backend, db):
     """On PostgreSQL one UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED) RETURNING assigns the whole claim, so a
@@ -142,7 +171,7 @@ async def test_a_claim_picks_and_assigns_in_one_statement_on_postgres(client, ba
         touching = [sql for sql in seen if "FOR UPDATE SKIP LOCKED" in sql or sql.startswith("UPDATE tasks")]
         assert len(touching) == 2, touching  # one per claim
         for sql in touching:
-            assert sql.startswith("WITH picked AS (SELECT head.task_id") and "UPDATE tasks SET" in sql
+            assert sql.startswith("WITH budget AS (SELECT") and "UPDATE tasks SET" in sql
             assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
     assert sorted(t["task_id"] for t in claimed) == sorted(t["task_id"] for t in submitted)
     for task in claimed:

@@ -49,7 +49,8 @@ async def test_a_claim_reads_the_head_of_each_capability_not_the_whole_queue(cli
         "now": now,
         "trust_score": 0.5,
         "max_priority": 10,
-        "wanted": 3,
+        "max_tasks": 3,
+        "free": 100,
         "agent_id": "agent_1",
         **lifecycle.claim_columns(now, app.state.ctx.settings, start=False),
     }

@@ -1,8 +1,8 @@
 """Claiming: hand an agent up to `max_tasks` eligible tasks, exclusively, optionally waiting for them.
 
-One transaction per try. The agent row is locked first (FOR UPDATE on
-PostgreSQL; SQLite serialises all writers), which serialises one agent's claims
-so its free concurrency cannot be raced. On PostgreSQL one statement then picks
+One transaction per try. The agent row is locked first (by the claim's
+heartbeat, an UPDATE, on PostgreSQL; SQLite serialises all writers), which
+serialises one agent's claims so its free concurrency cannot be raced. On PostgreSQL one statement then picks
 the tasks in queue order with `FOR UPDATE SKIP LOCKED` (concurrent claimers
 never wait on, or take, the same row) and assigns them, returning the rows; the
 attempt rows and events follow in the same transaction.
@@ -90,25 +90,24 @@ async def claim_once(work: Work, agent_id: str, max_tasks: int, *, start: bool) 
 
 async def _claim_once_postgres(work: Work, agent_id: str, max_tasks: int, *, start: bool) -> ClaimTry:
     session = work.session
-    agent = (await session.execute(queries.CLAIM_LOCK_AGENT, {"agent_id": agent_id})).first()
+    # A claim counts as a heartbeat; recording it locks the agent (a deregistered one: NotFound rolls it back).
+    heartbeat = {"now": utcnow(), "agent_id": agent_id}
+    agent = (await session.execute(queries.CLAIM_LOCK_AGENT, heartbeat)).first()
     if agent is None or agent.status == AgentStatus.DEREGISTERED:
         raise NotFound(f"Agent {agent_id} not found")
-    # Read the clock only once the agent is locked, so assignment times follow the order of claims.
+    note_changed_key(session, AGENT_CACHE, agent_id)
+    # Read the clock again once the agent is locked, so assignment times follow the order of claims.
     work = work.at(utcnow())
-    heartbeat = {"now": work.now, "agent_id": agent_id}
-    in_flight = (await session.execute(queries.CLAIM_HEARTBEAT_AND_HELD, heartbeat)).scalar_one()
-    note_changed_key(session, AGENT_CACHE, agent_id)  # a claim counts as a heartbeat
     capabilities = list(agent.capabilities)
     limits = claim_limits(agent.trust_score)
     result = ClaimTry([], capabilities, agent.trust_score, limits.describe(agent.trust_score))
     if limits.blocked:
         return result
     free = agent.max_concurrency if limits.max_in_flight is None else min(agent.max_concurrency, limits.max_in_flight)
-    wanted = min(max_tasks, free - in_flight)
-    if wanted <= 0 or not capabilities:
+    if min(max_tasks, free) <= 0 or not capabilities:
         return result
     result.tasks = await _pick_and_assign(
-        work, agent_id, capabilities, agent.trust_score, limits.max_priority, wanted, start
+        work, agent_id, capabilities, agent.trust_score, limits.max_priority, min(max_tasks, free), free, start
     )
     await lifecycle.after_claim(work, result.tasks, start=start)
     return result
@@ -120,26 +119,29 @@ async def _pick_and_assign(
     capabilities: list[str],
     trust_score: float,
     max_priority: int | None,
-    wanted: int,
+    max_tasks: int,
+    free: int,
     start: bool,
 ) -> list[Any]:
-    """PostgreSQL: pick the first `wanted` claimable tasks and assign them in one statement
-    (`queries.CLAIM_PICK_AND_ASSIGN`), as rows with the task's attribute names (no ORM objects)."""
+    """PostgreSQL: pick the first claimable tasks, up to `max_tasks` and `free` less what the agent holds, and
+    assign them in one statement (`queries.CLAIM_PICK_AND_ASSIGN`), as rows with the task's attribute names (no
+    ORM objects)."""
     session = work.session
     params = {
         "capabilities": capabilities,
         "now": work.now,
         "trust_score": trust_score,
         "max_priority": max_priority if max_priority is not None else 10,
-        "wanted": wanted,
+        "max_tasks": max_tasks,
+        "free": free,
         "agent_id": agent_id,
         **lifecycle.claim_columns(work.now, work.settings, start=start),
     }
     tasks = list(await session.execute(queries.CLAIM_PICK_AND_ASSIGN, params))
     for task in tasks:
         note_changed_key(session, TASK_CACHE, task.task_id)
-    if len(capabilities) > 1 and len(tasks) == wanted:
-        # More heads than wanted may have been locked and left: a claimer that skipped one looks again after
+    if len(capabilities) > 1 and tasks:
+        # More heads than taken may have been locked and left: a claimer that skipped one looks again after
         # this commit instead of waiting for its fallback poll.
         for capability in capabilities:
             work.announce_task(capability)

@@ -50,24 +50,26 @@ def _statuses(statuses: Any) -> str:
 READ_TASK = text(f"SELECT {_RETURNING} FROM tasks WHERE tasks.task_id = :task_id").columns(*_TYPED)
 
 # --- claim (PostgreSQL; SQLite claims through the ORM and `lifecycle.assign`, see `ains.tasks.claim`) ----------
-# PostgreSQL's claim, as few statements as it can be: lock the agent; record the heartbeat and count what it
-# holds (a fresh snapshot, taken after the lock, so a concurrent claim of the same agent is counted); pick and
-# assign; insert the attempt rows. Plain SQL where SQLAlchemy would otherwise build and key a statement per call.
+# PostgreSQL's claim, as few statements as it can be: record the heartbeat, which locks the agent (one agent's
+# claims take turns, so its free concurrency cannot be raced); then one statement counts what the agent holds,
+# picks and assigns, and inserts the attempt rows. The count must come from that second statement: a statement
+# that waits for a row lock keeps the snapshot it took before waiting, so only a later one sees what a
+# concurrent claim of the same agent committed. Plain SQL where SQLAlchemy would otherwise build and key a
+# statement per call.
 CLAIM_LOCK_AGENT = text(
-    "SELECT capabilities, trust_score, max_concurrency, status FROM agents WHERE agent_id = :agent_id FOR UPDATE"
-)
-CLAIM_HEARTBEAT_AND_HELD = text(
     """
-    WITH heartbeat AS (
-        UPDATE agents SET last_heartbeat_at = :now,
-            status = CASE WHEN status = 'INACTIVE' THEN 'AVAILABLE' ELSE status END
-        WHERE agent_id = :agent_id)
-    SELECT count(*) FROM tasks WHERE assigned_agent_id = :agent_id AND status IN ('ASSIGNED', 'ACTIVE')
+    UPDATE agents SET last_heartbeat_at = :now,
+        status = CASE WHEN status = 'INACTIVE' THEN 'AVAILABLE' ELSE status END
+    WHERE agent_id = :agent_id
+    RETURNING capabilities, trust_score, max_concurrency, status
     """
 ).bindparams(bindparam("now", type_=UTCDateTime))
 
 
-# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. Each of the agent's
+# Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It takes at most
+# :max_tasks, and no more than the agent's :free concurrency less what it already holds (`budget`). With a limit
+# it cannot know when planning, PostgreSQL would join `picked` to a scan of the whole table; `= ANY(ARRAY(...))`
+# keeps the update to one primary-key lookup per picked task (tests/tasks/test_claim_plan.py counts the rows). Each of the agent's
 # capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the heads are merged:
 # `capability_required = ANY(:capabilities)` over the whole queue made PostgreSQL sort every pending task of
 # those capabilities on every claim (35-130 ms at 12,000 queued, against 0.2 ms now). With several capabilities
@@ -79,20 +81,23 @@ CLAIM_HEARTBEAT_AND_HELD = text(
 CLAIM_PICK_AND_ASSIGN = (
     text(
         f"""
-        WITH picked AS (SELECT head.task_id FROM unnest(:capabilities) AS wanted_capability(capability)
+        WITH budget AS (SELECT GREATEST(0, LEAST(:max_tasks, :free - count(*))) AS n FROM tasks
+            WHERE tasks.assigned_agent_id = :agent_id AND tasks.status IN ('ASSIGNED', 'ACTIVE')),
+        picked AS (SELECT head.task_id FROM unnest(:capabilities) AS wanted_capability(capability)
             CROSS JOIN LATERAL (SELECT tasks.task_id, tasks.queue_position FROM tasks
                 WHERE tasks.status = 'PENDING' AND tasks.capability_required = wanted_capability.capability
                   AND tasks.available_at <= :now
                   AND (tasks.min_trust_score IS NULL OR tasks.min_trust_score <= :trust_score)
                   AND tasks.priority <= :max_priority
-                ORDER BY tasks.queue_position, tasks.task_id LIMIT :wanted FOR UPDATE SKIP LOCKED) AS head
-            ORDER BY head.queue_position, head.task_id LIMIT :wanted),
+                ORDER BY tasks.queue_position, tasks.task_id LIMIT (SELECT n FROM budget)
+                FOR UPDATE SKIP LOCKED) AS head
+            ORDER BY head.queue_position, head.task_id LIMIT (SELECT n FROM budget)),
         assigned AS (UPDATE tasks SET status = :status, attempt = tasks.attempt + 1, assigned_agent_id = :agent_id,
             assigned_at = :now, lease_expires_at = :lease_expires_at, next_retry_at = NULL, updated_at = :now,
             started_at = CASE WHEN :start THEN :now ELSE tasks.started_at END,
             deadline_at = CASE WHEN :start THEN :now + make_interval(secs => tasks.timeout_seconds)
                           ELSE tasks.deadline_at END
-        FROM picked WHERE tasks.task_id = picked.task_id
+        WHERE tasks.task_id = ANY(ARRAY(SELECT task_id FROM picked))
         RETURNING {_RETURNING}),
         attempts AS (INSERT INTO task_attempts (task_id, attempt, agent_id, assigned_at, started_at)
             SELECT task_id, attempt, :agent_id, :now, CASE WHEN :start THEN CAST(:now AS TIMESTAMPTZ) END FROM assigned)
