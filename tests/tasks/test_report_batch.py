@@ -1,6 +1,7 @@
 """SPEC 3 complete-batch and fail-batch: many outcomes in one call, each item answered on its own."""
 
 import pytest
+from sqlalchemy import event
 
 from ains.core.metrics import DB_STATEMENTS
 from tests.helpers import ADMIN, claim, create_client, register_agent, submit
@@ -102,3 +103,40 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(client):
     assert chain["valid"] and chain["records_checked"] == 42
     events = (await client.get("/ains/tasks", params={"status": "COMPLETED", "limit": 100}, headers=owner)).json()
     assert sorted(t["result_data"]["n"] for t in events["tasks"]) == sorted([0, 1, *range(40)])
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"run_background": False}])
+async def test_start_and_complete_write_the_attempt_row_in_their_own_statement_on_postgres(client, db):
+    """One statement moves the task and writes its current attempt row (started, then finished as completed)."""
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1")
+    await submit(client, owner)
+    (task,) = await claim(client, agent, max_tasks=1)
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        body = {"attempt": task["attempt"]}
+        assert (
+            await client.post(f"/ains/tasks/{task['task_id']}/start", json=body, headers=agent.headers)
+        ).status_code == 200
+        starting = list(seen)
+        body = {"attempt": task["attempt"], "result_data": {"ok": True}}
+        done = await client.post(f"/ains/tasks/{task['task_id']}/complete", json=body, headers=agent.headers)
+        assert done.status_code == 200
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert [sql for sql in starting if "task_attempts" in sql] == [starting[0]], starting
+    assert starting[0].startswith("WITH moved AS (UPDATE tasks SET status = 'ACTIVE'")
+    completing = seen[len(starting) :]
+    touching_attempts = [sql for sql in completing if "task_attempts" in sql]
+    assert len(touching_attempts) == 1 and touching_attempts[0].startswith(
+        "WITH moved AS (UPDATE tasks SET status = 'COMPLETED'"
+    )
+    (attempt,) = (await client.get(f"/ains/tasks/{task['task_id']}/attempts", headers=owner)).json()["attempts"]
+    assert attempt["started_at"] and attempt["finished_at"] and attempt["outcome"] == "completed"
+    assert attempt["error"] is None

@@ -69,8 +69,9 @@ CLAIM_LOCK_AGENT = text(
 # Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It takes at most
 # :max_tasks, and no more than the agent's :free concurrency less what it already holds (`budget`). With a limit
 # it cannot know when planning, PostgreSQL would join `picked` to a scan of the whole table; `= ANY(ARRAY(...))`
-# keeps the update to one primary-key lookup per picked task (tests/tasks/test_claim_plan.py counts the rows). Each of the agent's
-# capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the heads are merged:
+# keeps the update to one primary-key lookup per picked task (tests/tasks/test_claim_plan.py counts the rows).
+# Each of the agent's capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the heads
+# are merged:
 # `capability_required = ANY(:capabilities)` over the whole queue made PostgreSQL sort every pending task of
 # those capabilities on every claim (35-130 ms at 12,000 queued, against 0.2 ms now). With several capabilities
 # the merge may leave rows a head locked; they are free again when the claim commits (see `claim._pick_and_assign`).
@@ -154,6 +155,21 @@ RETURNING {returning}
 """
 
 
+# On PostgreSQL the same statement also writes the moved tasks' current attempt rows (one round trip fewer per
+# report); SQLite writes them afterwards (`ATTEMPT_STARTED`, `ATTEMPT_FINISHED`).
+_ATTEMPT_WRITES = {
+    TaskStatus.ACTIVE: "started_at = :now",
+    TaskStatus.COMPLETED: f"finished_at = :now, outcome = '{lifecycle.OUTCOME_COMPLETED}', error = NULL",
+}
+_WITH_ATTEMPTS = """
+WITH moved AS ({move}),
+attempts AS (UPDATE task_attempts SET {attempt} FROM moved
+    WHERE task_attempts.task_id = moved.task_id AND task_attempts.attempt = moved.attempt)
+SELECT * FROM moved
+"""
+ATTEMPTS_WRITTEN_BY_MOVE = {"postgresql": True, "sqlite": False}
+
+
 def _move_statement(template: str, to: TaskStatus, dialect: str, **more: str) -> TextualSelect:
     sql = template.format(
         to=to,
@@ -163,6 +179,8 @@ def _move_statement(template: str, to: TaskStatus, dialect: str, **more: str) ->
         deadline=_DEADLINE[dialect],
         **more,
     )
+    if ATTEMPTS_WRITTEN_BY_MOVE[dialect]:
+        sql = _WITH_ATTEMPTS.format(move=sql.strip(), attempt=_ATTEMPT_WRITES[to])
     return text(sql).bindparams(bindparam("now", type_=UTCDateTime)).columns(*_TYPED)
 
 

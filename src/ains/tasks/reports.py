@@ -262,11 +262,14 @@ async def _consequences(
     if not moves:
         return
     session, now = work.session, work.now
+    # PostgreSQL's start and complete statements wrote the attempt rows already (see queries._WITH_ATTEMPTS).
+    attempts_written = to != TaskStatus.FAILED and queries.ATTEMPTS_WRITTEN_BY_MOVE[dialect_name(session)]
     events: list[tuple[EventName, Any, str | None, str | None]] = []
     outcomes: list[trust.Outcome] = []
     if to == TaskStatus.ACTIVE:
-        started = [{"now": now, "task_id": move.after.task_id, "attempt": move.after.attempt} for move in moves]
-        await session.execute(queries.ATTEMPT_STARTED, started)
+        if not attempts_written:
+            started = [{"now": now, "task_id": move.after.task_id, "attempt": move.after.attempt} for move in moves]
+            await session.execute(queries.ATTEMPT_STARTED, started)
         for move in moves:
             if move.after.deadline_at is not None:
                 work.announce_deadline(lifecycle.DEADLINE_TIMEOUT, move.after.deadline_at)
@@ -292,7 +295,8 @@ async def _consequences(
             else:
                 events.append((EventName.TASK_FAILED, task, agent_id, reason))
                 work.after_commit(TASKS_FAILED.labels(lifecycle.OUTCOME_FAILED).inc)
-        await session.execute(queries.ATTEMPT_FINISHED, finished)
+        if not attempts_written:
+            await session.execute(queries.ATTEMPT_FINISHED, finished)
         await trust.record_outcomes(work, agent, outcomes)
     await outbox.emit_many(work, events)
     for move in moves:
