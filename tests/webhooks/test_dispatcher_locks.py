@@ -16,39 +16,25 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select, text
 
 from ains.core.clock import utcnow
-from ains.core.config import Settings
-from ains.main import create_app
 from ains.webhooks import statements
 from ains.webhooks.dispatcher import WebhookDispatcher
 from ains.webhooks.models import Webhook
-from tests.helpers import ADMIN_KEY, create_client, submit, wait_for
+from tests.helpers import create_client, submit, wait_for
+from tests.webhooks.on_postgres import app_on_postgres, waiting_for_a_lock
 from tests.webhooks.test_delivery import hook
 
 
 async def test_a_pass_that_finds_its_webhook_locked_looks_again_soon(postgres_only_url, tmp_path, receivers):
-    settings = Settings(
-        database_url=postgres_only_url,
-        data_dir=tmp_path / "data",
-        admin_key=ADMIN_KEY,
-        auto_migrate=False,
-        run_background=False,  # only the dispatcher below sends
-        webhook_allow_private=True,
-        webhook_dispatch_interval_seconds=60,
-    )
-    application = create_app(settings)
     receiver = receivers()
-    async with application.router.lifespan_context(application):
-        ctx = application.state.ctx
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ains.test") as client:
-            owner = await create_client(client, "client_1")
-            await hook(client, owner, "/ains/clients/client_1", receiver.url, events=["task.created"])
-            task = await submit(client, owner)
+    # Only the dispatcher below sends.
+    async with app_on_postgres(postgres_only_url, tmp_path, webhook_dispatch_interval_seconds=60) as (ctx, client):
+        owner = await create_client(client, "client_1")
+        await hook(client, owner, "/ains/clients/client_1", receiver.url, events=["task.created"])
+        task = await submit(client, owner)
         dispatcher = WebhookDispatcher()
         try:
             async with ctx.db.transaction() as holder:  # as a recording of the webhook's last attempt would
@@ -72,28 +58,16 @@ async def _arrived(receiver, task_id: str) -> bool:
 async def test_a_task_event_does_not_wait_for_the_dispatcher_holding_its_webhook(
     lock, postgres_only_url, tmp_path, receivers
 ):
-    settings = Settings(
-        database_url=postgres_only_url,
-        data_dir=tmp_path / "data",
-        admin_key=ADMIN_KEY,
-        auto_migrate=False,
-        run_background=False,
-        webhook_allow_private=True,
-    )
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        ctx = application.state.ctx
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ains.test") as client:
-            owner = await create_client(client, "client_1")
-            created = await hook(client, owner, "/ains/clients/client_1", receivers().url, events=["task.created"])
-            async with ctx.db.transaction() as holder:  # as the dispatcher's recording (or pass) of this webhook
-                held = await holder.execute(getattr(statements, lock), {"ids": [created["webhook_id"]]})
-                assert len(held.all()) == 1
-                submission = asyncio.create_task(submit(client, owner))
-                waited = await _lock_wait_or_done(ctx, submission)
-                assert waited is None, f"the task event waited for the dispatcher's lock: {waited}"
-                task = submission.result()
+    async with app_on_postgres(postgres_only_url, tmp_path) as (ctx, client):
+        owner = await create_client(client, "client_1")
+        created = await hook(client, owner, "/ains/clients/client_1", receivers().url, events=["task.created"])
+        async with ctx.db.transaction() as holder:  # as the dispatcher's recording (or pass) of this webhook
+            held = await holder.execute(getattr(statements, lock), {"ids": [created["webhook_id"]]})
+            assert len(held.all()) == 1
+            submission = asyncio.create_task(submit(client, owner))
+            waited = await _lock_wait_or_done(postgres_only_url, submission)
+            assert waited is None, f"the task event waited for the dispatcher's lock: {waited}"
+            task = submission.result()
         async with ctx.db.read() as session:
             deliveries = await session.scalar(
                 text("SELECT count(*) FROM webhook_deliveries WHERE task_id = :t"), {"t": task["task_id"]}
@@ -101,16 +75,10 @@ async def test_a_task_event_does_not_wait_for_the_dispatcher_holding_its_webhook
         assert deliveries == 1
 
 
-async def _lock_wait_or_done(ctx, submission: asyncio.Task) -> str | None:
+async def _lock_wait_or_done(url: str, submission: asyncio.Task) -> str | None:
     """Until `submission` is done: None; or the query of a backend found waiting for a lock, as soon as one is."""
     while not submission.done():
-        async with ctx.db.engine.connect() as connection:
-            waiting = await connection.scalar(
-                text(
-                    "SELECT query FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock' LIMIT 1"
-                )
-            )
+        waiting = await waiting_for_a_lock(url)
         if waiting is not None:
             submission.cancel()
             return waiting

@@ -26,6 +26,13 @@ def settings_overrides():
     }
 
 
+async def _lease(ctx, dispatcher: WebhookDispatcher, free: int) -> list[Leased]:
+    """What one dispatcher pass would lease with `free` slots, in a transaction of its own."""
+    async with ctx.work() as work:
+        targets, _ = await dispatcher._lock_targets(work)
+        return await dispatcher._lease(work, targets, free)
+
+
 def _outcome(leased: Leased, code: int | None, error: str | None = None, retry_after: float | None = None):
     return Outcome(leased, code, error, retry_after, 1.5)
 
@@ -86,9 +93,7 @@ async def test_a_410_in_a_batch_disables_the_webhook_and_nothing_more_is_leased(
         await submit(client, owner)
     dispatcher = WebhookDispatcher()
     try:
-        async with ctx.work() as work:
-            targets, _ = await dispatcher._lock_targets(work)
-            leased = await dispatcher._lease(work, targets, 2)
+        leased = await _lease(ctx, dispatcher, 2)
         first, second = leased  # two free slots: two of the three leased
         assert await dispatcher._record(ctx, [_outcome(first, 200), _outcome(second, 410, "HTTP 410")]) == []
         rows = {d["delivery_id"]: d for d in await deliveries(client, owner, created["webhook_id"])}
@@ -113,9 +118,8 @@ async def test_a_batch_of_successes_resets_each_webhooks_health_and_leases_what_
         await submit(client, owner)
     dispatcher = WebhookDispatcher()
     try:
+        leased = await _lease(ctx, dispatcher, 64)
         async with ctx.work() as work:
-            targets, _ = await dispatcher._lock_targets(work)
-            leased = await dispatcher._lease(work, targets, 64)
             await work.session.execute(text("UPDATE webhooks SET consecutive_failures = 2"))
         by_hook = {
             h["webhook_id"]: sorted((d for d in leased if d.webhook_id == h["webhook_id"]), key=lambda d: d.id)
@@ -154,10 +158,8 @@ async def test_leasing_keeps_within_the_in_flight_limit_and_the_free_slots(clien
         await submit(client, owner)
     dispatcher = WebhookDispatcher()
 
-    async def lease(free):
-        async with ctx.work() as work:
-            targets, _ = await dispatcher._lock_targets(work)
-            return await dispatcher._lease(work, targets, free)
+    def lease(free):
+        return _lease(ctx, dispatcher, free)
 
     try:
         two = await lease(2)  # the free slots bound it
