@@ -92,3 +92,22 @@ async def test_rows_a_merge_locked_and_left_are_claimed_at_once_by_one_who_skipp
 def settings_overrides():
     # No duty runs to wake the waiter by the way: only the claim's own announcement may.
     return {"wakeup_fallback_seconds": 60, "run_background": False}
+
+
+async def test_a_claim_announces_the_heads_it_left_only_when_it_took_all_it_could(client, app):
+    """Taking fewer than it may, a claim took every head it locked: nobody skipped a row it left, so it wakes
+    nobody. Taking as many as it may, it may have locked and left heads: it announces its capabilities."""
+    ctx = app.state.ctx
+    owner = await create_client(client)
+    await register_agent(client, "agent_both", capabilities=["a:v1", "b:v1"], max_concurrency=10)
+    await submit(client, owner, capability_required="a:v1")
+    await submit(client, owner, capability_required="b:v1")
+    await submit(client, owner, capability_required="b:v1")
+
+    async def announced(max_tasks: int) -> tuple[int, set[str]]:
+        async with ctx.work() as work:
+            result = await claim_once(work, "agent_both", max_tasks, start=False)
+            return len(result.tasks), {subject for kind, subject in work.state.announcements if kind == "task"}
+
+    assert await announced(2) == (2, {"a:v1", "b:v1"})  # took its all: the third task's head was locked and left
+    assert await announced(5) == (1, set())  # one left, fewer than five: nothing locked and left

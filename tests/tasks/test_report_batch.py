@@ -107,8 +107,9 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(client):
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 @pytest.mark.parametrize("settings_overrides", [{"run_background": False}])
-async def test_start_and_complete_write_the_attempt_row_in_their_own_statement_on_postgres(client, db):
-    """One statement moves the task and writes its current attempt row (started, then finished as completed)."""
+async def test_complete_writes_the_attempt_row_in_its_own_statement_on_postgres(client, db):
+    """One statement completes the task and finishes its current attempt row. `/start` writes the attempt row in a
+    statement of its own: it holds no agent lock, so a claim's attempt row may be newer than its snapshot."""
     owner = await create_client(client)
     agent = await register_agent(client, "agent_1")
     await submit(client, owner)
@@ -130,8 +131,9 @@ async def test_start_and_complete_write_the_attempt_row_in_their_own_statement_o
         assert done.status_code == 200
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-    assert [sql for sql in starting if "task_attempts" in sql] == [starting[0]], starting
-    assert starting[0].startswith("WITH moved AS (UPDATE tasks SET status = 'ACTIVE'")
+    assert starting[0].startswith("UPDATE tasks SET status = 'ACTIVE'"), starting
+    assert [sql for sql in starting if "task_attempts" in sql] == [starting[1]], starting
+    assert starting[1].startswith("UPDATE task_attempts SET started_at")
     completing = seen[len(starting) :]
     touching_attempts = [sql for sql in completing if "task_attempts" in sql]
     assert len(touching_attempts) == 1 and touching_attempts[0].startswith(

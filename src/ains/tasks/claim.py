@@ -140,9 +140,10 @@ async def _pick_and_assign(
     tasks = list(await session.execute(queries.CLAIM_PICK_AND_ASSIGN, params))
     for task in tasks:
         note_changed_key(session, TASK_CACHE, task.task_id)
-    if len(capabilities) > 1 and tasks:
-        # More heads than taken may have been locked and left: a claimer that skipped one looks again after
-        # this commit instead of waiting for its fallback poll.
+    if len(capabilities) > 1 and tasks and len(tasks) == tasks[0].claim_budget:
+        # It took all it could: more heads than taken may have been locked and left, and a claimer that skipped
+        # one looks again after this commit instead of waiting for its fallback poll. (Taking fewer, it took
+        # every head it locked.)
         for capability in capabilities:
             work.announce_task(capability)
     return sorted(tasks, key=lambda task: (task.queue_position, task.task_id))

@@ -102,7 +102,7 @@ CLAIM_PICK_AND_ASSIGN = (
         RETURNING {_RETURNING}),
         attempts AS (INSERT INTO task_attempts (task_id, attempt, agent_id, assigned_at, started_at)
             SELECT task_id, attempt, :agent_id, :now, CASE WHEN :start THEN CAST(:now AS TIMESTAMPTZ) END FROM assigned)
-        SELECT * FROM assigned
+        SELECT assigned.*, (SELECT n FROM budget) AS claim_budget FROM assigned
         """
     )
     .bindparams(
@@ -111,7 +111,7 @@ CLAIM_PICK_AND_ASSIGN = (
         bindparam("lease_expires_at", type_=UTCDateTime),
         bindparam("start", type_=Boolean),
     )
-    .columns(*_TYPED)
+    .columns(*_TYPED, column("claim_budget", Integer))
 )
 
 
@@ -155,10 +155,13 @@ RETURNING {returning}
 """
 
 
-# On PostgreSQL the same statement also writes the moved tasks' current attempt rows (one round trip fewer per
-# report); SQLite writes them afterwards (`ATTEMPT_STARTED`, `ATTEMPT_FINISHED`).
+# On PostgreSQL the completing statement also writes the tasks' current attempt rows (one round trip fewer per
+# report); SQLite writes them afterwards (`ATTEMPT_FINISHED`). All parts of one statement share its snapshot, so
+# the attempt row must have been committed before the statement began: a completion holds the agent's lock, which
+# every claim of the agent takes too, so the attempt it completes was claimed, row and all, before it. `/start`
+# holds no such lock (a requeue and a new claim of the task could commit while it waits for the task's row), so
+# it writes the attempt row in a statement of its own (`ATTEMPT_STARTED`).
 _ATTEMPT_WRITES = {
-    TaskStatus.ACTIVE: "started_at = :now",
     TaskStatus.COMPLETED: f"finished_at = :now, outcome = '{lifecycle.OUTCOME_COMPLETED}', error = NULL",
 }
 _WITH_ATTEMPTS = """
@@ -167,7 +170,7 @@ attempts AS (UPDATE task_attempts SET {attempt} FROM moved
     WHERE task_attempts.task_id = moved.task_id AND task_attempts.attempt = moved.attempt)
 SELECT * FROM moved
 """
-ATTEMPTS_WRITTEN_BY_MOVE = {"postgresql": True, "sqlite": False}
+ATTEMPTS_WRITTEN_BY_MOVE = {"postgresql": True, "sqlite": False}  # for a completion (see above)
 
 
 def _move_statement(template: str, to: TaskStatus, dialect: str, **more: str) -> TextualSelect:
@@ -179,7 +182,7 @@ def _move_statement(template: str, to: TaskStatus, dialect: str, **more: str) ->
         deadline=_DEADLINE[dialect],
         **more,
     )
-    if ATTEMPTS_WRITTEN_BY_MOVE[dialect]:
+    if ATTEMPTS_WRITTEN_BY_MOVE[dialect] and to in _ATTEMPT_WRITES:
         sql = _WITH_ATTEMPTS.format(move=sql.strip(), attempt=_ATTEMPT_WRITES[to])
     return text(sql).bindparams(bindparam("now", type_=UTCDateTime)).columns(*_TYPED)
 

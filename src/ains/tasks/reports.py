@@ -262,8 +262,8 @@ async def _consequences(
     if not moves:
         return
     session, now = work.session, work.now
-    # PostgreSQL's start and complete statements wrote the attempt rows already (see queries._WITH_ATTEMPTS).
-    attempts_written = to != TaskStatus.FAILED and queries.ATTEMPTS_WRITTEN_BY_MOVE[dialect_name(session)]
+    # PostgreSQL's completing statement wrote the attempt rows already (see queries._ATTEMPT_WRITES).
+    attempts_written = to == TaskStatus.COMPLETED and queries.ATTEMPTS_WRITTEN_BY_MOVE[dialect_name(session)]
     events: list[tuple[EventName, Any, str | None, str | None]] = []
     outcomes: list[trust.Outcome] = []
     if to == TaskStatus.ACTIVE:

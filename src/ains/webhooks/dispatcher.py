@@ -6,7 +6,7 @@ up to `webhook_max_in_flight` deliveries of other tasks go to one webhook at
 once. A slow or failing event therefore holds back only its own task's later
 events.
 
-Claiming locks the webhook rows (`FOR UPDATE SKIP LOCKED`), counts what is in
+Claiming locks the webhook rows (`FOR NO KEY UPDATE SKIP LOCKED`), counts what is in
 flight to each, and leases due, eligible deliveries within that budget
 (`FOR UPDATE SKIP LOCKED` again): their `next_attempt_at` and `leased_until`
 move past the attempt's timeout before the transaction commits. Several
