@@ -2,8 +2,8 @@
 
 One transaction per try. The agent row is locked first (by the claim's
 heartbeat, an UPDATE, on PostgreSQL; SQLite serialises all writers), which
-serialises one agent's claims so its free concurrency cannot be raced. On PostgreSQL one statement then picks
-the tasks in queue order with `FOR UPDATE SKIP LOCKED` (concurrent claimers
+serialises one agent's claims so its free concurrency cannot be raced. On
+PostgreSQL one statement then picks the tasks in queue order with `FOR UPDATE SKIP LOCKED` (concurrent claimers
 never wait on, or take, the same row) and assigns them, returning the rows; the
 attempt rows and events follow in the same transaction.
 """
@@ -104,10 +104,11 @@ async def _claim_once_postgres(work: Work, agent_id: str, max_tasks: int, *, sta
     if limits.blocked:
         return result
     free = agent.max_concurrency if limits.max_in_flight is None else min(agent.max_concurrency, limits.max_in_flight)
-    if min(max_tasks, free) <= 0 or not capabilities:
+    max_tasks = min(max_tasks, free)
+    if max_tasks <= 0 or not capabilities:
         return result
     result.tasks = await _pick_and_assign(
-        work, agent_id, capabilities, agent.trust_score, limits.max_priority, min(max_tasks, free), free, start
+        work, agent_id, capabilities, agent.trust_score, limits.max_priority, max_tasks, free, start
     )
     await lifecycle.after_claim(work, result.tasks, start=start)
     return result

@@ -70,11 +70,11 @@ CLAIM_LOCK_AGENT = text(
 # :max_tasks, and no more than the agent's :free concurrency less what it already holds (`budget`). With a limit
 # it cannot know when planning, PostgreSQL would join `picked` to a scan of the whole table; `= ANY(ARRAY(...))`
 # keeps the update to one primary-key lookup per picked task (tests/tasks/test_claim_plan.py counts the rows).
-# Each of the agent's capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the heads
-# are merged:
-# `capability_required = ANY(:capabilities)` over the whole queue made PostgreSQL sort every pending task of
-# those capabilities on every claim (35-130 ms at 12,000 queued, against 0.2 ms now). With several capabilities
-# the merge may leave rows a head locked; they are free again when the claim commits (see `claim._pick_and_assign`).
+# Each of the agent's capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the
+# heads are merged: `capability_required = ANY(:capabilities)` over the whole queue made PostgreSQL sort every
+# pending task of those capabilities on every claim (35-130 ms at 12,000 queued, against 0.2 ms now). With
+# several capabilities the merge may leave rows a head locked; they are free again when the claim commits (see
+# `claim._pick_and_assign`, which the budget returned as `claim_budget` tells whether it took all it could).
 # The same statement writes each claimed task's attempt row (one round trip fewer per claim). It returns the
 # columns by name, under their attribute names, in the model's order (`.columns()` matches them by position; a
 # migration may have added them to the table elsewhere): rows that read like `Task` objects, and no ORM object

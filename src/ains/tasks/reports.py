@@ -267,9 +267,8 @@ async def _consequences(
     events: list[tuple[EventName, Any, str | None, str | None]] = []
     outcomes: list[trust.Outcome] = []
     if to == TaskStatus.ACTIVE:
-        if not attempts_written:
-            started = [{"now": now, "task_id": move.after.task_id, "attempt": move.after.attempt} for move in moves]
-            await session.execute(queries.ATTEMPT_STARTED, started)
+        started = [{"now": now, "task_id": move.after.task_id, "attempt": move.after.attempt} for move in moves]
+        await session.execute(queries.ATTEMPT_STARTED, started)
         for move in moves:
             if move.after.deadline_at is not None:
                 work.announce_deadline(lifecycle.DEADLINE_TIMEOUT, move.after.deadline_at)

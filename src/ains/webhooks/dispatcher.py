@@ -390,7 +390,7 @@ class WebhookDispatcher:
             decided = [_decide(outcome, now, settings) for outcome in current]  # in the order the attempts finished
             await session.execute(sql.RECORD_OUTCOME[dialect_name(session)], [d.change for d in decided])
             hook_ids = sorted({o.leased.webhook_id for o in current})
-            if all(d.result == "succeeded" for d in decided):
+            if all(d.succeeded for d in decided):
                 statement = sql.RECORD_SUCCESSES[dialect_name(session)]
                 updated = await session.execute(statement, {"ids": hook_ids, "now": now})
                 targets = [_Target(hook_id, url, secret) for hook_id, url, secret, active in updated if active]
