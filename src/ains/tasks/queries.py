@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, String, bindparam, column, insert, text
+from sqlalchemy import Boolean, Float, Integer, String, bindparam, column, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.selectable import TextualSelect
 
+from ains.core.bulk import BulkInsert
 from ains.core.database import UTCDateTime, table_of
 from ains.tasks import lifecycle
 from ains.tasks.models import Task
@@ -257,4 +258,4 @@ ATTEMPT_STARTED = text(
 # --- submission ---------------------------------------------------------------------------------------------------
 # New tasks, many rows in one statement (`service._insert`; with an idempotency key, `service._insert_unless_duplicate`
 # adds ON CONFLICT DO NOTHING).
-INSERT_TASKS = insert(table_of(Task))
+INSERT_TASKS = BulkInsert(table_of(Task))

@@ -150,7 +150,7 @@ def _row(task: TaskRow) -> dict[str, Any]:
 
 async def _insert(session: AsyncSession, tasks: list[TaskRow]) -> None:
     if tasks:
-        await session.execute(queries.INSERT_TASKS, [_row(task) for task in tasks])
+        await queries.INSERT_TASKS.run(session, [_row(task) for task in tasks])
 
 
 async def _insert_unless_duplicate(session: AsyncSession, task: TaskRow) -> bool:

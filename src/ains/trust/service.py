@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, bindparam, insert, inspect, select, text
+from sqlalchemy import Float, Integer, bindparam, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.agents.models import Agent
 from ains.agents.schemas import AgentStatus
 from ains.audit import service as audit
+from ains.core.bulk import BulkInsert
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.clock import new_id
 from ains.core.database import UTCDateTime, dialect_name, note_changed_key, table_of
@@ -244,7 +245,7 @@ LOCK_AGENT = {
     # SQLite: BEGIN IMMEDIATE already made this transaction the only writer.
     for dialect, lock in (("postgresql", "FOR UPDATE"), ("sqlite", ""))
 }
-_INSERT_RECORDS = insert(table_of(TrustRecord))
+_INSERT_RECORDS = BulkInsert(table_of(TrustRecord))
 _UPDATE_AGENT = text(
     """
     UPDATE agents SET trust_score = :trust_score, trust_records_count = :trust_records_count,
@@ -332,7 +333,7 @@ async def record_outcomes(work: Work, agent: Any, outcomes: list[Outcome]) -> No
         else:
             state["total_tasks_failed"] += 1
     if records:
-        await session.execute(_INSERT_RECORDS, records)
+        await _INSERT_RECORDS.run(session, records)
     await session.execute(_UPDATE_AGENT, state)
     note_changed_key(session, AGENT_CACHE, agent.agent_id)
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Float, Integer, bindparam, exists, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ains.core.bulk import BulkInsert
 from ains.core.clock import new_id, utc_text
 from ains.core.database import dialect_name, table_of
 from ains.core.transaction_state import Memo
@@ -144,17 +145,21 @@ async def emit(work: Work, event: EventName, task: Any, *, agent_id: str | None,
 
 
 # The outbox rows, written by Core: one INSERT of events and one of deliveries for however many events.
-_INSERT_EVENTS = insert(table_of(TaskEvent))
+_INSERT_EVENTS = BulkInsert(table_of(TaskEvent))
 _DELIVERIES = table_of(WebhookDelivery)
 _WEBHOOKS = table_of(Webhook)
 # Each delivery row is written only while its webhook is still there and active: who hears an event may come
 # from this process's directory, which learns of a webhook deleted or disabled in another process a moment
 # after its commit (ains.webhooks.directory). Without the check that moment's events would fail their whole
-# transaction on the foreign key. Rows go one by one (executemany), in order: their ids are the delivery order.
-_INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
-    [c.name for c in _DELIVERIES.columns if c.name != "id"],
-    select(*(bindparam(c.name, type_=c.type) for c in _DELIVERIES.columns if c.name != "id")).where(
-        exists().where(_WEBHOOKS.c.webhook_id == bindparam("webhook_id"), _WEBHOOKS.c.active)
+# transaction on the foreign key. Rows go in in order: their ids are the delivery order.
+_INSERT_DELIVERIES = BulkInsert(
+    _DELIVERIES,
+    only_if="EXISTS (SELECT 1 FROM webhooks WHERE webhooks.webhook_id = v.webhook_id AND webhooks.active)",
+    sqlite=insert(_DELIVERIES).from_select(
+        [c.name for c in _DELIVERIES.columns if c.name != "id"],
+        select(*(bindparam(c.name, type_=c.type) for c in _DELIVERIES.columns if c.name != "id")).where(
+            exists().where(_WEBHOOKS.c.webhook_id == bindparam("webhook_id"), _WEBHOOKS.c.active)
+        ),
     ),
 )
 
@@ -214,7 +219,7 @@ async def emit_many(work: Work, events: Sequence[tuple[EventName, Any, str | Non
         delivery_rows.extend(delivery_row(webhook_id, event_id, task.task_id, now) for webhook_id in webhook_ids)
     if not event_rows:
         return
-    await work.session.execute(_INSERT_EVENTS, event_rows)
-    await work.session.execute(_INSERT_DELIVERIES, delivery_rows)
+    await _INSERT_EVENTS.run(work.session, event_rows)
+    await _INSERT_DELIVERIES.run(work.session, delivery_rows)
     # Due at once: wakes the dispatchers of this process and, through the wake-up link, of the others.
     work.announce_deadline(DEADLINE_DELIVERY, now)
