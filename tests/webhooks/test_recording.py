@@ -8,7 +8,7 @@ The dispatcher here sends nothing: the tests lease deliveries, make up their out
 import dataclasses
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher
 from tests.helpers import create_client, submit
@@ -189,3 +189,32 @@ async def test_an_attempt_that_fails_inside_the_dispatcher_is_still_an_outcome(a
         await dispatcher.close()
     assert outcome.leased is leased and outcome.code is None
     assert outcome.error == "internal error: ValueError"
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_batch_of_outcomes_is_one_statement_on_postgres(client, app):
+    """PostgreSQL checks that each delivery is still this attempt's, locks and writes them all in one UPDATE (not a
+    locking SELECT and then one UPDATE per delivery); then the webhooks' health, then the next lease."""
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    for _ in range(3):
+        await submit(client, owner)
+    dispatcher = WebhookDispatcher()
+    seen: list[tuple[str, bool]] = []
+
+    def note(_conn, _cursor, statement, _parameters, _context, executemany):
+        seen.append((" ".join(statement.split()), executemany))
+
+    try:
+        leased = await _lease(ctx, dispatcher, 64)
+        event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", note)
+        await dispatcher._record(ctx, [_outcome(d, 200) for d in leased])
+    finally:
+        event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", note)
+        await dispatcher.close()
+    touching = [statement for statement, _ in seen if "webhook_deliveries" in statement]
+    assert len(leased) == 3 and not any(many for _, many in seen)
+    assert touching[0].startswith("WITH outcome AS") and len(seen) == 3  # outcomes, health, lease
+    rows = await deliveries(client, owner, created["webhook_id"])
+    assert [d["status"] for d in rows] == ["succeeded"] * 3

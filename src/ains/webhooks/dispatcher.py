@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpcore
+from pydantic_core import to_json
 
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utc_text, utcnow
@@ -148,12 +149,13 @@ class _Health:
 
 @dataclass(frozen=True)
 class _Decided:
-    """What one finished attempt makes of its delivery: RECORD_OUTCOME's parameters and the attempt's result
+    """What one finished attempt makes of its delivery: its changed fields and the attempt's result
     (succeeded, retrying, failed for good, or gone: the receiver answered 410)."""
 
     outcome: Outcome
     result: str
     change: dict[str, object]
+    entry: dict[str, object]  # the delivery's history gains it
     retry_at: datetime | None
 
     @property
@@ -195,8 +197,22 @@ def _decide(outcome: Outcome, now: datetime, settings: Settings) -> _Decided:
         result = "retrying"
     else:
         result = "failed"
-    change["b_entry"] = json.dumps(entry)
-    return _Decided(outcome, result, change, retry_at)
+    return _Decided(outcome, result, change, entry, retry_at)
+
+
+def _outcome_fields(decided: _Decided) -> dict[str, object]:
+    """One item of statements.RECORD_OUTCOMES_POSTGRESQL's :outcomes."""
+    change = decided.change
+    return {
+        "id": change["b_id"],
+        "attempt": decided.outcome.leased.attempt,
+        "code": change["b_code"],
+        "error": change["b_error"],
+        "status": change["b_status"],
+        "next": change["b_next"],
+        "finished": change["b_finished"],
+        "entry": decided.entry,
+    }
 
 
 class WebhookDispatcher:
@@ -375,21 +391,10 @@ class WebhookDispatcher:
         async with ctx.work(now) as work:
             session = work.session
             # Deliveries, then webhooks, each in id order: two recorders never wait on each other in a circle.
-            ids = sorted(o.leased.id for o in batch)
-            rows = {row.id: row for row in await session.execute(sql.LOCK_DELIVERIES, {"ids": ids})}
-
-            def still_ours(outcome: Outcome) -> bool:
-                row = rows.get(outcome.leased.id)  # gone with its webhook, or our lease ran out and another took over
-                return (
-                    row is not None and row.status == DeliveryStatus.PENDING and row.attempts == outcome.leased.attempt
-                )
-
-            current = [o for o in batch if still_ours(o)]
-            if not current:
+            decided, created = await self._write_outcomes(work, batch)
+            if not decided:
                 return []
-            decided = [_decide(outcome, now, settings) for outcome in current]  # in the order the attempts finished
-            await session.execute(sql.RECORD_OUTCOME[dialect_name(session)], [d.change for d in decided])
-            hook_ids = sorted({o.leased.webhook_id for o in current})
+            hook_ids = sorted({d.outcome.leased.webhook_id for d in decided})
             if all(d.succeeded for d in decided):
                 statement = sql.RECORD_SUCCESSES[dialect_name(session)]
                 updated = await session.execute(statement, {"ids": hook_ids, "now": now})
@@ -399,7 +404,7 @@ class WebhookDispatcher:
             taken = await self._lease(work, targets, self._free_slots(settings))
 
             results = Counter(d.result for d in decided)
-            latencies = [(now - rows[d.outcome.leased.id].created_at).total_seconds() for d in decided if d.succeeded]
+            latencies = [(now - created[d.outcome.leased.id]).total_seconds() for d in decided if d.succeeded]
 
             def count() -> None:
                 for result, n in results.items():
@@ -419,6 +424,32 @@ class WebhookDispatcher:
                 extra = {"delivery_id": d.outcome.leased.delivery_id, "error": d.outcome.error}
                 log.warning("webhook delivery failed", extra=extra)
         return taken
+
+    @staticmethod
+    async def _write_outcomes(work: Work, batch: list[Outcome]) -> tuple[list[_Decided], dict[int, datetime]]:
+        """Write the outcomes of the deliveries still this attempt's (not gone with their webhook, nor taken over by
+        another dispatcher after the lease ran out); what each made of its delivery, in the order the attempts
+        finished, and each written delivery's creation time."""
+        session, now, settings = work.session, work.now, work.settings
+        if dialect_name(session) == "postgresql":
+            everything = [_decide(outcome, now, settings) for outcome in batch]
+            payload = to_json([_outcome_fields(d) for d in everything]).decode()
+            written = await session.execute(sql.RECORD_OUTCOMES_POSTGRESQL, {"outcomes": payload, "now": now})
+            attempts = {row.id: (row.attempts, row.created_at) for row in written}
+            recorded = [d for d in everything if attempts.get(d.outcome.leased.id, (0,))[0] == d.outcome.leased.attempt]
+            return recorded, {row_id: created for row_id, (_, created) in attempts.items()}
+        ids = sorted(o.leased.id for o in batch)
+        rows = {row.id: row for row in await session.execute(sql.LOCK_DELIVERIES, {"ids": ids})}
+
+        def still_ours(outcome: Outcome) -> bool:
+            row = rows.get(outcome.leased.id)
+            return row is not None and row.status == DeliveryStatus.PENDING and row.attempts == outcome.leased.attempt
+
+        decided = [_decide(outcome, now, settings) for outcome in batch if still_ours(outcome)]
+        if decided:
+            changes = [d.change | {"b_entry": json.dumps(d.entry)} for d in decided]
+            await session.execute(sql.RECORD_OUTCOME_SQLITE, changes)
+        return decided, {row_id: row.created_at for row_id, row in rows.items()}
 
     @staticmethod
     async def _record_health(work: Work, hook_ids: list[str], decided: list[_Decided]) -> list[_Target]:

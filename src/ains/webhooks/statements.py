@@ -8,8 +8,7 @@ use the partial indexes on pending deliveries in a prepared statement's generic 
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, Update, bindparam, case, cast, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Integer, String, Update, bindparam, case, func, literal_column, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ains.core.database import UTCDateTime, table_of
@@ -128,7 +127,8 @@ LEASE = {
     "sqlite": _lease(deliveries.c.id.in_(_due)),
 }
 
-# The deliveries among :ids, locked in id order: what recording needs to know they are still this attempt's.
+# SQLite: the deliveries among :ids (locked in id order elsewhere): what recording needs to know they are still this
+# attempt's. PostgreSQL checks, locks and writes them in one statement, RECORD_OUTCOMES_POSTGRESQL.
 LOCK_DELIVERIES = (
     select(deliveries.c.id, deliveries.c.status, deliveries.c.attempts, deliveries.c.created_at)
     .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
@@ -153,29 +153,49 @@ LOCK_HEALTH = (
     .with_for_update(key_share=True)
 )
 
-# One attempt's outcome, run once per delivery of a batch (executemany): its history gains :entry (a JSON
-# object, as text) in the database, so the history is never read back.
-_OUTCOME_VALUES = {
-    "response_code": bindparam("b_code"),
-    "last_error": bindparam("b_error"),
-    "status": bindparam("b_status"),
-    "next_attempt_at": bindparam("b_next", type_=UTCDateTime),
-    "finished_at": bindparam("b_finished", type_=UTCDateTime),
-    "leased_until": None,
-    "updated_at": bindparam("b_now", type_=UTCDateTime),
-}
-_WHERE_ID = deliveries.c.id == bindparam("b_id")
-RECORD_OUTCOME = {
-    "postgresql": update(deliveries)
-    .where(_WHERE_ID)
+# SQLite: one attempt's outcome, run once per delivery of a batch (executemany) after LOCK_DELIVERIES: its history
+# gains :entry (a JSON object, as text) in the database, so the history is never read back.
+RECORD_OUTCOME_SQLITE = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
     .values(
-        history=deliveries.c.history.op("||")(func.jsonb_build_array(cast(bindparam("b_entry", type_=String), JSONB))),
-        **_OUTCOME_VALUES,
-    ),
-    "sqlite": update(deliveries)
-    .where(_WHERE_ID)
-    .values(history=func.json_insert(deliveries.c.history, "$[#]", func.json(bindparam("b_entry"))), **_OUTCOME_VALUES),
-}
+        history=func.json_insert(deliveries.c.history, "$[#]", func.json(bindparam("b_entry"))),
+        response_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime),
+        finished_at=bindparam("b_finished", type_=UTCDateTime),
+        leased_until=None,
+        updated_at=bindparam("b_now", type_=UTCDateTime),
+    )
+)
+
+# PostgreSQL: a batch's outcomes in one statement. The deliveries still this attempt's (pending, with the attempt
+# number it leased) are locked in id order, as LOCK_DELIVERIES does, then written; it returns those it wrote.
+# :outcomes is a JSON array of each delivery's outcome (`id`, `attempt`, `code`, `error`, `status`, `next`,
+# `finished`, `entry`: the history's new entry as an object).
+RECORD_OUTCOMES_POSTGRESQL = (
+    text(
+        """
+    WITH outcome AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:outcomes AS JSONB)) AS o(id INTEGER, attempt INTEGER, code INTEGER,
+            error TEXT, status TEXT, next TIMESTAMPTZ, finished TIMESTAMPTZ, entry JSONB)
+    ), ours AS (
+        SELECT d.id FROM webhook_deliveries d JOIN outcome ON outcome.id = d.id
+        WHERE d.status = 'pending' AND d.attempts = outcome.attempt
+        ORDER BY d.id FOR UPDATE OF d
+    )
+    UPDATE webhook_deliveries d SET response_code = outcome.code, last_error = outcome.error, status = outcome.status,
+        next_attempt_at = outcome.next, finished_at = outcome.finished, leased_until = NULL, updated_at = :now,
+        history = d.history || jsonb_build_array(outcome.entry)
+    FROM outcome, ours
+    WHERE d.id = ours.id AND outcome.id = d.id AND outcome.attempt = d.attempts
+    RETURNING d.id, d.attempts, d.created_at
+    """
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime))
+    .columns(id=Integer, attempts=Integer, created_at=UTCDateTime)
+)
 
 # A webhook's health after a batch (executemany).
 RECORD_HEALTH = (
