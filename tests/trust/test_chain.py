@@ -3,10 +3,10 @@
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 
 from ains.trust.models import TrustRecord
-from tests.helpers import ADMIN, create_client, register_agent
+from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 
 
 @pytest.fixture
@@ -79,3 +79,34 @@ async def test_an_inserted_record_is_detected(client, chained, db):
         )
     check = (await client.get(chained, headers=ADMIN)).json()
     assert check["valid"] is False and check["first_bad_record_id"] == "trust_forged"
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"run_background": False}])
+async def test_a_report_writes_its_records_and_the_agent_in_one_statement_on_postgres(client, db):
+    """The chained records (one INSERT of all of them, as a WITH) and the agent's score, head and metrics: one
+    statement per report; the chain it leaves verifies."""
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1", max_concurrency=3)
+    for _ in range(3):
+        await submit(client, owner)
+    tasks = await claim(client, agent, max_tasks=3, start=True)
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        items = [{"task_id": t["task_id"], "attempt": t["attempt"]} for t in tasks]
+        answer = await client.post("/ains/tasks/complete-batch", json={"items": items}, headers=agent.headers)
+        assert answer.status_code == 200
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
+    touching = [sql for sql in seen if "INTO trust_records" in sql or sql.startswith("UPDATE agents")]
+    assert len(touching) == 1 and touching[0].startswith("WITH records AS (INSERT INTO trust_records"), touching
+    assert "UPDATE agents SET trust_score" in touching[0]
+    trust = (await client.get("/ains/agents/agent_1/trust")).json()
+    assert trust["metrics"]["total_tasks_completed"] == 3 and trust["trust_score"] == pytest.approx(0.56)
+    chain = (await client.get("/ains/agents/agent_1/trust/verify", headers=ADMIN)).json()
+    assert chain["valid"] and chain["records_checked"] == 3

@@ -47,11 +47,18 @@ class BulkInsert:
         if dialect_name(session) != "postgresql":
             await session.execute(self.sqlite, list(rows))
             return
-        names = tuple(rows[0])
+        await session.execute(self.statement(tuple(rows[0])), {"rows": self.parameter(rows)})
+
+    def statement(self, names: tuple[str, ...]) -> TextClause:
+        """PostgreSQL's INSERT of rows with these keys, its rows in the parameter :rows."""
         statement = self._statements.get(names)
         if statement is None:
             statement = self._statements[names] = self._build(names)
-        await session.execute(statement, {"rows": _json_text(self._zoned(rows))})
+        return statement
+
+    def parameter(self, rows: Sequence[dict[str, Any]]) -> str:
+        """The rows as PostgreSQL's statement takes them in :rows."""
+        return _json_text(self._zoned(rows))
 
     def _zoned(self, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
         """The rows with every naive datetime made UTC (what UTCDateTime does), so no session time zone applies."""

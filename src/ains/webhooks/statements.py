@@ -170,8 +170,10 @@ RECORD_OUTCOME_SQLITE = (
     )
 )
 
-# PostgreSQL: a batch's outcomes in one statement. The deliveries still this attempt's (pending, with the attempt
-# number it leased) are locked in id order, as LOCK_DELIVERIES does, then written; it returns those it wrote.
+# PostgreSQL: a batch's outcomes in one statement. Its deliveries are locked in id order, as LOCK_DELIVERIES does, and
+# those still pending at the attempt the outcome is about are written; it returns those it wrote. `= ANY(ARRAY())`
+# and the conditions on the locked rows (`ours`), not on the table: a primary-key lookup per outcome (a join, or
+# the status beside the ids, let PostgreSQL read every pending delivery of a table it has no statistics for yet).
 # :outcomes is a JSON array of each delivery's outcome (`id`, `attempt`, `code`, `error`, `status`, `next`,
 # `finished`, `entry`: the history's new entry as an object).
 RECORD_OUTCOMES_POSTGRESQL = (
@@ -181,15 +183,15 @@ RECORD_OUTCOMES_POSTGRESQL = (
         SELECT * FROM jsonb_to_recordset(CAST(:outcomes AS JSONB)) AS o(id INTEGER, attempt INTEGER, code INTEGER,
             error TEXT, status TEXT, next TIMESTAMPTZ, finished TIMESTAMPTZ, entry JSONB)
     ), ours AS (
-        SELECT d.id FROM webhook_deliveries d JOIN outcome ON outcome.id = d.id
-        WHERE d.status = 'pending' AND d.attempts = outcome.attempt
-        ORDER BY d.id FOR UPDATE OF d
+        SELECT d.id, d.status, d.attempts FROM webhook_deliveries d
+        WHERE d.id = ANY(ARRAY(SELECT id FROM outcome))
+        ORDER BY d.id FOR UPDATE
     )
     UPDATE webhook_deliveries d SET response_code = outcome.code, last_error = outcome.error, status = outcome.status,
         next_attempt_at = outcome.next, finished_at = outcome.finished, leased_until = NULL, updated_at = :now,
         history = d.history || jsonb_build_array(outcome.entry)
     FROM outcome, ours
-    WHERE d.id = ours.id AND outcome.id = d.id AND outcome.attempt = d.attempts
+    WHERE d.id = ours.id AND outcome.id = ours.id AND ours.status = 'pending' AND ours.attempts = outcome.attempt
     RETURNING d.id, d.attempts, d.created_at
     """
     )
