@@ -196,8 +196,9 @@ async def test_an_attempt_that_fails_inside_the_dispatcher_is_still_an_outcome(a
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_a_batch_of_outcomes_is_one_statement_on_postgres(client, app):
-    """PostgreSQL checks that each delivery is still this attempt's, locks and writes them all in one UPDATE (not a
-    locking SELECT and then one UPDATE per delivery); then the webhooks' health, then the next lease."""
+    """PostgreSQL checks that each delivery is still this attempt's, locks and writes them all, and (every attempt
+    succeeded) resets the webhook's health, in one statement (not a locking SELECT, one UPDATE per delivery and the
+    webhook's); then leases what the webhook may send next."""
     ctx = app.state.ctx
     owner = await create_client(client, "client_1")
     created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
@@ -218,7 +219,8 @@ async def test_a_batch_of_outcomes_is_one_statement_on_postgres(client, app):
         await dispatcher.close()
     touching = [statement for statement, _ in seen if "webhook_deliveries" in statement]
     assert len(leased) == 3 and not any(many for _, many in seen)
-    assert touching[0].startswith("WITH outcome AS") and len(seen) == 3  # outcomes, health, lease
+    assert len(seen) == 2 and touching[0].startswith("WITH outcome AS") and "UPDATE webhooks" in touching[0]
+    assert touching[1].startswith("UPDATE webhook_deliveries SET attempts")  # the lease
     rows = await deliveries(client, owner, created["webhook_id"])
     assert [d["status"] for d in rows] == ["succeeded"] * 3
 
@@ -243,12 +245,13 @@ async def test_recording_reads_only_its_own_deliveries_on_postgres(client, app):
     dispatcher = WebhookDispatcher()
     leased = await _lease(ctx, dispatcher, 64)
     decided = [_decide(_outcome(d, 200), utcnow(), ctx.settings) for d in leased]
-    clause = statements.RECORD_OUTCOMES_POSTGRESQL.element
-    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
     payload = to_json([_outcome_fields(d) for d in decided]).decode()
-    async with ctx.db.transaction() as session:
-        (plan,) = (await session.execute(explain, {"outcomes": payload, "now": utcnow()})).scalar_one()
-        await session.rollback()
     assert len(leased) == 3  # webhook_max_in_flight
-    # Each delivery three times: locked, looked up by id, updated (the UPDATE node names the table too).
-    assert _rows_read(plan["Plan"], "webhook_deliveries") <= 3 * len(leased), plan
+    for statement in (statements.RECORD_OUTCOMES_POSTGRESQL, statements.RECORD_ALL_SUCCEEDED_POSTGRESQL):
+        clause = statement.element
+        explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
+        async with ctx.db.transaction() as session:
+            (plan,) = (await session.execute(explain, {"outcomes": payload, "now": utcnow()})).scalar_one()
+            await session.rollback()
+        # Each delivery three times: locked, looked up by id, updated (the UPDATE node names the table too).
+        assert _rows_read(plan["Plan"], "webhook_deliveries") <= 3 * len(leased), plan

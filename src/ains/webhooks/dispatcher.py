@@ -31,12 +31,14 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpcore
 from pydantic_core import to_json
+from sqlalchemy import Executable, Row
 
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utc_text, utcnow
@@ -215,6 +217,18 @@ def _outcome_fields(decided: _Decided) -> dict[str, object]:
     }
 
 
+async def _write_on_postgresql(work: Work, statement: Executable, decided: list[_Decided]) -> Sequence[Row]:
+    """Run one of the PostgreSQL recording statements for these outcomes; the rows of the deliveries it wrote."""
+    payload = to_json([_outcome_fields(d) for d in decided]).decode()
+    return (await work.session.execute(statement, {"outcomes": payload, "now": work.now})).all()
+
+
+def _written(decided: list[_Decided], rows: Sequence[Row]) -> list[_Decided]:
+    """The outcomes whose delivery a recording statement wrote (still at the attempt they are about), in order."""
+    attempts = {row.id: row.attempts for row in rows}
+    return [d for d in decided if attempts.get(d.outcome.leased.id) == d.outcome.leased.attempt]
+
+
 class WebhookDispatcher:
     def __init__(self, resolver: Resolver | None = None) -> None:
         # None: url_guard.resolver, the event loop's getaddrinfo unless replaced.
@@ -382,25 +396,31 @@ class WebhookDispatcher:
     async def _record(self, ctx: AppContext, batch: list[Outcome]) -> list[Leased]:
         """Write a batch of outcomes and the webhooks' health; lease what those webhooks may send next.
 
-        Whatever the batch's size: one statement locks its deliveries, one (run for each delivery, executemany)
-        writes the outcomes, one locks and updates its webhooks when every attempt succeeded (two, a lock and an
-        executemany, when some failed: their health depends on the order of the outcomes), and one per webhook
-        leases. The webhooks are locked last, for the shortest time: a recording elsewhere waits for them."""
+        Whatever the batch's size, on PostgreSQL: one statement writes the outcomes and, when every attempt
+        succeeded, its webhooks' health too; when some failed, two more lock and update the webhooks (their health
+        follows the outcomes in order); then one per webhook leases. SQLite locks the deliveries, writes each
+        (executemany), then the webhooks. The webhooks are locked last, for the shortest time: a recording
+        elsewhere waits for them."""
         settings = ctx.settings
         now = utcnow()
         async with ctx.work(now) as work:
             session = work.session
             # Deliveries, then webhooks, each in id order: two recorders never wait on each other in a circle.
-            decided, created = await self._write_outcomes(work, batch)
-            if not decided:
-                return []
-            hook_ids = sorted({d.outcome.leased.webhook_id for d in decided})
-            if all(d.succeeded for d in decided):
-                statement = sql.RECORD_SUCCESSES[dialect_name(session)]
-                updated = await session.execute(statement, {"ids": hook_ids, "now": now})
-                targets = [_Target(hook_id, url, secret) for hook_id, url, secret, active in updated if active]
+            if dialect_name(session) == "postgresql" and all(outcome.error is None for outcome in batch):
+                decided, created, targets = await self._write_successes(work, batch)
+                if not decided:
+                    return []
             else:
-                targets = await self._record_health(work, hook_ids, decided)
+                decided, created = await self._write_outcomes(work, batch)
+                if not decided:
+                    return []
+                hook_ids = sorted({d.outcome.leased.webhook_id for d in decided})
+                if all(d.succeeded for d in decided):
+                    statement = sql.RECORD_SUCCESSES[dialect_name(session)]
+                    updated = await session.execute(statement, {"ids": hook_ids, "now": now})
+                    targets = [_Target(hook_id, url, secret) for hook_id, url, secret, active in updated if active]
+                else:
+                    targets = await self._record_health(work, hook_ids, decided)
             taken = await self._lease(work, targets, self._free_slots(settings))
 
             results = Counter(d.result for d in decided)
@@ -426,6 +446,17 @@ class WebhookDispatcher:
         return taken
 
     @staticmethod
+    async def _write_successes(
+        work: Work, batch: list[Outcome]
+    ) -> tuple[list[_Decided], dict[int, datetime], list[_Target]]:
+        """PostgreSQL, every attempt succeeded: `_write_outcomes` and the webhooks' health in one statement; also
+        the written deliveries' webhooks that are still active."""
+        everything = [_decide(outcome, work.now, work.settings) for outcome in batch]
+        rows = await _write_on_postgresql(work, sql.RECORD_ALL_SUCCEEDED_POSTGRESQL, everything)
+        hooks = {row.webhook_id: _Target(row.webhook_id, row.url, row.secret) for row in rows if row.active}
+        return _written(everything, rows), {row.id: row.created_at for row in rows}, [hooks[k] for k in sorted(hooks)]
+
+    @staticmethod
     async def _write_outcomes(work: Work, batch: list[Outcome]) -> tuple[list[_Decided], dict[int, datetime]]:
         """Write the outcomes of the deliveries still this attempt's (not gone with their webhook, nor taken over by
         another dispatcher after the lease ran out); what each made of its delivery, in the order the attempts
@@ -433,23 +464,20 @@ class WebhookDispatcher:
         session, now, settings = work.session, work.now, work.settings
         if dialect_name(session) == "postgresql":
             everything = [_decide(outcome, now, settings) for outcome in batch]
-            payload = to_json([_outcome_fields(d) for d in everything]).decode()
-            written = await session.execute(sql.RECORD_OUTCOMES_POSTGRESQL, {"outcomes": payload, "now": now})
-            attempts = {row.id: (row.attempts, row.created_at) for row in written}
-            recorded = [d for d in everything if attempts.get(d.outcome.leased.id, (0,))[0] == d.outcome.leased.attempt]
-            return recorded, {row_id: created for row_id, (_, created) in attempts.items()}
+            rows = await _write_on_postgresql(work, sql.RECORD_OUTCOMES_POSTGRESQL, everything)
+            return _written(everything, rows), {row.id: row.created_at for row in rows}
         ids = sorted(o.leased.id for o in batch)
-        rows = {row.id: row for row in await session.execute(sql.LOCK_DELIVERIES, {"ids": ids})}
+        locked = {row.id: row for row in await session.execute(sql.LOCK_DELIVERIES, {"ids": ids})}
 
         def still_ours(outcome: Outcome) -> bool:
-            row = rows.get(outcome.leased.id)
+            row = locked.get(outcome.leased.id)
             return row is not None and row.status == DeliveryStatus.PENDING and row.attempts == outcome.leased.attempt
 
         decided = [_decide(outcome, now, settings) for outcome in batch if still_ours(outcome)]
         if decided:
             changes = [d.change | {"b_entry": json.dumps(d.entry)} for d in decided]
             await session.execute(sql.RECORD_OUTCOME_SQLITE, changes)
-        return decided, {row_id: row.created_at for row_id, row in rows.items()}
+        return decided, {row_id: row.created_at for row_id, row in locked.items()}
 
     @staticmethod
     async def _record_health(work: Work, hook_ids: list[str], decided: list[_Decided]) -> list[_Target]:

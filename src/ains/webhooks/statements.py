@@ -176,9 +176,7 @@ RECORD_OUTCOME_SQLITE = (
 # the status beside the ids, let PostgreSQL read every pending delivery of a table it has no statistics for yet).
 # :outcomes is a JSON array of each delivery's outcome (`id`, `attempt`, `code`, `error`, `status`, `next`,
 # `finished`, `entry`: the history's new entry as an object).
-RECORD_OUTCOMES_POSTGRESQL = (
-    text(
-        """
+_OUTCOMES_WRITTEN = """
     WITH outcome AS (
         SELECT * FROM jsonb_to_recordset(CAST(:outcomes AS JSONB)) AS o(id INTEGER, attempt INTEGER, code INTEGER,
             error TEXT, status TEXT, next TIMESTAMPTZ, finished TIMESTAMPTZ, entry JSONB)
@@ -186,13 +184,37 @@ RECORD_OUTCOMES_POSTGRESQL = (
         SELECT d.id, d.status, d.attempts FROM webhook_deliveries d
         WHERE d.id = ANY(ARRAY(SELECT id FROM outcome))
         ORDER BY d.id FOR UPDATE
+    ), written AS (
+        UPDATE webhook_deliveries d SET response_code = outcome.code, last_error = outcome.error,
+            status = outcome.status, next_attempt_at = outcome.next, finished_at = outcome.finished,
+            leased_until = NULL, updated_at = :now, history = d.history || jsonb_build_array(outcome.entry)
+        FROM outcome, ours
+        WHERE d.id = ours.id AND outcome.id = ours.id AND ours.status = 'pending' AND ours.attempts = outcome.attempt
+        RETURNING d.id, d.attempts, d.created_at, d.webhook_id
+    )"""
+RECORD_OUTCOMES_POSTGRESQL = (
+    text(_OUTCOMES_WRITTEN + " SELECT id, attempts, created_at FROM written")
+    .bindparams(bindparam("now", type_=UTCDateTime))
+    .columns(id=Integer, attempts=Integer, created_at=UTCDateTime)
+)
+# PostgreSQL, every attempt of the batch succeeded: the outcomes and their webhooks' health (RECORD_SUCCESSES) in
+# one statement. Each written delivery comes back with its webhook as it is now (locked in id order, after the
+# deliveries); none when nothing was written.
+RECORD_ALL_SUCCEEDED_POSTGRESQL = (
+    text(
+        _OUTCOMES_WRITTEN
+        + """, healthy AS (
+        UPDATE webhooks SET consecutive_failures = 0, last_success_at = :now, updated_at = :now
+        FROM (
+            SELECT webhook_id FROM webhooks WHERE webhook_id IN (SELECT webhook_id FROM written)
+            ORDER BY webhook_id FOR NO KEY UPDATE
+        ) AS in_order
+        WHERE webhooks.webhook_id = in_order.webhook_id
+        RETURNING webhooks.webhook_id, webhooks.url, webhooks.secret, webhooks.active
     )
-    UPDATE webhook_deliveries d SET response_code = outcome.code, last_error = outcome.error, status = outcome.status,
-        next_attempt_at = outcome.next, finished_at = outcome.finished, leased_until = NULL, updated_at = :now,
-        history = d.history || jsonb_build_array(outcome.entry)
-    FROM outcome, ours
-    WHERE d.id = ours.id AND outcome.id = ours.id AND ours.status = 'pending' AND ours.attempts = outcome.attempt
-    RETURNING d.id, d.attempts, d.created_at
+    SELECT written.id, written.attempts, written.created_at, healthy.webhook_id, healthy.url, healthy.secret,
+        healthy.active
+    FROM written JOIN healthy ON healthy.webhook_id = written.webhook_id
     """
     )
     .bindparams(bindparam("now", type_=UTCDateTime))
