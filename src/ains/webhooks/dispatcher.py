@@ -16,10 +16,10 @@ A pass that finds a webhook with due deliveries locked (by another dispatcher, o
 by this one recording that webhook's last attempt, which may have started before
 the new deliveries existed) looks again within moments, not after the interval.
 Sending happens outside any transaction, over one pool of kept-alive connections.
-Finished attempts are recorded in batches: one transaction writes their
-outcomes, next attempt times or final statuses, and their webhooks' health, and
-leases what those webhooks may send next, so a backlog drains without waiting
-for a pass.
+Finished attempts are recorded in batches, all that have finished whenever the
+recorder is free: one transaction writes their outcomes, next attempt times or
+final statuses, and their webhooks' health, and leases what those webhooks may
+send next, so a backlog drains without waiting for a pass.
 """
 
 from __future__ import annotations
@@ -58,9 +58,8 @@ log = logging.getLogger("ains.webhooks")
 
 # A leased delivery is retaken only after its attempt's timeout plus this margin.
 LEASE_MARGIN_SECONDS = 10
-# The most finished attempts one recording transaction writes, and how long it waits for more to finish.
+# The most finished attempts one recording transaction writes.
 RECORD_BATCH = 500
-RECORD_LINGER_SECONDS = 0.002
 # A pass that found a webhook with due deliveries locked by another transaction looks again this soon.
 LOCKED_RETRY_SECONDS = 0.05
 
@@ -373,11 +372,10 @@ class WebhookDispatcher:
     async def _record_loop(self, ctx: AppContext) -> None:
         """Write finished attempts, as many as have gathered, one transaction at a time; send what it leased."""
         while True:
+            # No waiting for the attempts still in flight to finish too: what finishes during this recording makes
+            # the next batch, so sending and recording overlap instead of taking turns (a 2 ms wait for the rest
+            # of the batch made one webhook's deliveries 15-20 % slower, benchmarks/README.md).
             await self._outcomes_ready.wait()
-            # While other attempts are about to finish, wait a moment for them: one transaction records them all.
-            linger_until = time.monotonic() + RECORD_LINGER_SECONDS
-            while len(self._outcomes) < min(len(self._sending), RECORD_BATCH) and time.monotonic() < linger_until:
-                await asyncio.sleep(RECORD_LINGER_SECONDS / 4)
             self._outcomes_ready.clear()
             batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
             if self._outcomes:
