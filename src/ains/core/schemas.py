@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, StringConstraints
+from pydantic_core import PydanticSerializationError, to_json
 
 from ains.core.clock import utc_text
 
@@ -40,12 +41,22 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact JSON in UTF-8, the measure of SPEC's size limits (`max_input_bytes`,
+    `max_metadata_bytes`). pydantic-core writes the same bytes as `json.dumps(separators=(",", ":"),
+    ensure_ascii=False)` several times faster; json.dumps measures what it refuses (a lone surrogate)."""
+    try:
+        return len(to_json(value, inf_nan_mode="constants"))
+    except PydanticSerializationError:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
 def bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
     """`metadata` at most `max_metadata_bytes` serialised (SPEC 13), else 413 like an oversized `input_data`."""
     from ains.core.errors import PayloadTooLarge
     from ains.core.middleware import MAX_METADATA_BYTES
 
     limit = MAX_METADATA_BYTES.get()
-    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")) > limit:
+    if json_size(value) > limit:
         raise PayloadTooLarge(f"metadata is larger than {limit} bytes")
     return value

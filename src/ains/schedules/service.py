@@ -21,6 +21,7 @@ from ains.core.config import Settings
 from ains.core.errors import AinsError, NotFound, Unprocessable
 from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
+from ains.core.schemas import json_size
 from ains.core.work import Work
 from ains.schedules import cron
 from ains.schedules.models import Schedule
@@ -43,7 +44,6 @@ def _check_cron(expression: str, timezone: str) -> None:
 
 def _task_body(task: dict[str, Any], client_id: str, settings: Settings) -> dict[str, Any]:
     """The schedule's task, checked as a submission would check it, without the fields a tick sets itself."""
-    import json
 
     from ains.tasks.schemas import TaskSubmit
 
@@ -53,7 +53,7 @@ def _task_body(task: dict[str, Any], client_id: str, settings: Settings) -> dict
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise Unprocessable(f"task.{where}" if where else "task", str(error["msg"])) from exc
-    size = len(json.dumps(body.input_data, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    size = json_size(body.input_data)
     if size > settings.max_input_bytes:
         from ains.core.errors import PayloadTooLarge
 

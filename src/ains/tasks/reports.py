@@ -34,6 +34,7 @@ from ains.core.database import dialect_name, note_changed_key
 from ains.core.errors import AinsError, Conflict, Forbidden, NotFound, PayloadTooLarge
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.principal import Principal
+from ains.core.schemas import json_size
 from ains.core.work import Work
 from ains.tasks import lifecycle, queries
 from ains.tasks.answers import TaskRow
@@ -94,10 +95,6 @@ def _is_repeat(row: Any, agent_id: str, to: TaskStatus, attempt: int | None) -> 
     return row.reported_outcome is not None and row.reported_outcome == _REPORTED_OUTCOME.get(to)
 
 
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
 @dataclass
 class _Move:
     index: int  # the item that moved the task
@@ -117,7 +114,7 @@ async def report(work: Work, principal: Principal, to: TaskStatus, reports: list
     answers: list[Any] = [None] * len(reports)
     if to == TaskStatus.COMPLETED:
         for index, item in enumerate(reports):
-            if _json_size(item.result_data) > settings.max_input_bytes:
+            if json_size(item.result_data) > settings.max_input_bytes:
                 answers[index] = PayloadTooLarge(f"result_data is larger than {settings.max_input_bytes} bytes")
     agent = await trust.lock_agent_row(work.session, agent_id) if to != TaskStatus.ACTIVE else None
 

@@ -5,7 +5,6 @@ Functions here work inside the caller's transaction and never commit.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -23,6 +22,7 @@ from ains.core.config import Settings
 from ains.core.database import dialect_name, table_of
 from ains.core.errors import AinsError, Conflict, Forbidden, PayloadTooLarge, Unprocessable
 from ains.core.principal import Principal
+from ains.core.schemas import json_size
 from ains.core.work import Work
 from ains.tasks import dependencies, lifecycle, queries
 from ains.tasks.answers import TaskRow
@@ -31,10 +31,6 @@ from ains.tasks.schemas import TaskStatus, TaskSubmit
 from ains.trust import service as trust
 from ains.webhooks import outbox
 from ains.webhooks.schemas import EventName
-
-
-def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def resolve_client_id(principal: Principal, requested: str | None) -> str:

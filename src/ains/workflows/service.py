@@ -7,7 +7,6 @@ Functions here work inside the caller's transaction and never commit. A workflow
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +20,7 @@ from ains.core.clock import new_id
 from ains.core.errors import NotFound, PayloadTooLarge, Unprocessable
 from ains.core.pagination import newest_first, split_page
 from ains.core.principal import Principal
+from ains.core.schemas import json_size
 from ains.core.work import Work
 from ains.tasks import dependencies as deps
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
@@ -35,10 +35,6 @@ from ains.workflows.schemas import WorkflowStatus, WorkflowSubmit
 TASKS = deps.TASKS
 # Every transaction that makes tasks final counts their workflows' steps (and finishes a workflow) too.
 deps.on_finished(count_steps)
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 def available_at(step: Any, now: datetime) -> datetime:
@@ -64,7 +60,7 @@ async def submit(work: Work, principal: Principal, body: WorkflowSubmit) -> dict
     for position, step in enumerate(body.steps):
         if step.client_id is not None and step.client_id != client_id:
             raise Unprocessable(f"steps.{position}.client_id", "a step belongs to the workflow's client")
-        if _json_size(step.input_data) > settings.max_input_bytes:
+        if json_size(step.input_data) > settings.max_input_bytes:
             raise PayloadTooLarge(f"steps.{position}.input_data is larger than {settings.max_input_bytes} bytes")
 
     await quota.reserve(work, client_id, len(body.steps))  # max_pending_tasks_per_client (SPEC 18)
