@@ -1,11 +1,15 @@
 """SPEC 8 hash chain: /trust/verify detects a record edited, deleted or inserted directly in the database."""
 
+import hashlib
+import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import delete, event, select, update
 
 from ains.trust.models import TrustRecord
+from ains.trust.service import record_digest
 from tests.helpers import ADMIN, claim, create_client, register_agent, submit
 
 
@@ -110,3 +114,25 @@ async def test_a_report_writes_its_records_and_the_agent_in_one_statement_on_pos
     assert trust["metrics"]["total_tasks_completed"] == 3 and trust["trust_score"] == pytest.approx(0.56)
     chain = (await client.get("/ains/agents/agent_1/trust/verify", headers=ADMIN)).json()
     assert chain["valid"] and chain["records_checked"] == 3
+
+
+def test_the_digest_is_sha256_over_the_previous_hash_and_canonical_json():
+    """The chain's canonical form never changes (verifying recomputes every stored record's digest): SHA-256 of the
+    previous hash followed by the record's fields as json.dumps writes them sorted, compact, unescaped."""
+    fields = {
+        "record_id": "trust_1",
+        "agent_id": "agent_é",
+        "seq": 7,
+        "event_type": "task_failed",
+        "task_id": "task_1",
+        "trust_delta": -1e-06,  # json.dumps writes "-1e-06"; other serialisers write "-0.000001"
+        "trust_score_before": 0.100001,
+        "trust_score_after": 0.1,
+        "reason": 'line\nbreak "quoted" 😀',
+    }
+    created_at = datetime(2026, 11, 28, 6, 0, 0, 123456, tzinfo=UTC)
+    record = SimpleNamespace(**fields, created_at=created_at)
+    canonical = json.dumps(
+        fields | {"created_at": created_at.isoformat()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    assert record_digest("ab" * 32, record) == hashlib.sha256(("ab" * 32 + canonical).encode()).hexdigest()

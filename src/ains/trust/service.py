@@ -51,8 +51,12 @@ def record_digest(previous_hash: str, record: Any) -> str:
         "reason": record.reason,
         "created_at": record.created_at.isoformat(),
     }
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256((previous_hash + canonical).encode()).hexdigest()
+    return hashlib.sha256((previous_hash + _CANONICAL.encode(fields)).encode()).hexdigest()
+
+
+# The chain's canonical JSON. Never change it: verifying recomputes every stored record's digest with it. One
+# encoder for all records (json.dumps builds one per call when given options: a third of the digest's cost).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 # Agent rows this transaction locked, by id.

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from pydantic_core import to_json
 from sqlalchemy import Float, Integer, bindparam, exists, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -212,7 +213,8 @@ async def emit_many(work: Work, events: Sequence[tuple[EventName, Any, str | Non
                 "event_id": event_id,
                 "event": event,
                 "task_id": task.task_id,
-                "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                # The exact bytes every attempt sends and signs; pydantic-core writes compact JSON fast.
+                "body": to_json(payload).decode(),
                 "created_at": now,
             }
         )
