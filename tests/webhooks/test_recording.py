@@ -40,6 +40,15 @@ def _outcome(leased: Leased, code: int | None, error: str | None = None, retry_a
     return Outcome(leased, code, error, retry_after, 1.5)
 
 
+async def _three_pending(client) -> tuple[dict, dict]:
+    """A client's headers and its webhook (hearing `task.created`, sending nowhere), with three deliveries pending."""
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    for _ in range(3):
+        await submit(client, owner)
+    return owner, created
+
+
 async def test_a_batch_of_outcomes_leaves_each_delivery_in_its_state(client, app):
     ctx = app.state.ctx
     owner = await create_client(client, "client_1")
@@ -89,11 +98,8 @@ async def test_a_batch_of_outcomes_leaves_each_delivery_in_its_state(client, app
 
 
 async def test_a_410_in_a_batch_disables_the_webhook_and_nothing_more_is_leased(client, app):
+    owner, created = await _three_pending(client)
     ctx = app.state.ctx
-    owner = await create_client(client, "client_1")
-    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
-    for _ in range(3):
-        await submit(client, owner)
     dispatcher = WebhookDispatcher()
     try:
         leased = await _lease(ctx, dispatcher, 2)
@@ -199,11 +205,8 @@ async def test_a_batch_of_outcomes_is_one_statement_on_postgres(client, app):
     """PostgreSQL checks that each delivery is still this attempt's, locks and writes them all, and (every attempt
     succeeded) resets the webhook's health, in one statement (not a locking SELECT, one UPDATE per delivery and the
     webhook's); then leases what the webhook may send next."""
+    owner, created = await _three_pending(client)
     ctx = app.state.ctx
-    owner = await create_client(client, "client_1")
-    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
-    for _ in range(3):
-        await submit(client, owner)
     dispatcher = WebhookDispatcher()
     seen: list[tuple[str, bool]] = []
 
