@@ -5,6 +5,7 @@ lease was lost is left alone, and what became due again is leased in the same tr
 
 The dispatcher here sends nothing: the tests lease deliveries, make up their outcomes, and record them."""
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -258,3 +259,33 @@ async def test_recording_reads_only_its_own_deliveries_on_postgres(client, app):
             await session.rollback()
         # Each delivery three times: locked, looked up by id, updated (the UPDATE node names the table too).
         assert _rows_read(plan["Plan"], "webhook_deliveries") <= 3 * len(leased), plan
+
+
+async def test_two_dispatchers_recording_one_delivery_at_once_keep_only_the_current_attempt(client, app, db):
+    """A lease ran out and another dispatcher took the delivery over (attempt 2) while the first was still
+    sending: both record at the same moment. Whichever locks the row first, only attempt 2's outcome is written,
+    once; attempt 1's late answer is dropped and its webhook's health is not touched by it."""
+    ctx = app.state.ctx
+    owner, created = await _three_pending(client)
+    first, second = WebhookDispatcher(), WebhookDispatcher()
+    try:
+        late = await _lease(ctx, first, 64)
+        assert [d.attempt for d in late] == [1, 1, 1]
+        async with db.transaction() as session:  # every lease runs out
+            await session.execute(
+                text("UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = created_at")
+            )
+        current = await _lease(ctx, second, 64)
+        assert [d.attempt for d in current] == [2, 2, 2]
+        await asyncio.gather(
+            first._record(ctx, [_outcome(d, 500, "HTTP 500") for d in late]),
+            second._record(ctx, [_outcome(d, 200) for d in current]),
+        )
+    finally:
+        await first.close()
+        await second.close()
+    rows = await deliveries(client, owner, created["webhook_id"])
+    assert [(d["status"], d["attempts"], d["response_code"]) for d in rows] == [("succeeded", 2, 200)] * 3
+    assert all([(h["attempt"], h["response_code"]) for h in d["history"]] == [(2, 200)] for d in rows)
+    (health,) = (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"]
+    assert health["consecutive_failures"] == 0 and health["last_failure_at"] is None and health["last_success_at"]
