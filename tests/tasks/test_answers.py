@@ -10,7 +10,7 @@ from ains.tasks import queries
 from ains.tasks.answers import task_answer
 from ains.tasks.models import Task
 from ains.tasks.reads import effective_priority
-from ains.tasks.schemas import TaskOut
+from ains.tasks.schemas import BatchResult, TaskOut
 from tests.helpers import claim, create_client, register_agent, submit
 
 
@@ -95,3 +95,18 @@ class _Row(dict):
         if name.endswith("_at") and isinstance(value, str):
             return datetime.fromisoformat(value)
         return value
+
+
+async def test_a_batch_answer_is_what_batch_result_would_serialise(client):
+    """`POST /ains/tasks/batch` answers with dicts built once (`batch_answer`), field for field what `BatchResult`
+    would give, submitted and failed items alike."""
+    owner = await create_client(client)
+    good = {"task_type": "t", "capability_required": "data:v1", "input_data": {"n": 1}}
+    items = [good, {"task_type": "t"}, good | {"priority": 99}, good | {"idempotency_key": "k"}]
+    answer = await client.post("/ains/tasks/batch", json={"tasks": items}, headers=owner)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [item["index"] for item in body["submitted"]] == [0, 3] and [f["index"] for f in body["failed"]] == [1, 2]
+    assert body == BatchResult.model_validate(body).model_dump(mode="json")
+    stored = (await client.get(f"/ains/tasks/{body['submitted'][0]['task_id']}", headers=owner)).json()
+    assert body["submitted"][0]["created_at"] == stored["created_at"] and body["submitted"][0]["status"] == "PENDING"

@@ -82,6 +82,25 @@ def refresh_priority(answer: dict[str, Any], now: datetime, settings: Settings) 
     return answer
 
 
+def batch_answer(submitted: list[tuple[int, Any]], failed: list[tuple[int, str]]) -> dict[str, Any]:
+    """A batch submission's answer as `BatchResult` would serialise it: (index, task) and (index, error) pairs."""
+    # The new tasks of a batch share one creation time: written once, not once per task.
+    times = {moment: iso(moment) for moment in {task.created_at for _, task in submitted}}
+    return {
+        "submitted": [
+            {
+                "index": index,
+                "task_id": task.task_id,
+                "status": task.status,
+                "client_id": task.client_id,
+                "created_at": times[task.created_at],
+            }
+            for index, task in submitted
+        ],
+        "failed": [{"index": index, "error": error} for index, error in failed],
+    }
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
     """An answer already shaped for JSON (dicts, lists, strings, numbers), serialised once."""
     return Response(to_json(content), status_code=status_code, media_type="application/json")

@@ -16,15 +16,13 @@ from ains.core.principal import Principal
 from ains.core.work import Work
 from ains.tasks import claim as claiming
 from ains.tasks import dependencies, reads, service, submission
-from ains.tasks.answers import json_response, task_answer
+from ains.tasks.answers import batch_answer, json_response, task_answer
 from ains.tasks.models import Task
 from ains.tasks.schemas import (
     AttemptHistory,
     AttemptOut,
-    BatchFailed,
     BatchResult,
     BatchSubmit,
-    BatchSubmitted,
     CancelRequest,
     CancelResponse,
     ClaimRequest,
@@ -69,17 +67,11 @@ async def submit_task(body: TaskSubmit, principal: CurrentPrincipal, ctx: Ctx) -
 
 
 @router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
-async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> BatchResult:
+async def submit_batch(body: BatchSubmit, principal: CurrentPrincipal, ctx: Ctx) -> Response:
     """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
     async with ctx.work() as work:
         submitted, failed = await submission.submit_batch(work, principal, body.tasks, atomic=body.atomic)
-    return BatchResult(
-        submitted=[
-            BatchSubmitted(index=i, task_id=t.task_id, status=t.status, client_id=t.client_id, created_at=t.created_at)
-            for i, t in submitted
-        ],
-        failed=[BatchFailed(index=i, error=e) for i, e in failed],
-    )
+    return json_response(batch_answer(submitted, failed))
 
 
 @router.post(
