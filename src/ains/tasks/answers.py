@@ -8,11 +8,13 @@ checks it against `TaskOut` field for field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, get_args
 
 from fastapi import Response
 from pydantic_core import to_json
+from sqlalchemy import Row
 
 from ains.core.clock import utc_text
 from ains.core.config import Settings
@@ -63,16 +65,39 @@ _TIMES = frozenset(name for name, info in TaskOut.model_fields.items() if _is_ti
 _PLAIN = tuple(name for name in _ORDER if name not in _TIMES and name not in _COMPUTED)
 
 
-def task_answer(task: Any, now: datetime, settings: Settings) -> dict[str, Any]:
-    """The task as `TaskOut` would serialise it, with the effective priority as of `now`."""
-    values: dict[str, Any] = {name: getattr(task, name) for name in _PLAIN}
+def task_answer(
+    task: Any, now: datetime, settings: Settings, times: dict[datetime, str] | None = None
+) -> dict[str, Any]:
+    """The task as `TaskOut` would serialise it, with the effective priority as of `now`.
+
+    `times`, shared by the answers of one list, writes each moment once: the tasks of one claim were assigned at
+    one time, and mostly created at one."""
+    field = _reader(task)
+    values: dict[str, Any] = {name: field(name) for name in _PLAIN}
     for name in _TIMES:
-        values[name] = iso(getattr(task, name))
-    values["metadata"] = task.task_metadata
-    score = task.min_trust_score
+        moment = field(name)
+        if moment is None or times is None:
+            values[name] = iso(moment)
+        else:
+            text = times.get(moment)
+            values[name] = times[moment] = utc_text(moment) if text is None else text
+    values["metadata"] = field("task_metadata")
+    score = field("min_trust_score")
     values["min_trust_score"] = None if score is None else float(score)
-    values["effective_priority"] = effective_priority(task.status, task.priority, task.available_at, now, settings)
+    values["effective_priority"] = effective_priority(
+        values["status"], values["priority"], field("available_at"), now, settings
+    )
     return {name: values[name] for name in _ORDER}
+
+
+def _reader(task: Any) -> Callable[[str], Any]:
+    """How to read a column of this task by name: a key of a `TaskRow` or of a row's mapping (C lookups), else an
+    attribute (a `Task`). `getattr` on a `TaskRow` fails over to `__getattr__`: most of an answer's cost."""
+    if type(task) is TaskRow:
+        return task.__getitem__
+    if isinstance(task, Row):
+        return task._mapping.__getitem__
+    return lambda name: getattr(task, name)
 
 
 def refresh_priority(answer: dict[str, Any], now: datetime, settings: Settings) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
@@ -141,7 +142,9 @@ async def list_tasks(
             workflow_id=workflow_id,
         )
     now = utcnow()
-    return json_response({"tasks": [task_answer(row, now, ctx.settings) for row in rows], "next_cursor": next_cursor})
+    times: dict[datetime, str] = {}
+    tasks = [task_answer(row, now, ctx.settings, times) for row in rows]
+    return json_response({"tasks": tasks, "next_cursor": next_cursor})
 
 
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
@@ -174,7 +177,8 @@ async def claim_tasks(
         ctx, agent_id, max_tasks=body.max_tasks, wait_seconds=body.wait_seconds, start=body.start, request=request
     )
     now = utcnow()
-    tasks = [task_answer(task, now, ctx.settings) for task in result.tasks]
+    times: dict[datetime, str] = {}
+    tasks = [task_answer(task, now, ctx.settings, times) for task in result.tasks]
     waited = [task["task_id"] for task in tasks if task["depends_on"]]
     results = {}
     if waited:  # SPEC 17: what each dependency answered
