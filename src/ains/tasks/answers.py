@@ -80,7 +80,9 @@ def task_answer(
             values[name] = iso(moment)
         else:
             text = times.get(moment)
-            values[name] = times[moment] = utc_text(moment) if text is None else text
+            if text is None:
+                text = times[moment] = utc_text(moment)
+            values[name] = text
     values["metadata"] = field("task_metadata")
     score = field("min_trust_score")
     values["min_trust_score"] = None if score is None else float(score)
