@@ -5,7 +5,7 @@ On PostgreSQL the rows travel as one JSON array, which the database turns back i
 it is prepared once, and a hundred rows cost one pydantic-core serialisation. An executemany (SQLAlchemy sends
 it as one multi-row VALUES per batch) binds every value of every row in Python and prepares a new statement for
 every new batch size; one array parameter per column costs asyncpg an abstract-class check per value. A
-hundred new tasks: 5.8 ms of CPU as an executemany, 4.3 ms as arrays, less as JSON (benchmarks/PROFILE.md).
+hundred new tasks: 5.1-5.8 ms of CPU as an executemany, 4.2-4.3 ms as arrays, 3.9 ms as JSON (benchmarks/PROFILE.md).
 SQLite gets the executemany.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import JSON, Executable, Table, insert, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,8 +90,8 @@ def _json_text(value: Any) -> str:
     always did."""
     try:
         return to_json(value, inf_nan_mode="constants").decode()
-    except Exception:  # what pydantic-core cannot write (a lone surrogate, say): PostgreSQL refuses it as before
-        return json.dumps(value, default=str)
+    except PydanticSerializationError:  # a lone surrogate, say: json.dumps writes it and PostgreSQL refuses it, as
+        return json.dumps(value)  # before; a value JSON can't hold raises TypeError here, as SQLAlchemy's insert did
 
 
 def _is_naive(value: Any) -> bool:
