@@ -41,6 +41,23 @@ async def test_missing_or_unknown_key_is_401(client):
     assert response.status_code == 401 and "detail" in response.json()
 
 
+async def test_the_bearer_header_is_read_as_the_standard_says(client):
+    """The scheme in any case, the key after one space with blanks around it ignored; anything else is 401 (on a
+    hot route, which reads the header itself, and on one that asks for the principal too)."""
+    key = (await client.post("/ains/api-keys", json={"client_id": "client_1", "name": "a"}, headers=ADMIN)).json()
+    secret = key["api_key"]
+    for header in (f"Bearer {secret}", f"bearer {secret}", f"BEARER {secret}", f"Bearer {secret}  "):
+        submitted = await client.post("/ains/tasks", json=task_body(), headers={"Authorization": header})
+        assert submitted.status_code == 201, header
+        task_id = submitted.json()["task_id"]
+        assert (await client.get(f"/ains/tasks/{task_id}", headers={"Authorization": header})).status_code == 200
+        assert (await client.get("/ains/tasks", headers={"Authorization": header})).status_code == 200
+    for header in ("Bearer", "Bearer ", f"Basic {secret}", f"Token {secret}", secret, f"Bearer{secret}"):
+        for method, path in (("POST", "/ains/tasks"), ("GET", "/ains/tasks")):
+            response = await client.request(method, path, json=task_body(), headers={"Authorization": header})
+            assert response.status_code == 401 and "detail" in response.json(), (header, method, path)
+
+
 async def test_key_management_is_admin_only(client):
     client_headers = await create_client(client)
     agent = await register_agent(client)

@@ -19,8 +19,8 @@ from ains.agents.schemas import (
     RegisteredStatusValue,
     TokenRequest,
 )
-from ains.auth.dependencies import CurrentPrincipal, agents_only, public
-from ains.core.context import AppContext, get_context
+from ains.auth.dependencies import CurrentPrincipal, agents_only, caller, public
+from ains.core.context import AppContext, context_of, get_context
 
 router = APIRouter(prefix="/ains/agents", tags=["agents"])
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -77,13 +77,11 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrinci
 
 @router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse, dependencies=[agents_only()])
 async def heartbeat(
-    agent_id: str,
-    principal: CurrentPrincipal,
-    ctx: Ctx,
-    request: Request,
-    body: Annotated[HeartbeatRequest | None, Body()] = None,
+    agent_id: str, request: Request, body: Annotated[HeartbeatRequest | None, Body()] = None
 ) -> HeartbeatResponse:
     """Record that the agent is alive; with `wait_seconds`, answer early when one of its tasks is cancelled."""
+    # A hot route: the caller and the context come from the request, as in ains.tasks.router.
+    ctx, principal = context_of(request), caller(request)
     body = body or HeartbeatRequest()
     cancelled = await service.heartbeat_and_wait(
         ctx, principal, agent_id, body.status, wait_seconds=body.wait_seconds, request=request

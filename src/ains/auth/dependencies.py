@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ains.auth import service
 from ains.auth.keys import hash_key
@@ -23,7 +22,10 @@ from ains.core.principal import CLIENT_SCOPES, Principal
 
 log = logging.getLogger("ains.auth")
 
-_bearer = HTTPBearer(auto_error=False, description="An AINS API key: admin, client or agent")
+# The bearer scheme as the OpenAPI document names it (written there by `document_access`).
+BEARER_SCHEME = {
+    "HTTPBearer": {"type": "http", "description": "An AINS API key: admin, client or agent", "scheme": "bearer"}
+}
 
 # Access levels besides the client scopes.
 PUBLIC = "public"  # no key
@@ -37,13 +39,32 @@ class TooManyRequests(AinsError):
     status_code = 429
 
 
-async def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    if credentials is None or not credentials.credentials:
+def _bearer_token(request: Request) -> str | None:
+    """The key in `Authorization: Bearer <key>` (the scheme in any case), or None."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller's principal, checked once per request: the route's access check calls this, and a route
+    that asks for `CurrentPrincipal` as well gets the same answer (kept on the request), so a request is
+    counted once against its key's rate limit.
+
+    The header is read here rather than through FastAPI's `HTTPBearer` dependency: each dependency FastAPI
+    solves costs a request several microseconds, and a cached read was mostly the framework
+    (benchmarks/PROFILE.md). `document_access` writes the bearer scheme into the OpenAPI document instead."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    key = _bearer_token(request)
+    if key is None:
         raise Unauthorized()
     ctx = request.app.state.ctx
-    digest = hash_key(credentials.credentials)
+    digest = hash_key(key)
     principal = service.resolve_admin(digest, ctx.admin_key_hash)
     # The key cache is used only while revocations made in other processes can reach it: on PostgreSQL with
     # the wake-up link up. SQLite has no such link (another process on the file would go unheard), so there
@@ -77,10 +98,19 @@ async def authenticate(
     return principal
 
 
+def caller(request: Request) -> Principal:
+    """The principal the route's access check (`requires`, `agents_only`, …) authenticated. For the hot routes,
+    which take the `Request` instead of `CurrentPrincipal` and `Ctx`: each parameter FastAPI resolves as a
+    dependency costs the request more than most of what a cached read does (benchmarks/PROFILE.md)."""
+    principal: Principal = request.state.principal
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-async def _admin(principal: CurrentPrincipal) -> Principal:
+async def _admin(request: Request) -> Principal:
+    principal = await authenticate(request)
     if not principal.is_admin:
         raise Forbidden("Admin only")
     return principal
@@ -100,7 +130,8 @@ def requires(scope: str) -> Any:
     if scope not in CLIENT_SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
-    async def check(principal: CurrentPrincipal) -> None:
+    async def check(request: Request) -> None:
+        principal = await authenticate(request)
         if not principal.has_scope(scope):
             raise Forbidden(f"This key lacks the {scope} scope")
 
@@ -119,8 +150,8 @@ def public() -> Any:
 def any_key() -> Any:
     """Any valid key, whatever its scopes."""
 
-    async def check(_principal: CurrentPrincipal) -> None:
-        return None
+    async def check(request: Request) -> None:
+        await authenticate(request)
 
     return _declared(check, ANY_KEY)
 
@@ -128,7 +159,8 @@ def any_key() -> Any:
 def agents_only() -> Any:
     """A route for agents (the admin too, where the route itself allows it): never a client key."""
 
-    async def check(principal: CurrentPrincipal) -> None:
+    async def check(request: Request) -> None:
+        principal = await authenticate(request)
         if principal.kind == "client":
             raise Forbidden("This route is for agents; client keys may not use it")
 
@@ -136,8 +168,8 @@ def agents_only() -> Any:
 
 
 def admin_only() -> Any:
-    async def check(_principal: Admin) -> None:
-        return None
+    async def check(request: Request) -> None:
+        await _admin(request)
 
     return _declared(check, ADMIN)
 
@@ -176,13 +208,14 @@ def route_access(route: APIRoute) -> list[str]:
 
 def document_access(app: FastAPI) -> None:
     """Write each route's declared access into the OpenAPI document (`x-ains-access`, and the bearer
-    requirement's scope list)."""
+    requirement with its scope list on every route that takes a key)."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = original()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(BEARER_SCHEME)
         for route in api_routes(app):
             needs = route_access(route)
             for method in route.methods or ():
@@ -191,8 +224,9 @@ def document_access(app: FastAPI) -> None:
                     continue
                 need = needs[0]
                 operation["x-ains-access"] = need
+                if need != PUBLIC:
+                    operation["security"] = [{"HTTPBearer": [need] if need in CLIENT_SCOPES else []}]
                 if need in CLIENT_SCOPES:
-                    operation["security"] = [{"HTTPBearer": [need]}]
                     note = f"Client keys need the `{need}` scope."
                 else:
                     note = {

@@ -38,6 +38,10 @@ log = logging.getLogger("ains.cache")
 
 AGENT = "agent"
 TASK = "task"
+# The counters' children per kind, looked up once: `labels()` checks and locks on every call, and a cached
+# read counts one hit.
+_HITS = {kind: CACHE_HITS.labels(kind) for kind in (AGENT, TASK)}
+_MISSES = {kind: CACHE_MISSES.labels(kind) for kind in (AGENT, TASK)}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,7 +90,7 @@ class MemoryCache:
     async def get(self, kind: str, key: str) -> dict[str, Any] | None:
         store = self._stores[kind]
         value = store.get(key) if store is not None and self.usable() else None
-        (CACHE_HITS if value is not None else CACHE_MISSES).labels(kind).inc()
+        (_HITS if value is not None else _MISSES)[kind].inc()
         return value
 
     async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
@@ -184,16 +188,16 @@ class RedisCache:
         if self._ttls[kind] <= 0:
             return None
         if not self.usable():
-            CACHE_MISSES.labels(kind).inc()
+            _MISSES[kind].inc()
             return None
         try:
             raw = await self._redis.get(self._key(kind, key))
         except Exception as exc:  # any Redis failure is a miss, never an error
             self._failed(exc)
-            CACHE_MISSES.labels(kind).inc()
+            _MISSES[kind].inc()
             return None
         self._succeeded()
-        (CACHE_HITS if raw is not None else CACHE_MISSES).labels(kind).inc()
+        (_HITS if raw is not None else _MISSES)[kind].inc()
         return json.loads(raw) if raw is not None else None
 
     async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
