@@ -22,8 +22,26 @@ from ains.agents.schemas import (
 from ains.auth.dependencies import CurrentPrincipal, agents_only, caller, public
 from ains.core.context import AppContext, context_of, get_context
 
+# The heartbeat, every agent's most frequent call, is declared first: routes are matched in order (see
+# ains.tasks.router).
 router = APIRouter(prefix="/ains/agents", tags=["agents"])
 Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+@router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse, dependencies=[agents_only()])
+async def heartbeat(
+    agent_id: str, request: Request, body: Annotated[HeartbeatRequest | None, Body()] = None
+) -> HeartbeatResponse:
+    """Record that the agent is alive; with `wait_seconds`, answer early when one of its tasks is cancelled."""
+    # A hot route: the caller and the context come from the request, as in ains.tasks.router.
+    ctx, principal = context_of(request), caller(request)
+    body = body or HeartbeatRequest()
+    cancelled = await service.heartbeat_and_wait(
+        ctx, principal, agent_id, body.status, wait_seconds=body.wait_seconds, request=request
+    )
+    return HeartbeatResponse(
+        acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRegistered, dependencies=[public()])
@@ -73,22 +91,6 @@ async def update_agent(agent_id: str, body: AgentPatch, principal: CurrentPrinci
     async with ctx.work() as work:
         agent = await service.update_profile(work, principal, agent_id, body)
     return AgentOut.model_validate(agent)
-
-
-@router.post("/{agent_id}/heartbeat", response_model=HeartbeatResponse, dependencies=[agents_only()])
-async def heartbeat(
-    agent_id: str, request: Request, body: Annotated[HeartbeatRequest | None, Body()] = None
-) -> HeartbeatResponse:
-    """Record that the agent is alive; with `wait_seconds`, answer early when one of its tasks is cancelled."""
-    # A hot route: the caller and the context come from the request, as in ains.tasks.router.
-    ctx, principal = context_of(request), caller(request)
-    body = body or HeartbeatRequest()
-    cancelled = await service.heartbeat_and_wait(
-        ctx, principal, agent_id, body.status, wait_seconds=body.wait_seconds, request=request
-    )
-    return HeartbeatResponse(
-        acknowledged=True, cancelled_task_ids=cancelled, next_heartbeat_in=ctx.settings.agent_stale_seconds / 3
-    )
 
 
 @router.delete(

@@ -96,9 +96,11 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Neither format shows the thread or process a record came from; not looking them up makes every record
-    # (one per request, for the access log) cheaper.
+    # Neither format shows the thread, the process or the source line a record came from; not looking them up
+    # makes every record (one per request, for the access log) cheaper. `_srcfile = None` is the logging
+    # HOWTO's own advice for skipping the caller lookup.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     # uvicorn's own access log would duplicate ours, without the route or duration.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -46,6 +46,10 @@ from ains.tasks.schemas import (
 # from it (`caller`, `context_of`) instead of asking for `CurrentPrincipal` and `Ctx`: FastAPI resolves each
 # dependency parameter on every request, and for a cached read that was a tenth of the server's CPU
 # (benchmarks/PROFILE.md). The route's access check (`requires`, `agents_only`) has authenticated it already.
+#
+# Routes are matched in the order they are declared here, on every request, and FastAPI spends about a
+# microsecond on each route it tries (twice over in the router that matches): the routes come in order of
+# traffic, busiest first (tests/ops/test_routing.py checks the order and that no route takes another's path).
 router = APIRouter(tags=["tasks"])
 CLAIM_LIMIT_HEADER = "X-AINS-Claim-Limit"
 Ctx = Annotated[AppContext, Depends(get_context)]
@@ -57,113 +61,9 @@ def present(task: Task | TaskOut, settings: Settings) -> TaskOut:
     return out
 
 
-@router.post(
-    "/ains/tasks",
-    status_code=status.HTTP_201_CREATED,
-    response_model=TaskOut,
-    responses={200: {"model": TaskOut, "description": "A repeated idempotency key: the first task"}},
-    dependencies=[requires("tasks:write")],
-)
-async def submit_task(body: TaskSubmit, request: Request) -> Response:
-    ctx, principal = context_of(request), caller(request)
-    async with ctx.work() as work:
-        task, created = await submission.submit(work, principal, body)
-    answer = task_answer(task, utcnow(), ctx.settings)
-    return json_response(answer, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
-
-@router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
-async def submit_batch(body: BatchSubmit, request: Request) -> Response:
-    """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
-    ctx, principal = context_of(request), caller(request)
-    async with ctx.work() as work:
-        submitted, failed = await submission.submit_batch(work, principal, body.tasks, atomic=body.atomic)
-    return json_response(batch_answer(submitted, failed))
-
-
-@router.post(
-    "/ains/tasks/complete-batch",
-    response_model=ReportResults,
-    response_model_exclude_none=True,
-    dependencies=[agents_only()],
-)
-async def complete_batch(body: CompleteBatch, request: Request) -> Response:
-    """The calling agent completes up to 100 tasks; each item is answered on its own."""
-    return await _report_batch(service.complete_many, body.items, caller(request), context_of(request))
-
-
-@router.post(
-    "/ains/tasks/fail-batch",
-    response_model=ReportResults,
-    response_model_exclude_none=True,
-    dependencies=[agents_only()],
-)
-async def fail_batch(body: FailBatch, request: Request) -> Response:
-    """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
-    return await _report_batch(service.fail_many, body.items, caller(request), context_of(request))
-
-
-class _ReportMany(Protocol):
-    """`service.complete_many` or `service.fail_many`, typed so a wrong argument is a type error."""
-
-    def __call__(self, work: Work, principal: Principal, items: list[Any]) -> Awaitable[list[dict[str, Any]]]: ...
-
-
-async def _report_batch(
-    report_many: _ReportMany,
-    items: list[Any],
-    principal: Principal,
-    ctx: AppContext,
-) -> Response:
-    if principal.kind != "agent":
-        raise Forbidden("Only agents report on tasks")
-    async with ctx.work() as work:
-        results = await report_many(work, principal, items)
-    return json_response({"results": results})
-
-
-@router.get("/ains/tasks", response_model=TaskList, dependencies=[requires("tasks:read")])
-async def list_tasks(
-    principal: CurrentPrincipal,
-    ctx: Ctx,
-    status: TaskStatusValue | None = None,
-    client_id: str | None = None,
-    capability: str | None = None,
-    priority: Annotated[int | None, Query(ge=1, le=10)] = None,
-    workflow_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> Response:
-    """Newest first. A client sees its own tasks, an agent those it submitted or holds, the admin all."""
-    async with ctx.db.read() as session:
-        rows, next_cursor = await reads.list_tasks(
-            session,
-            principal,
-            status=status,
-            client_id=client_id,
-            capability=capability,
-            priority=priority,
-            limit=limit,
-            cursor=cursor,
-            workflow_id=workflow_id,
-        )
-    now = utcnow()
-    times: dict[datetime, str] = {}
-    tasks = [task_answer(row, now, ctx.settings, times) for row in rows]
-    return json_response({"tasks": tasks, "next_cursor": next_cursor})
-
-
 @router.get("/ains/tasks/{task_id}", response_model=TaskOut, dependencies=[requires("tasks:read")])
 async def get_task(task_id: str, request: Request) -> Response:
     return json_response(await reads.read_task(context_of(request), caller(request), task_id))
-
-
-@router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory, dependencies=[requires("tasks:read")])
-async def task_attempts(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> AttemptHistory:
-    async with ctx.db.read() as session:
-        task = await reads.get_visible(session, principal, task_id)
-        rows = await reads.attempts(session, task)
-    return AttemptHistory(task_id=task_id, attempts=[AttemptOut.model_validate(r) for r in rows])
 
 
 @router.post("/ains/agents/{agent_id}/tasks/claim", response_model=ClaimResponse, dependencies=[agents_only()])
@@ -225,6 +125,110 @@ async def fail_task(task_id: str, body: FailRequest, request: Request) -> Respon
             retry_after_seconds=body.retry_after_seconds,
         )
     return json_response(task_answer(task, utcnow(), ctx.settings))
+
+
+@router.post(
+    "/ains/tasks/complete-batch",
+    response_model=ReportResults,
+    response_model_exclude_none=True,
+    dependencies=[agents_only()],
+)
+async def complete_batch(body: CompleteBatch, request: Request) -> Response:
+    """The calling agent completes up to 100 tasks; each item is answered on its own."""
+    return await _report_batch(service.complete_many, body.items, caller(request), context_of(request))
+
+
+@router.post(
+    "/ains/tasks/fail-batch",
+    response_model=ReportResults,
+    response_model_exclude_none=True,
+    dependencies=[agents_only()],
+)
+async def fail_batch(body: FailBatch, request: Request) -> Response:
+    """The calling agent fails up to 100 tasks (retry rules as /fail); each item is answered on its own."""
+    return await _report_batch(service.fail_many, body.items, caller(request), context_of(request))
+
+
+class _ReportMany(Protocol):
+    """`service.complete_many` or `service.fail_many`, typed so a wrong argument is a type error."""
+
+    def __call__(self, work: Work, principal: Principal, items: list[Any]) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+async def _report_batch(
+    report_many: _ReportMany,
+    items: list[Any],
+    principal: Principal,
+    ctx: AppContext,
+) -> Response:
+    if principal.kind != "agent":
+        raise Forbidden("Only agents report on tasks")
+    async with ctx.work() as work:
+        results = await report_many(work, principal, items)
+    return json_response({"results": results})
+
+
+@router.post(
+    "/ains/tasks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    responses={200: {"model": TaskOut, "description": "A repeated idempotency key: the first task"}},
+    dependencies=[requires("tasks:write")],
+)
+async def submit_task(body: TaskSubmit, request: Request) -> Response:
+    ctx, principal = context_of(request), caller(request)
+    async with ctx.work() as work:
+        task, created = await submission.submit(work, principal, body)
+    answer = task_answer(task, utcnow(), ctx.settings)
+    return json_response(answer, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+@router.post("/ains/tasks/batch", response_model=BatchResult, dependencies=[requires("tasks:write")])
+async def submit_batch(body: BatchSubmit, request: Request) -> Response:
+    """Up to 100 tasks in one transaction; each item is validated and answered on its own."""
+    ctx, principal = context_of(request), caller(request)
+    async with ctx.work() as work:
+        submitted, failed = await submission.submit_batch(work, principal, body.tasks, atomic=body.atomic)
+    return json_response(batch_answer(submitted, failed))
+
+
+@router.get("/ains/tasks", response_model=TaskList, dependencies=[requires("tasks:read")])
+async def list_tasks(
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    status: TaskStatusValue | None = None,
+    client_id: str | None = None,
+    capability: str | None = None,
+    priority: Annotated[int | None, Query(ge=1, le=10)] = None,
+    workflow_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Newest first. A client sees its own tasks, an agent those it submitted or holds, the admin all."""
+    async with ctx.db.read() as session:
+        rows, next_cursor = await reads.list_tasks(
+            session,
+            principal,
+            status=status,
+            client_id=client_id,
+            capability=capability,
+            priority=priority,
+            limit=limit,
+            cursor=cursor,
+            workflow_id=workflow_id,
+        )
+    now = utcnow()
+    times: dict[datetime, str] = {}
+    tasks = [task_answer(row, now, ctx.settings, times) for row in rows]
+    return json_response({"tasks": tasks, "next_cursor": next_cursor})
+
+
+@router.get("/ains/tasks/{task_id}/attempts", response_model=AttemptHistory, dependencies=[requires("tasks:read")])
+async def task_attempts(task_id: str, principal: CurrentPrincipal, ctx: Ctx) -> AttemptHistory:
+    async with ctx.db.read() as session:
+        task = await reads.get_visible(session, principal, task_id)
+        rows = await reads.attempts(session, task)
+    return AttemptHistory(task_id=task_id, attempts=[AttemptOut.model_validate(r) for r in rows])
 
 
 @router.post("/ains/tasks/{task_id}/cancel", response_model=CancelResponse, dependencies=[requires("tasks:write")])
