@@ -57,6 +57,15 @@ async def test_the_openapi_document_shows_each_routes_access(app, client):
             assert operation["x-ains-access"] == need, (method, route.path)
             if need in CLIENT_SCOPES:
                 assert operation["security"] == [{"HTTPBearer": [need]}]
+            elif need == PUBLIC:
+                assert "security" not in operation, (method, route.path)
+            else:  # the admin, agents, any key: a bearer key, no scope
+                assert operation["security"] == [{"HTTPBearer": []}], (method, route.path)
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An AINS API key: admin, client or agent",
+    }
 
 
 @pytest.mark.parametrize("scope", CLIENT_SCOPES)
