@@ -29,6 +29,23 @@ from ains.main import create_app
 from ains.migrate import upgrade
 from tests.helpers import ADMIN_KEY
 
+# Each test's reports by phase ("setup", "call", "teardown"), for fixtures that add evidence when the test failed.
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test using this fixture failed (for a fixture's teardown)."""
+    call = request.node.stash.get(REPORTS, {}).get("call")
+    return call is not None and call.failed
+
+
 POSTGRES_URL = os.environ.get("AINS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("AINS_TEST_REQUIRE_SERVICES") == "1"
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from ains.agent import Agent, current_task
 from ains.client import AsyncAINSClient
-from tests.conftest import POSTGRES_URL, _admin_execute, unavailable
+from tests.conftest import POSTGRES_URL, _admin_execute, failed, unavailable
 from tests.helpers import ADMIN_KEY, RestartableServer, free_port
 
 SETTINGS = {
@@ -55,11 +55,28 @@ def server_env(request, tmp_path):
     asyncio.run(_admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+class LoggedServer(RestartableServer):
+    """With the access log on: when a test fails, its requests (route, status, duration) are evidence."""
+
+    log_level = "INFO"
+
+
 @pytest.fixture
-def server(server_env):
-    process = RestartableServer(server_env)
+def server(server_env, request):
+    process = LoggedServer(server_env)
     yield process
-    process.stop()
+    process.stop_keeping_log()
+    if failed(request):
+        # Printed into the failed test's report ("Captured stdout teardown"): what the server saw.
+        print(f"--- the server's log (last 300 lines of {process.log.name}) ---")
+        print("\n".join(process.output().splitlines()[-300:]))
+    process.discard_log()
+
+
+@pytest.fixture(autouse=True)
+def _agent_log(caplog):
+    """The runtime's own INFO lines (claims whose answer was lost, reports sent again) in a failed test's report."""
+    caplog.set_level(logging.INFO, logger="ains.agent")
 
 
 @pytest.fixture
