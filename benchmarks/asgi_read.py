@@ -31,6 +31,7 @@ from ains.core.logging import configure_logging
 from ains.main import create_app
 
 NO_RATE_LIMIT = {"rate_limit_per_second": 1_000_000, "rate_limit_burst": 1_000_000}
+TASK = {"task_type": "noop", "capability_required": "bench:noop", "input_data": {"n": 1}}
 
 
 async def cpu_per_request(app: Any, path: str, key: str, requests: int) -> float:
@@ -82,8 +83,7 @@ async def ains_rounds(url: str, requests: int, rounds: int) -> list[float]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as http:
             created = await http.post("/ains/api-keys", json={"client_id": "bench_client", "name": "b"}, headers=ADMIN)
             key = created.json()["api_key"]
-            task = {"task_type": "noop", "capability_required": "bench:noop", "input_data": {"n": 1}}
-            submitted = await http.post("/ains/tasks", json=task, headers={"Authorization": f"Bearer {key}"})
+            submitted = await http.post("/ains/tasks", json=TASK, headers={"Authorization": f"Bearer {key}"})
             task_id = submitted.json()["task_id"]
         await asyncio.sleep(0.5)  # the wake-up link up, so verified keys and tasks are cached
         return [await cpu_per_request(app, f"/ains/tasks/{task_id}", key, requests) for _ in range(rounds)]
@@ -91,17 +91,10 @@ async def ains_rounds(url: str, requests: int, rounds: int) -> list[float]:
 
 async def minimal_rounds(requests: int, rounds: int) -> list[float]:
     app = minimal_app.app
-    minimal_app.tasks["task_1"] = minimal_app.TaskOut(
-        task_id="task_1",
-        client_id="bench_client",
-        task_type="noop",
-        capability_required="bench:noop",
-        input_data={"n": 1},
-        priority=5,
-        status="PENDING",
-        attempt=0,
-    )
-    return [await cpu_per_request(app, "/ains/tasks/task_1", "any", requests) for _ in range(rounds)]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as http:
+        submitted = await http.post("/ains/tasks", json=TASK, headers={"Authorization": "Bearer any"})
+        task_id = submitted.json()["task_id"]
+    return [await cpu_per_request(app, f"/ains/tasks/{task_id}", "any", requests) for _ in range(rounds)]
 
 
 def main() -> None:
