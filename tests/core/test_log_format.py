@@ -62,7 +62,12 @@ def restored_logging():
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "alembic")}
+    # Also the record's lookups it turns off, so later tests' captured logs keep their file and line.
+    switches = ("logThreads", "logProcesses", "logMultiprocessing", "_srcfile")
+    saved = {name: getattr(logging, name) for name in switches}
     yield
+    for name, value in saved.items():
+        setattr(logging, name, value)
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, old in quiet.items():
