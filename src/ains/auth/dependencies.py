@@ -116,7 +116,6 @@ async def _admin(request: Request) -> Principal:
     return principal
 
 
-require_admin = _admin
 Admin = Annotated[Principal, Depends(_admin)]
 
 
