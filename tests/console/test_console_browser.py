@@ -288,6 +288,7 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
         page.get_by_role("button", name="Filter").click()
         page.wait_for_url(re.compile(r".*status=COMPLETED.*"))
         page.locator("#task-table a.id").first.click()
+        page.wait_for_url(re.compile(r".*/console/tasks/[^/?]+$"))
         page.locator("#task-status", has_text="COMPLETED").wait_for()
         assert "attempt 1 completed" in page.locator("ol.timeline").inner_text()
         page.screenshot(path=str(shots / "task.png"), full_page=True)
@@ -296,6 +297,7 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
         assert page.get_by_role("link", name="summariser-1").count() == 1
         page.screenshot(path=str(shots / "agents.png"), full_page=True)
         page.get_by_role("link", name="summariser-1").click()
+        page.wait_for_url(f"{server.url}/console/agents/summariser-1")
         assert "verified" in page.locator("#chain").inner_text()
         page.get_by_label("Reason").fill("reviewed by the operator")
         page.get_by_role("button", name="Adjust trust…").click()
@@ -308,6 +310,7 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
         page.locator("text=failing").first.wait_for(timeout=LIVE_TIMEOUT_MS)
         page.screenshot(path=str(shots / "webhooks.png"), full_page=True)
         page.locator("table a.id").last.click()
+        page.wait_for_url(re.compile(r".*/console/webhooks/[^/]+$"))
         page.get_by_role("button", name="Redeliver…").first.click()
         page.locator("dialog#confirm").get_by_role("button", name="Confirm").click()
         page.locator(".flash.ok", has_text="queued to be sent again").wait_for()
@@ -318,12 +321,17 @@ def test_admin_pages_with_data_and_screenshots(browser, server, api, keys, recei
         assert "webhook.redeliver" in page.locator("main").inner_text()
         page.screenshot(path=str(shots / "audit.png"), full_page=True)
 
+        # A click that opens a page returns once the new page starts loading: wait for it to finish
+        # before counting what is on it (a count does not wait).
         page.get_by_role("link", name="Workflows").click()
+        page.wait_for_url(f"{server.url}/console/workflows")
         page.get_by_role("link", name=workflow_id).click()
+        page.wait_for_url(f"{server.url}/console/workflows/{workflow_id}")
         assert page.locator("svg.graph a.node").count() == 5
         assert page.locator("svg.graph .node-completed").count() == 1
         page.screenshot(path=str(shots / "workflow.png"), full_page=True)
         page.get_by_role("link", name="Schedules").click()
+        page.wait_for_url(f"{server.url}/console/schedules")
         assert "hourly digest" in page.locator("main").inner_text()
         page.screenshot(path=str(shots / "schedules.png"), full_page=True)
 
