@@ -7,12 +7,14 @@ The dispatcher here sends nothing: the tests lease deliveries, make up their out
 
 import asyncio
 import dataclasses
+import json
 
 import pytest
 from pydantic_core import to_json
 from sqlalchemy import event, text
 
 from ains.core.clock import utcnow
+from ains.core.database import driver_connection
 from ains.webhooks import statements
 from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher, _decide, _outcome_fields
 from tests.helpers import create_client, submit
@@ -202,31 +204,49 @@ async def test_an_attempt_that_fails_inside_the_dispatcher_is_still_an_outcome(a
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-async def test_a_batch_of_outcomes_is_one_statement_on_postgres(client, app):
-    """PostgreSQL checks that each delivery is still this attempt's, locks and writes them all, and (every attempt
-    succeeded) resets the webhook's health, in one statement (not a locking SELECT, one UPDATE per delivery and the
-    webhook's); then leases what the webhook may send next."""
-    owner, created = await _three_pending(client)
+async def test_a_batch_of_successes_is_one_statement_on_postgres(client, app):
+    """PostgreSQL checks that each delivery is still this attempt's, locks and writes them all, resets the webhook's
+    health and leases the webhook's next deliveries into the places the batch freed, in one autocommitted statement
+    (not BEGIN, the outcomes, a lease, COMMIT)."""
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    for _ in range(5):
+        await submit(client, owner)
     ctx = app.state.ctx
     dispatcher = WebhookDispatcher()
-    seen: list[tuple[str, bool]] = []
+    through_sqlalchemy: list[str] = []
+    through_driver: list[str] = []
+    watched = []
 
-    def note(_conn, _cursor, statement, _parameters, _context, executemany):
-        seen.append((" ".join(statement.split()), executemany))
+    def note(_conn, _cursor, statement, _parameters, _context, _executemany):
+        through_sqlalchemy.append(statement)
+
+    def watch(dbapi_connection, _record, _proxy):
+        connection = dbapi_connection.driver_connection
+        connection.add_query_logger(lambda query: through_driver.append(query.query))
+        watched.append(connection)
 
     try:
         leased = await _lease(ctx, dispatcher, 64)
+        assert [d.attempt for d in leased] == [1, 1, 1]  # webhook_max_in_flight
         event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", note)
-        await dispatcher._record(ctx, [_outcome(d, 200) for d in leased])
+        event.listen(ctx.db.engine.sync_engine, "checkout", watch)
+        again = await dispatcher._record(ctx, [_outcome(d, 200) for d in leased[:2]])
+        await asyncio.sleep(0)  # the driver calls its query loggers soon, not at once
     finally:
         event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", note)
+        event.remove(ctx.db.engine.sync_engine, "checkout", watch)
+        for connection in watched:
+            connection._query_loggers.clear()
         await dispatcher.close()
-    touching = [statement for statement, _ in seen if "webhook_deliveries" in statement]
-    assert len(leased) == 3 and not any(many for _, many in seen)
-    assert len(seen) == 2 and touching[0].startswith("WITH outcome AS") and "UPDATE webhooks" in touching[0]
-    assert touching[1].startswith("UPDATE webhook_deliveries SET attempts")  # the lease
-    rows = await deliveries(client, owner, created["webhook_id"])
-    assert [d["status"] for d in rows] == ["succeeded"] * 3
+    assert through_sqlalchemy == []
+    (statement,) = through_driver
+    assert statement.lstrip().startswith("WITH outcome AS") and "UPDATE webhooks" in statement
+    assert "leased_until = $3" in statement
+    # The two places freed went to the next two deliveries, oldest first.
+    rows = (await deliveries(client, owner, created["webhook_id"]))[::-1]  # newest first
+    assert [(d["status"], d["attempts"]) for d in rows] == [("succeeded", 1)] * 2 + [("pending", 1)] * 3
+    assert [d.delivery_id for d in again] == [d["delivery_id"] for d in rows[3:]]
 
 
 def _rows_read(node: dict, table: str) -> int:
@@ -251,14 +271,27 @@ async def test_recording_reads_only_its_own_deliveries_on_postgres(client, app):
     decided = [_decide(_outcome(d, 200), utcnow(), ctx.settings) for d in leased]
     payload = to_json([_outcome_fields(d) for d in decided]).decode()
     assert len(leased) == 3  # webhook_max_in_flight
-    for statement in (statements.RECORD_OUTCOMES_POSTGRESQL, statements.RECORD_ALL_SUCCEEDED_POSTGRESQL):
-        clause = statement.element
-        explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
-        async with ctx.db.transaction() as session:
-            (plan,) = (await session.execute(explain, {"outcomes": payload, "now": utcnow()})).scalar_one()
-            await session.rollback()
-        # Each delivery three times: locked, looked up by id, updated (the UPDATE node names the table too).
-        assert _rows_read(plan["Plan"], "webhook_deliveries") <= 3 * len(leased), plan
+    clause = statements.RECORD_OUTCOMES_POSTGRESQL.element
+    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
+    async with ctx.db.transaction() as session:
+        (plan,) = (await session.execute(explain, {"outcomes": payload, "now": utcnow()})).scalar_one()
+        await session.rollback()
+    # Each delivery three times: locked, looked up by id, updated (the UPDATE node names the table too).
+    assert _rows_read(plan["Plan"], "webhook_deliveries") <= 3 * len(leased), plan
+    # Recording them and leasing the next three into their places reads only those six (each next one found,
+    # probed for an earlier pending delivery of its task, updated), not the backlog.
+    now = utcnow()
+    async with driver_connection(ctx.db.engine) as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            explained = await connection.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statements.RECORD_SUCCEEDED_AND_PASS_ON}", payload, now, now
+            )
+        finally:
+            await transaction.rollback()
+    (plan,) = json.loads(explained) if isinstance(explained, str) else explained
+    assert _rows_read(plan["Plan"], "webhook_deliveries") <= 6 * len(leased), plan
 
 
 async def test_two_dispatchers_recording_one_delivery_at_once_keep_only_the_current_attempt(client, app, db):
@@ -289,3 +322,45 @@ async def test_two_dispatchers_recording_one_delivery_at_once_keep_only_the_curr
     assert all([(h["attempt"], h["response_code"]) for h in d["history"]] == [(2, 200)] for d in rows)
     (health,) = (await client.get("/ains/clients/client_1/webhooks", headers=owner)).json()["webhooks"]
     assert health["consecutive_failures"] == 0 and health["last_failure_at"] is None and health["last_success_at"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_places_passed_on_while_another_dispatcher_leases_never_exceed_the_limit(client, app):
+    """One dispatcher records its answered deliveries and passes their places on while another leases for the same
+    webhook at the same moment, round after round: whichever takes the webhook's lock first, the deliveries in
+    flight never number more than `webhook_max_in_flight` (3), no delivery is leased by both, and every one is
+    sent once."""
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    batch = {"tasks": [{"task_type": "t", "capability_required": "data:v1", "input_data": {}}] * 40}
+    assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
+    first, second = WebhookDispatcher(), WebhookDispatcher()
+    held = {first: await _lease(ctx, first, 64), second: []}
+    sent = [d.delivery_id for d in held[first]]
+
+    async def in_flight() -> int:
+        async with ctx.db.read() as session:
+            query = "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending' AND leased_until > now()"
+            return (await session.execute(text(query))).scalar_one()
+
+    try:
+        for round_number in range(60):
+            recorder, leaser = (first, second) if round_number % 2 == 0 else (second, first)
+            answered = held[recorder]
+            passed_on, leased = await asyncio.gather(
+                recorder._record(ctx, [_outcome(d, 200) for d in answered]), _lease(ctx, leaser, 64)
+            )
+            held[recorder] = passed_on
+            held[leaser] = held[leaser] + leased
+            sent += [d.delivery_id for d in [*passed_on, *leased]]
+            assert len(held[first]) + len(held[second]) == await in_flight() <= 3
+            if not held[first] and not held[second]:
+                held[leaser] = await _lease(ctx, leaser, 64)  # what a pass would do next
+                sent += [d.delivery_id for d in held[leaser]]
+    finally:
+        await first.close()
+        await second.close()
+    assert len(sent) == len(set(sent)) == 40
+    rows = await deliveries(client, owner, created["webhook_id"])
+    assert [d["status"] for d in rows] == ["succeeded"] * 40

@@ -181,7 +181,7 @@ _OUTCOMES_WRITTEN = """
         SELECT * FROM jsonb_to_recordset(CAST(:outcomes AS JSONB)) AS o(id INTEGER, attempt INTEGER, code INTEGER,
             error TEXT, status TEXT, next TIMESTAMPTZ, finished TIMESTAMPTZ, entry JSONB)
     ), ours AS (
-        SELECT d.id, d.status, d.attempts FROM webhook_deliveries d
+        SELECT d.id, d.status, d.attempts, d.leased_until FROM webhook_deliveries d
         WHERE d.id = ANY(ARRAY(SELECT id FROM outcome))
         ORDER BY d.id FOR UPDATE
     ), written AS (
@@ -190,35 +190,65 @@ _OUTCOMES_WRITTEN = """
             leased_until = NULL, updated_at = :now, history = d.history || jsonb_build_array(outcome.entry)
         FROM outcome, ours
         WHERE d.id = ours.id AND outcome.id = ours.id AND ours.status = 'pending' AND ours.attempts = outcome.attempt
-        RETURNING d.id, d.attempts, d.created_at, d.webhook_id
+        RETURNING d.id, d.attempts, d.created_at, d.webhook_id, ours.leased_until > :now AS held
     )"""
 RECORD_OUTCOMES_POSTGRESQL = (
     text(_OUTCOMES_WRITTEN + " SELECT id, attempts, created_at FROM written")
     .bindparams(bindparam("now", type_=UTCDateTime))
     .columns(id=Integer, attempts=Integer, created_at=UTCDateTime)
 )
-# PostgreSQL, every attempt of the batch succeeded: the outcomes and their webhooks' health (RECORD_SUCCESSES) in
-# one statement. Each written delivery comes back with its webhook as it is now (locked in id order, after the
-# deliveries); none when nothing was written.
-RECORD_ALL_SUCCEEDED_POSTGRESQL = (
-    text(
-        _OUTCOMES_WRITTEN
-        + """, healthy AS (
-        UPDATE webhooks SET consecutive_failures = 0, last_success_at = :now, updated_at = :now
+# PostgreSQL, every attempt of a batch succeeded: one autocommitted statement (asyncpg's own parameters: $1 the
+# outcomes as above, $2 now, $3 the new leases' end) writes the outcomes and their webhooks' health (as
+# RECORD_SUCCESSES does) and passes each freed place on: a webhook still active leases as many of its due
+# deliveries as the batch held places of it (a place counts if its lease had not run out), oldest first, none while
+# an earlier delivery of its task is pending (SKIP LOCKED, as LEASE). It counts nothing: the places change hands
+# inside one commit, so what is in flight to a webhook never grows, and the statement needs no newer snapshot than
+# its own, which a count taken after waiting for the webhook's lock would (a pass holding that lock leases against
+# a count that still includes these places; a delivery it leased meanwhile is seen as leased when locked here). Its
+# snapshot still shows the batch's own deliveries pending, so a task's next delivery waits for a pass: the caller
+# asks for one when fewer were leased than freed. Returns one row per delivery written (kind 'written') and per
+# delivery leased (kind 'leased', with its event's body), each with its webhook's url and secret.
+RECORD_SUCCEEDED_AND_PASS_ON = (
+    _OUTCOMES_WRITTEN.replace(":outcomes", "$1::text").replace(":now", "$2::timestamptz")
+    + """, healthy AS (
+        UPDATE webhooks SET consecutive_failures = 0, last_success_at = $2::timestamptz, updated_at = $2::timestamptz
         FROM (
             SELECT webhook_id FROM webhooks WHERE webhook_id IN (SELECT webhook_id FROM written)
             ORDER BY webhook_id FOR NO KEY UPDATE
         ) AS in_order
         WHERE webhooks.webhook_id = in_order.webhook_id
         RETURNING webhooks.webhook_id, webhooks.url, webhooks.secret, webhooks.active
+    ), freed AS (
+        SELECT written.webhook_id, count(*) AS places FROM written
+        JOIN healthy ON healthy.webhook_id = written.webhook_id
+        WHERE healthy.active AND written.held
+        GROUP BY written.webhook_id
+    ), chosen AS (
+        SELECT next.id FROM freed, LATERAL (
+            SELECT c.id FROM webhook_deliveries c
+            WHERE c.webhook_id = freed.webhook_id AND c.status = 'pending' AND c.next_attempt_at <= $2::timestamptz
+                AND (
+                    SELECT e.id FROM webhook_deliveries e
+                    WHERE e.webhook_id = c.webhook_id AND e.task_id = c.task_id AND e.status = 'pending' AND e.id < c.id
+                    LIMIT 1
+                ) IS NULL
+            ORDER BY c.id LIMIT freed.places FOR UPDATE SKIP LOCKED
+        ) AS next
+    ), leased AS (
+        UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $3::timestamptz,
+            leased_until = $3::timestamptz, updated_at = $2::timestamptz
+        WHERE d.id = ANY(ARRAY(SELECT id FROM chosen))
+        RETURNING d.id, d.delivery_id, d.attempts, d.event_id, d.webhook_id
     )
-    SELECT written.id, written.attempts, written.created_at, healthy.webhook_id, healthy.url, healthy.secret,
-        healthy.active
+    SELECT 'written' AS kind, written.id, written.attempts, written.created_at, written.webhook_id,
+        NULL AS delivery_id, NULL AS event_id, NULL AS body, healthy.url, healthy.secret
     FROM written JOIN healthy ON healthy.webhook_id = written.webhook_id
+    UNION ALL
+    SELECT 'leased', leased.id, leased.attempts, NULL, leased.webhook_id, leased.delivery_id, leased.event_id,
+        (SELECT task_events.body FROM task_events WHERE task_events.event_id = leased.event_id),
+        healthy.url, healthy.secret
+    FROM leased JOIN healthy ON healthy.webhook_id = leased.webhook_id
     """
-    )
-    .bindparams(bindparam("now", type_=UTCDateTime))
-    .columns(id=Integer, attempts=Integer, created_at=UTCDateTime)
 )
 
 # A webhook's health after a batch (executemany).
