@@ -162,6 +162,27 @@ async def test_a_batch_of_successes_resets_each_webhooks_health_and_leases_what_
         await dispatcher.close()
 
 
+async def test_recording_a_tasks_delivery_leases_the_next_one_of_that_task(client, app):
+    """A task's second event waits while its first is pending; the recording of the first leases the second at
+    once (on PostgreSQL in the same statement, whose snapshot still shows the first pending), without a pass."""
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    url = "http://127.0.0.1:9/hook"
+    created = await hook(client, owner, "/ains/clients/client_1", url, events=["task.created", "task.cancelled"])
+    task_id = (await submit(client, owner))["task_id"]
+    cancelled = await client.post(f"/ains/tasks/{task_id}/cancel", json={"reason": "x"}, headers=owner)
+    assert cancelled.status_code == 200, cancelled.text
+    dispatcher = WebhookDispatcher()
+    try:
+        (first,) = await _lease(ctx, dispatcher, 64)  # the second waits behind it
+        again = await dispatcher._record(ctx, [_outcome(first, 200)])
+    finally:
+        await dispatcher.close()
+    rows = (await deliveries(client, owner, created["webhook_id"]))[::-1]
+    assert [(d["status"], d["attempts"]) for d in rows] == [("succeeded", 1), ("pending", 1)]
+    assert [(d.delivery_id, d.attempt) for d in again] == [(rows[1]["delivery_id"], 1)]
+
+
 async def test_leasing_keeps_within_the_in_flight_limit_and_the_free_slots(client, app):
     ctx = app.state.ctx
     owner = await create_client(client, "client_1")

@@ -473,9 +473,7 @@ class WebhookDispatcher:
         ]
         written_ids = {row["id"]: row["attempts"] for row in written}
         _count_results(_written(decided, written_ids), {row["id"]: row["created_at"] for row in written}, now)
-        # Fewer leased than freed: a task's next delivery (the statement still sees its earlier one pending) or a
-        # free place of this process may be waiting; a pass sees the batch written.
-        if len(taken) < len(written) or (self._short_of_slots and self._free_slots(settings) > len(taken)):
+        if self._short_of_slots and self._free_slots(settings) > len(taken):
             self._short_of_slots = False
             ctx.signals.deadline(DEADLINE_DELIVERY, now)
         return taken

@@ -201,13 +201,13 @@ RECORD_OUTCOMES_POSTGRESQL = (
 # outcomes as above, $2 now, $3 the new leases' end) writes the outcomes and their webhooks' health (as
 # RECORD_SUCCESSES does) and passes each freed place on: a webhook still active leases as many of its due
 # deliveries as the batch held places of it (a place counts if its lease had not run out), oldest first, none while
-# an earlier delivery of its task is pending (SKIP LOCKED, as LEASE). It counts nothing: the places change hands
-# inside one commit, so what is in flight to a webhook never grows, and the statement needs no newer snapshot than
-# its own, which a count taken after waiting for the webhook's lock would (a pass holding that lock leases against
-# a count that still includes these places; a delivery it leased meanwhile is seen as leased when locked here). Its
-# snapshot still shows the batch's own deliveries pending, so a task's next delivery waits for a pass: the caller
-# asks for one when fewer were leased than freed. Returns one row per delivery written (kind 'written') and per
-# delivery leased (kind 'leased', with its event's body), each with its webhook's url and secret.
+# an earlier delivery of its task is pending (SKIP LOCKED, as LEASE; the batch's own deliveries, which its snapshot
+# still shows pending, no longer count: a task's next delivery goes once the one before it is recorded). It counts
+# nothing: the places change hands inside one commit, so what is in flight to a webhook never grows, and the
+# statement needs no newer snapshot than its own, which a count taken after waiting for the webhook's lock would (a
+# pass holding that lock leases against a count that still includes these places; a delivery it leased meanwhile is
+# seen as leased when locked here). Returns one row per delivery written (kind 'written') and per delivery leased
+# (kind 'leased', with its event's body), each with its webhook's url and secret.
 RECORD_SUCCEEDED_AND_PASS_ON = (
     _OUTCOMES_WRITTEN.replace(":outcomes", "$1::text").replace(":now", "$2::timestamptz")
     + """, healthy AS (
@@ -230,6 +230,7 @@ RECORD_SUCCEEDED_AND_PASS_ON = (
                 AND (
                     SELECT e.id FROM webhook_deliveries e
                     WHERE e.webhook_id = c.webhook_id AND e.task_id = c.task_id AND e.status = 'pending' AND e.id < c.id
+                        AND e.id <> ALL(ARRAY(SELECT id FROM written))
                     LIMIT 1
                 ) IS NULL
             ORDER BY c.id LIMIT freed.places FOR UPDATE SKIP LOCKED
