@@ -17,6 +17,7 @@ from ains.core.clock import utcnow
 from ains.core.database import driver_connection
 from ains.webhooks import statements
 from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher, _decide, _outcome_fields
+from ains.webhooks.outbox import DEADLINE_DELIVERY
 from tests.helpers import create_client, submit
 from tests.webhooks.test_delivery import deliveries, hook
 
@@ -183,6 +184,34 @@ async def test_recording_a_tasks_delivery_leases_the_next_one_of_that_task(clien
     assert [(d.delivery_id, d.attempt) for d in again] == [(rows[1]["delivery_id"], 1)]
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_recording_asks_for_a_pass_when_its_webhook_has_room_for_more(client, app):
+    """On PostgreSQL a recording passes on only the places it freed (SQLite's counts and fills them itself). A
+    webhook that had caught up (one delivery in flight of the three allowed) and then gets a backlog is filled up by
+    a pass, which the recording asks for; one already at its limit asks for none."""
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    await submit(client, owner)
+    dispatcher = WebhookDispatcher()
+    asked: list[object] = []
+    ctx.signals.watch_deadlines(DEADLINE_DELIVERY, asked.append)
+    try:
+        (alone,) = await _lease(ctx, dispatcher, 64)
+        for _ in range(6):
+            await submit(client, owner)  # the backlog; no pass runs here
+        asked.clear()
+        (passed_on,) = await dispatcher._record(ctx, [_outcome(alone, 200)])
+        assert len(asked) == 1  # one in flight of three: a pass fills the other two
+        more = await _lease(ctx, dispatcher, 64)
+        assert len(more) == 2
+        asked.clear()
+        (again,) = await dispatcher._record(ctx, [_outcome(passed_on, 200)])
+        assert asked == []  # at the limit: nothing for a pass to do
+    finally:
+        await dispatcher.close()
+
+
 async def test_leasing_keeps_within_the_in_flight_limit_and_the_free_slots(client, app):
     ctx = app.state.ctx
     owner = await create_client(client, "client_1")
@@ -299,8 +328,9 @@ async def test_recording_reads_only_its_own_deliveries_on_postgres(client, app):
         await session.rollback()
     # Each delivery three times: locked, looked up by id, updated (the UPDATE node names the table too).
     assert _rows_read(plan["Plan"], "webhook_deliveries") <= 3 * len(leased), plan
-    # Recording them and leasing the next three into their places reads only those six (each next one found,
-    # probed for an earlier pending delivery of its task, updated), not the backlog.
+    # Recording them and leasing the next three into their places reads only those six and the webhook's deliveries
+    # in flight (each next one found, probed for an earlier pending delivery of its task, updated; each in flight
+    # counted), not the backlog.
     now = utcnow()
     async with driver_connection(ctx.db.engine) as connection:
         transaction = connection.transaction()
@@ -312,7 +342,7 @@ async def test_recording_reads_only_its_own_deliveries_on_postgres(client, app):
         finally:
             await transaction.rollback()
     (plan,) = json.loads(explained) if isinstance(explained, str) else explained
-    assert _rows_read(plan["Plan"], "webhook_deliveries") <= 6 * len(leased), plan
+    assert _rows_read(plan["Plan"], "webhook_deliveries") <= 7 * len(leased), plan
 
 
 async def test_two_dispatchers_recording_one_delivery_at_once_keep_only_the_current_attempt(client, app, db):

@@ -473,7 +473,17 @@ class WebhookDispatcher:
         ]
         written_ids = {row["id"]: row["attempts"] for row in written}
         _count_results(_written(decided, written_ids), {row["id"]: row["created_at"] for row in written}, now)
-        if self._short_of_slots and self._free_slots(settings) > len(taken):
+        # Places are only passed on here, never added: a webhook below its limit (it had caught up for a moment,
+        # say) fills up again in a pass. Ask for one when a webhook passed on every place it freed (more may be
+        # due) with room to spare, or this process has free slots that a pass left short.
+        passed_on = Counter(leased.webhook_id for leased in taken)
+        room = any(
+            row["places"] is not None
+            and passed_on[row["webhook_id"]] == row["places"]
+            and row["in_flight"] < settings.webhook_max_in_flight
+            for row in written
+        )
+        if room or (self._short_of_slots and self._free_slots(settings) > len(taken)):
             self._short_of_slots = False
             ctx.signals.deadline(DEADLINE_DELIVERY, now)
         return taken

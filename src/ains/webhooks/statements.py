@@ -207,7 +207,9 @@ RECORD_OUTCOMES_POSTGRESQL = (
 # statement needs no newer snapshot than its own, which a count taken after waiting for the webhook's lock would (a
 # pass holding that lock leases against a count that still includes these places; a delivery it leased meanwhile is
 # seen as leased when locked here). Returns one row per delivery written (kind 'written') and per delivery leased
-# (kind 'leased', with its event's body), each with its webhook's url and secret.
+# (kind 'leased', with its event's body), each with its webhook's url and secret; a written row also carries the
+# places its webhook freed and how many of its deliveries were in flight before (this statement's snapshot, the
+# freed ones included): a webhook that filled every place it freed and had room to spare may have more to send.
 RECORD_SUCCEEDED_AND_PASS_ON = (
     _OUTCOMES_WRITTEN.replace(":outcomes", "$1::text").replace(":now", "$2::timestamptz")
     + """, healthy AS (
@@ -219,8 +221,11 @@ RECORD_SUCCEEDED_AND_PASS_ON = (
         WHERE webhooks.webhook_id = in_order.webhook_id
         RETURNING webhooks.webhook_id, webhooks.url, webhooks.secret, webhooks.active
     ), freed AS (
-        SELECT written.webhook_id, count(*) AS places FROM written
-        JOIN healthy ON healthy.webhook_id = written.webhook_id
+        SELECT written.webhook_id, count(*) AS places, (
+            SELECT count(*) FROM webhook_deliveries f
+            WHERE f.webhook_id = written.webhook_id AND f.leased_until > $2::timestamptz
+        ) AS in_flight
+        FROM written JOIN healthy ON healthy.webhook_id = written.webhook_id
         WHERE healthy.active AND written.held
         GROUP BY written.webhook_id
     ), chosen AS (
@@ -242,12 +247,13 @@ RECORD_SUCCEEDED_AND_PASS_ON = (
         RETURNING d.id, d.delivery_id, d.attempts, d.event_id, d.webhook_id
     )
     SELECT 'written' AS kind, written.id, written.attempts, written.created_at, written.webhook_id,
-        NULL AS delivery_id, NULL AS event_id, NULL AS body, healthy.url, healthy.secret
+        NULL AS delivery_id, NULL AS event_id, NULL AS body, healthy.url, healthy.secret, freed.places, freed.in_flight
     FROM written JOIN healthy ON healthy.webhook_id = written.webhook_id
+    LEFT JOIN freed ON freed.webhook_id = written.webhook_id
     UNION ALL
     SELECT 'leased', leased.id, leased.attempts, NULL, leased.webhook_id, leased.delivery_id, leased.event_id,
         (SELECT task_events.body FROM task_events WHERE task_events.event_id = leased.event_id),
-        healthy.url, healthy.secret
+        healthy.url, healthy.secret, NULL, NULL
     FROM leased JOIN healthy ON healthy.webhook_id = leased.webhook_id
     """
 )
