@@ -21,9 +21,11 @@ recorder is free: one transaction writes their outcomes, next attempt times or
 final statuses, and their webhooks' health, and leases what those webhooks may
 send next, so a backlog drains without waiting for a pass. On PostgreSQL a batch
 that all succeeded is one autocommitted statement, which hands each place its
-deliveries held to the webhook's next due delivery instead of counting what is in
-flight: places change hands inside one commit, so the limit holds with any number
-of dispatchers, and a busy webhook's place is free again after one round trip.
+deliveries held to the webhook's next due delivery: places change hands inside
+one commit, so what is in flight does not grow with any number of dispatchers
+(a place is handed on only while its lease has a margin left, and never past the
+limit as the statement counts it), and a busy webhook's place is free again
+after one round trip. A webhook with room to spare is filled by a pass.
 """
 
 from __future__ import annotations
@@ -450,13 +452,15 @@ class WebhookDispatcher:
         outcomes, a lease per webhook, COMMIT): the place an answered attempt holds frees sooner, and a webhook's
         rate is its places per recording."""
         settings = ctx.settings
-        now = utcnow()
-        decided = [_decide(outcome, now, settings) for outcome in batch]
-        payload = to_json([_outcome_fields(d) for d in decided]).decode()
-        lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
         async with driver_connection(ctx.db.engine) as connection:
+            # The moment is read once a connection is in hand: a wait for one must not age it (see PLACE_MARGIN).
+            now = utcnow()
+            decided = [_decide(outcome, now, settings) for outcome in batch]
+            payload = to_json([_outcome_fields(d) for d in decided]).decode()
+            lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
             DB_STATEMENTS.labels("write").inc()
-            rows = await connection.fetch(sql.RECORD_SUCCEEDED_AND_PASS_ON, payload, now, lease)
+            statement = sql.RECORD_SUCCEEDED_AND_PASS_ON
+            rows = await connection.fetch(statement, payload, now, lease, settings.webhook_max_in_flight)
         written = [row for row in rows if row["kind"] == "written"]
         taken = [
             Leased(

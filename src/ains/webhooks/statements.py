@@ -170,13 +170,17 @@ RECORD_OUTCOME_SQLITE = (
     )
 )
 
+# A place is passed on only while its lease has this long left: a recording that waits (for the webhook's lock,
+# say) while the lease runs out must not hand on a place a pass elsewhere has already counted as free.
+PLACE_MARGIN = "5 seconds"
+
 # PostgreSQL: a batch's outcomes in one statement. Its deliveries are locked in id order, as LOCK_DELIVERIES does, and
 # those still pending at the attempt the outcome is about are written; it returns those it wrote. `= ANY(ARRAY())`
 # and the conditions on the locked rows (`ours`), not on the table: a primary-key lookup per outcome (a join, or
 # the status beside the ids, let PostgreSQL read every pending delivery of a table it has no statistics for yet).
 # :outcomes is a JSON array of each delivery's outcome (`id`, `attempt`, `code`, `error`, `status`, `next`,
 # `finished`, `entry`: the history's new entry as an object).
-_OUTCOMES_WRITTEN = """
+_OUTCOMES_WRITTEN = f"""
     WITH outcome AS (
         SELECT * FROM jsonb_to_recordset(CAST(:outcomes AS JSONB)) AS o(id INTEGER, attempt INTEGER, code INTEGER,
             error TEXT, status TEXT, next TIMESTAMPTZ, finished TIMESTAMPTZ, entry JSONB)
@@ -190,7 +194,8 @@ _OUTCOMES_WRITTEN = """
             leased_until = NULL, updated_at = :now, history = d.history || jsonb_build_array(outcome.entry)
         FROM outcome, ours
         WHERE d.id = ours.id AND outcome.id = ours.id AND ours.status = 'pending' AND ours.attempts = outcome.attempt
-        RETURNING d.id, d.attempts, d.created_at, d.webhook_id, ours.leased_until > :now AS held
+        RETURNING d.id, d.attempts, d.created_at, d.webhook_id,
+            ours.leased_until > :now + INTERVAL '{PLACE_MARGIN}' AS held
     )"""
 RECORD_OUTCOMES_POSTGRESQL = (
     text(_OUTCOMES_WRITTEN + " SELECT id, attempts, created_at FROM written")
@@ -198,9 +203,11 @@ RECORD_OUTCOMES_POSTGRESQL = (
     .columns(id=Integer, attempts=Integer, created_at=UTCDateTime)
 )
 # PostgreSQL, every attempt of a batch succeeded: one autocommitted statement (asyncpg's own parameters: $1 the
-# outcomes as above, $2 now, $3 the new leases' end) writes the outcomes and their webhooks' health (as
-# RECORD_SUCCESSES does) and passes each freed place on: a webhook still active leases as many of its due
-# deliveries as the batch held places of it (a place counts if its lease had not run out), oldest first, none while
+# outcomes as above, $2 now, $3 the new leases' end, $4 webhook_max_in_flight) writes the outcomes and their
+# webhooks' health (as RECORD_SUCCESSES does) and passes each freed place on: a webhook still active leases as many
+# of its due deliveries as the batch held places of it (a place counts while its lease has PLACE_MARGIN left), but
+# never more than leaves it at its limit by this statement's count (so a webhook found over it, after a lease
+# ran out while a recording waited longer than the margin, comes back down), oldest first, none while
 # an earlier delivery of its task is pending (SKIP LOCKED, as LEASE; the batch's own deliveries, which its snapshot
 # still shows pending, no longer count: a task's next delivery goes once the one before it is recorded). It counts
 # nothing: the places change hands inside one commit, so what is in flight to a webhook never grows, and the
@@ -238,7 +245,8 @@ RECORD_SUCCEEDED_AND_PASS_ON = (
                         AND e.id <> ALL(ARRAY(SELECT id FROM written))
                     LIMIT 1
                 ) IS NULL
-            ORDER BY c.id LIMIT freed.places FOR UPDATE SKIP LOCKED
+            ORDER BY c.id LIMIT GREATEST(0, LEAST(freed.places, $4::integer - (freed.in_flight - freed.places)))
+            FOR UPDATE SKIP LOCKED
         ) AS next
     ), leased AS (
         UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $3::timestamptz,
