@@ -488,3 +488,36 @@ async def test_a_webhook_found_over_its_limit_comes_back_down(client, app):
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_redelivery_and_a_recording_of_that_delivery_never_deadlock(client, app):
+    """Redelivery locks the delivery, then its webhook: the order a recording takes them in. (It locked the webhook
+    first: a recording that came between its two locks waited for the webhook while the redelivery waited for the
+    delivery, and PostgreSQL failed one of them. Found by a review.) Here the redelivery queues for the webhook
+    first, the recording behind it; both finish."""
+    ctx = app.state.ctx
+    owner = await create_client(client, "client_1")
+    created = await hook(client, owner, "/ains/clients/client_1", "http://127.0.0.1:9/hook", events=["task.created"])
+    await submit(client, owner)
+    dispatcher = WebhookDispatcher()
+    path = f"/ains/webhooks/{created['webhook_id']}/deliveries/{{}}/redeliver"
+    try:
+        (leased,) = await _lease(ctx, dispatcher, 64)
+        async with driver_connection(ctx.db.engine) as holder:
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute("SELECT 1 FROM webhooks WHERE webhook_id = $1 FOR UPDATE", created["webhook_id"])
+            redelivery = asyncio.create_task(client.post(path.format(leased.delivery_id), headers=owner))
+            await asyncio.sleep(0.3)
+            recording = asyncio.create_task(dispatcher._record(ctx, [_outcome(leased, 200)]))
+            await asyncio.sleep(0.3)
+            assert not redelivery.done() and not recording.done()
+            await transaction.rollback()
+        answer = await redelivery
+        await recording
+    finally:
+        await dispatcher.close()
+    assert answer.status_code == 409, answer.text  # still pending when the redelivery looked: being sent
+    (row,) = await deliveries(client, owner, created["webhook_id"])
+    assert row["status"] == "succeeded"

@@ -179,12 +179,15 @@ async def redeliver(
 ) -> tuple[WebhookDelivery, TaskEvent]:
     """Send a finished delivery again. A pending one is already being sent: 409."""
     session, now = work.session, work.now
-    hook = await get_owned(session, principal, webhook_id, for_update=True)
+    # The delivery is locked before its webhook, the order the dispatcher's recording takes them in: the other
+    # way round, a recording of this delivery that began between the two waited for the webhook while this waited
+    # for the delivery, and the database broke the deadlock by failing one of them.
     delivery = await session.scalar(
         select(WebhookDelivery)
         .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.delivery_id == delivery_id)
         .with_for_update()
     )
+    hook = await get_owned(session, principal, webhook_id, for_update=True)
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} not found")
     if delivery.status == DeliveryStatus.PENDING:
@@ -205,19 +208,20 @@ async def redeliver(
 async def recover(work: Work, principal: Principal, webhook_id: str, *, since: datetime) -> int:
     """Re-queue every delivery of the webhook that ended failed at or after `since`; answers how many."""
     session, now = work.session, work.now
-    hook = await get_owned(session, principal, webhook_id, for_update=True)
-    _require_active(hook)
+    await get_owned(session, principal, webhook_id)
+    failed = (
+        WebhookDelivery.webhook_id == webhook_id,
+        WebhookDelivery.status == DeliveryStatus.FAILED,
+        WebhookDelivery.finished_at >= since,
+    )
+    # The deliveries, locked in id order, then the webhook: the order the dispatcher's recording locks them in (see
+    # redeliver).
+    await session.execute(select(WebhookDelivery.id).where(*failed).order_by(WebhookDelivery.id).with_for_update())
     result = await session.execute(
-        sql_update(WebhookDelivery)
-        .where(
-            WebhookDelivery.webhook_id == webhook_id,
-            WebhookDelivery.status == DeliveryStatus.FAILED,
-            WebhookDelivery.finished_at >= since,
-        )
-        .values(**_requeued(now))
-        .execution_options(synchronize_session=False)
+        sql_update(WebhookDelivery).where(*failed).values(**_requeued(now)).execution_options(synchronize_session=False)
     )
     count = cast(CursorResult, result).rowcount or 0
+    _require_active(await get_owned(session, principal, webhook_id, for_update=True))
     audit.record(
         work,
         principal,
