@@ -179,6 +179,7 @@ async def redeliver(
 ) -> tuple[WebhookDelivery, TaskEvent]:
     """Send a finished delivery again. A pending one is already being sent: 409."""
     session, now = work.session, work.now
+    await get_owned(session, principal, webhook_id)  # someone else's: 404 before any lock is taken
     # The delivery is locked before its webhook, the order the dispatcher's recording takes them in: the other
     # way round, a recording of this delivery that began between the two waited for the webhook while this waited
     # for the delivery, and the database broke the deadlock by failing one of them.
@@ -208,7 +209,7 @@ async def redeliver(
 async def recover(work: Work, principal: Principal, webhook_id: str, *, since: datetime) -> int:
     """Re-queue every delivery of the webhook that ended failed at or after `since`; answers how many."""
     session, now = work.session, work.now
-    await get_owned(session, principal, webhook_id)
+    await get_owned(session, principal, webhook_id)  # someone else's: 404 before any lock is taken
     failed = (
         WebhookDelivery.webhook_id == webhook_id,
         WebhookDelivery.status == DeliveryStatus.FAILED,
