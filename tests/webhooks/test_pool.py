@@ -107,6 +107,34 @@ async def test_a_kept_alive_connection_is_reused(servers):
     assert (server.requests, server.connections) == (3, 1)
 
 
+async def test_a_request_on_a_kept_connection_gives_up_the_event_loop_only_to_wait_for_the_network(
+    servers, monkeypatch
+):
+    """httpcore's connections guard their state with anyio locks, which give up the event loop on every acquire,
+    taken or not: three turns of the loop per request, each a wait behind every other ready task in a busy server.
+    The pool's connections serve one request at a time and take no such lock."""
+    from anyio._backends._asyncio import AsyncIOBackend
+
+    yielded_for_a_lock = 0
+    checkpoint = AsyncIOBackend.cancel_shielded_checkpoint
+
+    async def counted(cls) -> None:
+        nonlocal yielded_for_a_lock
+        yielded_for_a_lock += 1
+        await checkpoint()
+
+    monkeypatch.setattr(AsyncIOBackend, "cancel_shielded_checkpoint", classmethod(counted))
+    server, url = await servers()
+    pool = pinning.PinnedPool(timeout=5, max_connections=4)
+    try:
+        for _ in range(3):
+            assert (await _post(pool, url)).status_code == 200
+    finally:
+        await pool.aclose()
+    assert (server.requests, server.connections) == (3, 1)
+    assert yielded_for_a_lock == 0
+
+
 async def test_a_connection_the_receiver_closed_is_not_reused(servers):
     server, url = await servers(close_after_answer=True)
     pool = pinning.PinnedPool(timeout=5, max_connections=4)
