@@ -96,7 +96,7 @@ async def _post(pool: pinning.PinnedPool, url: str) -> pinning.Answer:
     return await pinning.post(pool, url, content=b"{}", headers={}, allow_private=True)
 
 
-async def test_a_kept_alive_connection_is_reused(servers):
+async def _three_posts_on_one_connection(servers) -> None:
     server, url = await servers()
     pool = pinning.PinnedPool(timeout=5, max_connections=4)
     try:
@@ -105,6 +105,10 @@ async def test_a_kept_alive_connection_is_reused(servers):
     finally:
         await pool.aclose()
     assert (server.requests, server.connections) == (3, 1)
+
+
+async def test_a_kept_alive_connection_is_reused(servers):
+    await _three_posts_on_one_connection(servers)
 
 
 async def test_a_request_on_a_kept_connection_gives_up_the_event_loop_only_to_wait_for_the_network(
@@ -124,14 +128,7 @@ async def test_a_request_on_a_kept_connection_gives_up_the_event_loop_only_to_wa
         await checkpoint()
 
     monkeypatch.setattr(AsyncIOBackend, "cancel_shielded_checkpoint", classmethod(counted))
-    server, url = await servers()
-    pool = pinning.PinnedPool(timeout=5, max_connections=4)
-    try:
-        for _ in range(3):
-            assert (await _post(pool, url)).status_code == 200
-    finally:
-        await pool.aclose()
-    assert (server.requests, server.connections) == (3, 1)
+    await _three_posts_on_one_connection(servers)
     assert yielded_for_a_lock == 0
 
 
