@@ -177,6 +177,39 @@ async def test_no_more_connections_than_the_limit(servers):
     assert server.most_open == 2 and server.connections == 2 and server.requests == 5
 
 
+async def test_a_connection_still_being_made_counts_against_the_limit(servers, monkeypatch):
+    """Two receivers' connections are being made (held back here) while one to a third sits idle: with a limit of
+    two, the idle one is closed first, so no more than two are ever open."""
+    (first, first_url), (second, second_url), (third, third_url) = [await servers() for _ in range(3)]
+    pool = pinning.PinnedPool(timeout=10, max_connections=2)
+    gate = asyncio.Event()
+    connect = pool._backend.connect_tcp
+
+    async def held_back(host, port, **kwargs):
+        if port != first.server.sockets[0].getsockname()[1]:
+            await gate.wait()
+        return await connect(host, port, **kwargs)
+
+    async def idle_one_closed() -> None:
+        while first.open:
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(pool._backend, "connect_tcp", held_back)
+    posts = []
+    try:
+        assert (await _post(pool, first_url)).status_code == 200  # its connection stays open, idle
+        posts = [asyncio.create_task(_post(pool, url)) for url in (second_url, third_url)]
+        # The second post's connection is on its way: the third's closes the idle one before opening its own.
+        await asyncio.wait_for(idle_one_closed(), timeout=10)
+        gate.set()
+        assert [answer.status_code for answer in await asyncio.gather(*posts)] == [200, 200]
+    finally:
+        gate.set()
+        await asyncio.gather(*posts, return_exceptions=True)
+        await pool.aclose()
+    assert (first.connections, second.connections, third.connections) == (1, 1, 1)
+
+
 async def test_what_a_delivery_sends_besides_its_own_headers(servers):
     server, url = await servers()
     with_credentials = url.replace("http://", "http://us%40er:p%3Ass@")  # as httpx sent them: Basic, decoded

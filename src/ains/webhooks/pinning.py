@@ -213,6 +213,7 @@ class PinnedPool:
         self._idle: dict[tuple[bytes, bytes, int], list[KeptConnection]] = {}
         self._idle_count = 0
         self._in_use = 0
+        self._connecting = 0
         self._next_sweep = time.monotonic() + keepalive_expiry
 
     async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Answer:
@@ -273,13 +274,18 @@ class PinnedPool:
             if not (connection.is_closed() or connection.has_expired()):
                 return connection
             await connection.aclose()
-        while self._idle_count and self._in_use + self._idle_count >= self._max_connections:
+        while self._idle_count and self._in_use + self._connecting + self._idle_count >= self._max_connections:
             await self._close_one_idle()
         host = origin.host.decode("ascii")
-        stream = await self._backend.connect_tcp(host, origin.port, timeout=self.timeout)
-        if origin.scheme == b"https":
-            # The URL's host names the server and is checked against its certificate (a failure closes the socket).
-            stream = await stream.start_tls(self._ssl_context, server_hostname=host, timeout=self.timeout)
+        self._connecting += 1  # open already, as far as the limit is concerned
+        try:
+            stream = await self._backend.connect_tcp(host, origin.port, timeout=self.timeout)
+            if origin.scheme == b"https":
+                # The URL's host names the server and is checked against its certificate (a failure closes the
+                # socket).
+                stream = await stream.start_tls(self._ssl_context, server_hostname=host, timeout=self.timeout)
+        finally:
+            self._connecting -= 1
         return KeptConnection(origin, stream, self._keepalive_expiry)
 
     async def _put_back(self, key: tuple[bytes, bytes, int], connection: KeptConnection) -> None:
