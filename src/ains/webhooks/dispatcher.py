@@ -37,14 +37,12 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpcore
 from pydantic_core import to_json
-from sqlalchemy import Executable, Row
 
 from ains.background.duty import Duty, PassResult
 from ains.core.clock import utc_text, utcnow
@@ -220,12 +218,6 @@ def _outcome_fields(decided: _Decided) -> dict[str, object]:
         "finished": change["b_finished"],
         "entry": decided.entry,
     }
-
-
-async def _write_on_postgresql(work: Work, statement: Executable, decided: list[_Decided]) -> Sequence[Row]:
-    """Run one of the PostgreSQL recording statements for these outcomes; the rows of the deliveries it wrote."""
-    payload = to_json([_outcome_fields(d) for d in decided]).decode()
-    return (await work.session.execute(statement, {"outcomes": payload, "now": work.now})).all()
 
 
 def _written(decided: list[_Decided], attempts: dict[int, int]) -> list[_Decided]:
@@ -500,7 +492,9 @@ class WebhookDispatcher:
         session, now, settings = work.session, work.now, work.settings
         if dialect_name(session) == "postgresql":
             everything = [_decide(outcome, now, settings) for outcome in batch]
-            rows = await _write_on_postgresql(work, sql.RECORD_OUTCOMES_POSTGRESQL, everything)
+            payload = to_json([_outcome_fields(d) for d in everything]).decode()
+            parameters = {"outcomes": payload, "now": now}
+            rows = (await session.execute(sql.RECORD_OUTCOMES_POSTGRESQL, parameters)).all()
             written = _written(everything, {row.id: row.attempts for row in rows})
             return written, {row.id: row.created_at for row in rows}
         ids = sorted(o.leased.id for o in batch)
