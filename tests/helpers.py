@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 
 from ains import testing
 from ains.identity import Identity
@@ -84,6 +87,38 @@ async def wait_for(predicate, timeout: float = 20, interval: float = 0.1):
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+@dataclass
+class SeenStatements:
+    through_sqlalchemy: list[str]
+    through_driver: list[str]  # asyncpg's own, including what hot paths send past SQLAlchemy
+
+
+@contextlib.asynccontextmanager
+async def statements_seen(engine: Any) -> AsyncIterator[SeenStatements]:
+    """The statements a PostgreSQL engine's connections run inside the block, through SQLAlchemy and the driver."""
+    seen = SeenStatements([], [])
+    watched: list[Any] = []
+
+    def note(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+        seen.through_sqlalchemy.append(statement)
+
+    def watch(dbapi_connection, _record, _proxy) -> None:
+        connection = dbapi_connection.driver_connection
+        connection.add_query_logger(lambda query: seen.through_driver.append(query.query))
+        watched.append(connection)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    event.listen(engine.sync_engine, "checkout", watch)
+    try:
+        yield seen
+        await asyncio.sleep(0)  # the driver calls its query loggers soon, not at once
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+        event.remove(engine.sync_engine, "checkout", watch)
+        for connection in watched:
+            connection._query_loggers.clear()
 
 
 class ServerProcess(testing.ServerProcess):

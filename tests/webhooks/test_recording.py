@@ -11,14 +11,14 @@ import json
 
 import pytest
 from pydantic_core import to_json
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from ains.core.clock import utcnow
 from ains.core.database import driver_connection
 from ains.webhooks import statements
 from ains.webhooks.dispatcher import Leased, Outcome, WebhookDispatcher, _decide, _outcome_fields
 from ains.webhooks.outbox import DEADLINE_DELIVERY
-from tests.helpers import create_client, submit
+from tests.helpers import create_client, statements_seen, submit
 from tests.webhooks.test_delivery import deliveries, hook
 
 
@@ -264,33 +264,15 @@ async def test_a_batch_of_successes_is_one_statement_on_postgres(client, app):
         await submit(client, owner)
     ctx = app.state.ctx
     dispatcher = WebhookDispatcher()
-    through_sqlalchemy: list[str] = []
-    through_driver: list[str] = []
-    watched = []
-
-    def note(_conn, _cursor, statement, _parameters, _context, _executemany):
-        through_sqlalchemy.append(statement)
-
-    def watch(dbapi_connection, _record, _proxy):
-        connection = dbapi_connection.driver_connection
-        connection.add_query_logger(lambda query: through_driver.append(query.query))
-        watched.append(connection)
-
     try:
         leased = await _lease(ctx, dispatcher, 64)
         assert [d.attempt for d in leased] == [1, 1, 1]  # webhook_max_in_flight
-        event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", note)
-        event.listen(ctx.db.engine.sync_engine, "checkout", watch)
-        again = await dispatcher._record(ctx, [_outcome(d, 200) for d in leased[:2]])
-        await asyncio.sleep(0)  # the driver calls its query loggers soon, not at once
+        async with statements_seen(ctx.db.engine) as seen:
+            again = await dispatcher._record(ctx, [_outcome(d, 200) for d in leased[:2]])
     finally:
-        event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", note)
-        event.remove(ctx.db.engine.sync_engine, "checkout", watch)
-        for connection in watched:
-            connection._query_loggers.clear()
         await dispatcher.close()
-    assert through_sqlalchemy == []
-    (statement,) = through_driver
+    assert seen.through_sqlalchemy == []
+    (statement,) = seen.through_driver
     assert statement.lstrip().startswith("WITH outcome AS") and "UPDATE webhooks" in statement
     assert "leased_until = $3" in statement
     # The two places freed went to the next two deliveries, oldest first.

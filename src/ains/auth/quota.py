@@ -15,7 +15,10 @@ counted once per `cap - count` submissions; one at the cap at most once per
 On PostgreSQL the allowance is taken by one autocommitted statement of its own
 (on the driver's connection: SQLAlchemy's layer would cost more than the round
 trip), so a busy client's submissions do not queue on its allowance row while
-their own transactions run; a recount runs in a short transaction of its own.
+their own transactions run; a recount runs in a short transaction of its own. A
+client's plain submission (no idempotency key, no dependencies, no webhook
+hearing it) takes the allowance and inserts its task in one statement
+(`tasks.queries.SUBMIT_ALONE`), so there a task the database refuses takes none.
 An allowance taken by a submission that then fails is simply lost (the lower
 bound holds). When the submission's transaction already holds a
 connection (it looked up an idempotency key first), the allowance is taken in
@@ -71,10 +74,9 @@ async def reserve(work: Work, client_id: str, n: int) -> None:
     cap = work.settings.max_pending_tasks_per_client
     engine = session.bind
     assert isinstance(engine, AsyncEngine), "sessions of ains.core.database are bound to the engine"
-    full = _full.setdefault(engine.sync_engine, {})
-    full_since = full.get(client_id)
-    if full_since is not None and work.now.timestamp() - full_since < RECOUNT_SECONDS:
+    if refused_lately(engine, client_id, work.now):
         _refuse(cap)
+    full = _full.setdefault(engine.sync_engine, {})
     dialect = engine.dialect.name
     if dialect == "sqlite" or _holds_connection(session):
         # A second connection while holding one could wait forever on a drained pool: stay in the transaction.
@@ -96,6 +98,19 @@ async def reserve_many(work: Work, client_ids: list[str]) -> None:
     """`reserve` for a batch: each client's share of it (the admin may submit for several clients at once)."""
     for client_id, n in Counter(client_ids).items():
         await reserve(work, client_id, n)
+
+
+def refused_lately(engine: AsyncEngine, client_id: str, now: datetime) -> bool:
+    """This process found the client at its cap less than `RECOUNT_SECONDS` ago: refuse it without a count."""
+    full_since = _full.get(engine.sync_engine, {}).get(client_id)
+    return full_since is not None and now.timestamp() - full_since < RECOUNT_SECONDS
+
+
+def taken(engine: AsyncEngine, client_id: str) -> None:
+    """A submission took from the client's allowance by a statement of its own (`tasks.queries.SUBMIT_ALONE`)."""
+    full = _full.get(engine.sync_engine)
+    if full:
+        full.pop(client_id, None)
 
 
 def _holds_connection(session: AsyncSession) -> bool:

@@ -68,6 +68,11 @@ class BulkInsert:
         return [row | {name: _utc(row[name]) for name in naive} for row in rows]
 
     def _build(self, names: tuple[str, ...]) -> TextClause:
+        return text(self.sql(names, rows=":rows", only_if=self.only_if))
+
+    def sql(self, names: tuple[str, ...], *, rows: str, only_if: str | None = None) -> str:
+        """PostgreSQL's INSERT of rows with these keys as SQL text, the rows' JSON text in the parameter `rows`
+        (`:rows` for SQLAlchemy, `$n` for the driver), keeping a row only when `only_if` holds."""
         quote = _POSTGRESQL.identifier_preparer.quote
         definitions, picks = [], []
         for name in names:
@@ -77,10 +82,10 @@ class BulkInsert:
             pick = f"v.{quote(name)}"
             picks.append(f"COALESCE({pick}, 'null'::jsonb)" if isinstance(column.type, JSON) else pick)
         columns = ", ".join(quote(name) for name in names)
-        where = f" WHERE {self.only_if}" if self.only_if else ""
-        return text(
+        where = f" WHERE {only_if}" if only_if else ""
+        return (
             f"INSERT INTO {quote(self.table.name)} ({columns}) SELECT {', '.join(picks)}"
-            f" FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS JSONB)) AS ({', '.join(definitions)}))"
+            f" FROM ROWS FROM (jsonb_to_recordset(CAST({rows} AS JSONB)) AS ({', '.join(definitions)}))"
             f" WITH ORDINALITY AS v({columns}, row_number){where} ORDER BY v.row_number"
         )
 

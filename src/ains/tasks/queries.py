@@ -20,6 +20,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.selectable import TextualSelect
 
+from ains.auth.quota import TAKE
 from ains.core.bulk import BulkInsert
 from ains.core.database import UTCDateTime, table_of
 from ains.tasks import lifecycle
@@ -256,6 +257,14 @@ ATTEMPT_STARTED = text(
 ).bindparams(bindparam("now", type_=UTCDateTime))
 
 # --- submission ---------------------------------------------------------------------------------------------------
-# New tasks, many rows in one statement (`service._insert`; with an idempotency key, `service._insert_unless_duplicate`
-# adds ON CONFLICT DO NOTHING).
+# New tasks, many rows in one statement (`submission._insert`; with an idempotency key,
+# `submission._insert_unless_duplicate` adds ON CONFLICT DO NOTHING).
 INSERT_TASKS = BulkInsert(table_of(Task))
+
+# A client's plain submission on PostgreSQL (`submission.submit_one`): one autocommitted statement on the driver's
+# connection takes one from the client's allowance (`quota.TAKE`: $1 the client, $2 the count) and inserts the task
+# ($3: its row as JSON text) only if that worked, so a task refused by the database takes no allowance. Nothing
+# inserted: the allowance is used up, and the general path counts the client's open tasks.
+SUBMIT_ALONE = f"WITH taken AS ({TAKE}) " + INSERT_TASKS.sql(
+    tuple(column.name for column in table_of(Task).columns), rows="$3::text", only_if="EXISTS (SELECT 1 FROM taken)"
+)

@@ -177,8 +177,7 @@ async def _report_batch(
 )
 async def submit_task(body: TaskSubmit, request: Request) -> Response:
     ctx, principal = context_of(request), caller(request)
-    async with ctx.work() as work:
-        task, created = await submission.submit(work, principal, body)
+    task, created = await submission.submit_one(ctx, principal, body)
     answer = task_answer(task, utcnow(), ctx.settings)
     return json_response(answer, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ains.core.bulk import BulkInsert
 from ains.core.clock import new_id, utc_text
-from ains.core.database import dialect_name, table_of
+from ains.core.database import Database, dialect_name, table_of
 from ains.core.transaction_state import Memo
 from ains.core.work import Work
 from ains.trust.levels import CLAIM_FLOOR, FULL_ROUTING_FLOOR, PROBATION_MAX_PRIORITY
@@ -139,6 +139,18 @@ async def _subscribers(work: Work, event: EventName, task: Any, agent_id: str | 
         )
         memo[audience] = [(webhook_id, as_list(events)) for webhook_id, events in rows]
     return [webhook_id for webhook_id, events in memo[audience] if event in events]
+
+
+async def created_may_be_heard(db: Database, client_id: str) -> bool:
+    """Whether a webhook may hear `task.created` of a new task of this client, by this process's directory (loaded
+    first if need be); True when only the database can say. Trust the answer only while the wake-up link is up."""
+    directory = directory_for(db.engine)
+    hearing = directory.hearing(client_id, None, True)
+    if hearing is None and directory.worth_loading:
+        async with db.read() as session:
+            await directory.load(session)
+        hearing = directory.hearing(client_id, None, True)
+    return hearing is None or any(EventName.TASK_CREATED in events for _, events in hearing)
 
 
 async def emit(work: Work, event: EventName, task: Any, *, agent_id: str | None, reason: str | None = None) -> None:
