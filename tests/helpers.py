@@ -94,10 +94,21 @@ class SeenStatements:
     through_sqlalchemy: list[str]
     through_driver: list[str]  # asyncpg's own, including what hot paths send past SQLAlchemy
 
+    def work(self) -> list[str]:
+        """Both, one line each, without transaction control or asyncpg's look-ups of types new to a connection."""
+        lines = [" ".join(sql.split()) for sql in self.through_sqlalchemy + self.through_driver]
+        return [
+            sql
+            for sql in lines
+            if sql.rstrip(";") not in ("BEGIN", "COMMIT", "ROLLBACK")
+            and "set_config('jit'" not in sql
+            and "typeinfo_tree" not in sql
+        ]
+
 
 @contextlib.asynccontextmanager
 async def statements_seen(engine: Any) -> AsyncIterator[SeenStatements]:
-    """The statements a PostgreSQL engine's connections run inside the block, through SQLAlchemy and the driver."""
+    """The statements an engine's connections run inside the block, through SQLAlchemy and (PostgreSQL) the driver."""
     seen = SeenStatements([], [])
     watched: list[Any] = []
 
@@ -106,6 +117,8 @@ async def statements_seen(engine: Any) -> AsyncIterator[SeenStatements]:
 
     def watch(dbapi_connection, _record, _proxy) -> None:
         connection = dbapi_connection.driver_connection
+        if not hasattr(connection, "add_query_logger") or connection in watched:  # SQLite: all through SQLAlchemy
+            return
         connection.add_query_logger(lambda query: seen.through_driver.append(query.query))
         watched.append(connection)
 

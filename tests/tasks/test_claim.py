@@ -4,11 +4,11 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from ains.core.metrics import DB_STATEMENTS
 from ains.tasks.models import Task
-from tests.helpers import ADMIN, claim, create_client, register_agent, submit
+from tests.helpers import ADMIN, claim, create_client, register_agent, statements_seen, submit
 
 
 async def test_claims_take_higher_priority_first_then_fifo(client):
@@ -120,21 +120,15 @@ async def test_a_claim_is_two_statements_on_postgres(client, db):
     for _ in range(4):
         await submit(client, owner)
     assert (await client.get("/ains/tasks", headers=agent.headers)).status_code == 200  # the key, read once
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    async with statements_seen(db.engine) as seen:
         first = await claim(client, agent, max_tasks=2)
         second = await claim(client, agent, max_tasks=2)  # one more fits max_concurrency 3
         third = await claim(client, agent, max_tasks=2)  # none: the agent holds three
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
     assert (len(first), len(second), len(third)) == (2, 1, 0)
-    work = [sql for sql in seen if sql not in ("BEGIN", "COMMIT", "ROLLBACK")]
-    assert len(work) == 6, work
+    # The claim's transaction runs on the driver's connection, past SQLAlchemy's session (a lean transaction).
+    assert seen.through_sqlalchemy == []
+    work = seen.work()
+    assert len(work) == 6, [sql[:90] for sql in work]
     assert all(sql.startswith("UPDATE agents SET last_heartbeat_at") for sql in work[::2]), work
     assert all(sql.startswith("WITH budget AS") for sql in work[1::2]), work
 
@@ -152,19 +146,12 @@ async def test_a_claim_picks_and_assigns_in_one_statement_on_postgres(client, ba
     assert (await client.get("/ains/tasks", headers=agent.headers)).status_code == 200
     costs = []
     claimed = []
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    async with statements_seen(db.engine) as statements:
         for size in (1, 40):
             before = _statements()
             claimed += await claim(client, agent, max_tasks=size, start=True)
             costs.append(_statements() - before)
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    seen = statements.work()
     if backend.name == "postgres":
         # (SQLite inserts attempt rows one statement each: it cannot match generated ids to a multi-row insert.)
         assert costs[0] == costs[1], costs

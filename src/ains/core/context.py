@@ -49,12 +49,14 @@ class AppContext:
         return self.db.cache
 
     @contextlib.asynccontextmanager
-    async def work(self, now: datetime | None = None) -> AsyncIterator[Work]:
+    async def work(self, now: datetime | None = None, *, lean: bool = False) -> AsyncIterator[Work]:
         """One write transaction as a unit of work, committed when the block ends without an error.
 
         "Now" is read once the transaction has begun (on SQLite, once this process's write turn has come).
+        `lean`: on PostgreSQL the transaction runs on the driver's own connection, for a hot path all of whose
+        statements are plain SQL (`ains.core.database.DriverSession`).
         """
-        async with self.db.transaction() as session:
+        async with self.db.transaction(lean=lean) as session:
             yield Work(session, now or utcnow(), self.settings, self.listening)
 
     @contextlib.asynccontextmanager

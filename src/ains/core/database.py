@@ -12,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic_core import from_json
 from sqlalchemy import JSON, DateTime, Table, event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
 
 from ains.core.cache import Cache
 from ains.core.metrics import DB_STATEMENTS
 from ains.core.signals import CACHE, SENT_IN_TRANSACTION, Wakeups, announcements_of
-from ains.core.transaction_state import AfterCommit, state_of, take_state
+from ains.core.transaction_state import AfterCommit, TransactionState, state_of, take_state
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -167,7 +170,17 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, lean: bool = False) -> AsyncIterator[AsyncSession]:
+        """One write transaction. `lean` (PostgreSQL; ignored on SQLite): on the driver's own connection, for hot
+        paths whose every statement is plain SQL (see `DriverSession`)."""
+        if lean and not self.is_sqlite:
+            async with driver_connection(self.engine) as connection:
+                driver_session = DriverSession(self.engine, connection)
+                async with connection.transaction():
+                    yield cast(AsyncSession, driver_session)  # read by the services like one (see DriverSession)
+                    await self._send_never_lost(driver_session)
+            await self._committed(take_state(driver_session))
+            return
         lock = self._write_lock or contextlib.nullcontext()
         async with lock:
             session = self._sessions()
@@ -175,15 +188,22 @@ class Database:
                 async with session.begin():
                     yield session
                     await session.flush()  # the last changes, so the cache and wake-ups below are complete
-                    never_lost = [a for a in announcements_of(state_of(session)) if a[0] in SENT_IN_TRANSACTION]
-                    if never_lost and self.origin is not None:
-                        from ains.core.listener import notify_in_transaction
-
-                        await notify_in_transaction(session, self.origin, never_lost)
+                    await self._send_never_lost(session)
                 state = take_state(session)
-                announcements, hooks, changed = announcements_of(state), state.after_commit, state.cache_changed
             finally:
                 await session.close()
+        await self._committed(state)
+
+    async def _send_never_lost(self, session: Any) -> None:
+        never_lost = [a for a in announcements_of(state_of(session)) if a[0] in SENT_IN_TRANSACTION]
+        if never_lost and self.origin is not None:
+            from ains.core.listener import notify_in_transaction
+
+            await notify_in_transaction(session, self.origin, never_lost)
+
+    async def _committed(self, state: TransactionState) -> None:
+        """What a commit sets off: cache invalidations, wake-ups here and in the other processes, after-commit hooks."""
+        announcements, hooks, changed = announcements_of(state), state.after_commit, state.cache_changed
         if self.cache is not None:
             for kind, keys in changed.items():
                 await self.cache.invalidate(kind, keys)
@@ -234,6 +254,88 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
         raise
     finally:
         fairy.close()
+
+
+_ASYNCPG = postgresql.asyncpg.dialect()
+
+
+class DriverRow(tuple[Any, ...]):
+    """A row the driver returned, read as services read SQLAlchemy's rows: by position, by name as an attribute,
+    or through `_mapping`."""
+
+    _mapping: dict[str, Any]
+
+    def __new__(cls, record: Any) -> DriverRow:
+        row = super().__new__(cls, record.values())
+        row._mapping = dict(record.items())
+        return row
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class DriverResult:
+    """The rows of one statement run by a `DriverSession`, with the few readers the services use."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self._rows = [DriverRow(record) for record in records]
+
+    def __iter__(self) -> Iterator[DriverRow]:
+        return iter(self._rows)
+
+    def all(self) -> list[DriverRow]:
+        return self._rows
+
+    def first(self) -> DriverRow | None:
+        return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+
+class DriverSession:
+    """A PostgreSQL transaction on the driver's own connection, which the services read like an `AsyncSession`:
+    `execute` of plain SQL (`text()`, with `.columns()` or `.bindparams()`), `info` (the transaction's state) and
+    `bind`. Anything else is refused, so a hot path that gains a Core or ORM statement fails its tests at once.
+
+    SQLAlchemy's session and execution layer cost a claim more than its two statements (benchmarks/PROFILE.md).
+    A statement's text is compiled once for asyncpg ($n parameters, in order); asyncpg prepares it once per
+    connection. JSON columns come back decoded (the engine set the connection's codecs) and times as UTC."""
+
+    def __init__(self, engine: AsyncEngine, connection: Any) -> None:
+        self.bind = engine
+        self.info: dict[str, Any] = {}
+        self._connection = connection
+
+    async def execute(self, statement: Any, params: dict[str, Any] | None = None) -> DriverResult:
+        sql, names = _driver_sql(statement)
+        DB_STATEMENTS.labels("read" if sql.lstrip()[:6].upper() == "SELECT" else "write").inc()
+        args = [params[name] for name in names] if params else []
+        return DriverResult(await self._connection.fetch(sql, *args))
+
+    async def flush(self) -> None:
+        """Nothing waits to be written: every statement ran when it was executed."""
+
+
+_driver_statements: dict[int, tuple[Any, str, tuple[str, ...]]] = {}
+
+
+def _driver_sql(statement: Any) -> tuple[str, tuple[str, ...]]:
+    """PostgreSQL's text of a plain SQL statement for asyncpg, and the names of its $n parameters in order."""
+    known = _driver_statements.get(id(statement))
+    if known is not None and known[0] is statement:
+        return known[1], known[2]
+    if not isinstance(statement, TextClause | TextualSelect):
+        raise TypeError(f"a lean transaction runs plain SQL only, not {type(statement).__name__}")
+    compiled = statement.compile(dialect=_ASYNCPG)
+    names = tuple(compiled.positiontup or ())
+    if len(_driver_statements) > 1_000:  # statements made per call (a NOTIFY's, say) must not pile up
+        _driver_statements.clear()
+    _driver_statements[id(statement)] = (statement, compiled.string, names)
+    return compiled.string, names
 
 
 def table_of(model: Any) -> Table:

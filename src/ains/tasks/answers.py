@@ -18,6 +18,7 @@ from sqlalchemy import Row
 
 from ains.core.clock import utc_text
 from ains.core.config import Settings
+from ains.core.database import DriverRow
 from ains.tasks.schemas import TaskOut, TaskStatus
 
 
@@ -97,7 +98,7 @@ def _reader(task: Any) -> Callable[[str], Any]:
     attribute (a `Task`). `getattr` on a `TaskRow` fails over to `__getattr__`: most of an answer's cost."""
     if type(task) is TaskRow:
         return task.__getitem__
-    if isinstance(task, Row):
+    if isinstance(task, Row | DriverRow):
         return task._mapping.__getitem__
     return lambda name: getattr(task, name)
 

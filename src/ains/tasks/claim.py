@@ -163,7 +163,8 @@ async def claim(
     signals = ctx.signals
 
     async def attempt() -> ClaimTry:
-        async with ctx.work() as work:
+        # Every statement of a claim on PostgreSQL is plain SQL: its transaction needs no SQLAlchemy session.
+        async with ctx.work(lean=True) as work:
             return await claim_once(work, agent_id, max_tasks, start=start)
 
     result = await attempt()
