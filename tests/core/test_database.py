@@ -68,16 +68,25 @@ async def test_submissions_after_the_server_ended_every_pooled_connection_succee
 
 
 async def test_a_driver_connection_turns_driver_errors_into_sqlalchemy_errors(postgres_only_url):
-    from sqlalchemy.exc import OperationalError
+    """By SQLSTATE class, as the session path's errors are: a refused value (22) a DataError (answered 422), a
+    constraint (23) an IntegrityError (409), anything else an OperationalError (503)."""
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from ains.core.database import driver_connection
 
     engine = create_async_engine(postgres_only_url, pool_size=1, max_overflow=0)
     try:
-        with pytest.raises(OperationalError):
+        with pytest.raises(DataError):
             async with driver_connection(engine) as connection:
                 await connection.fetchval("SELECT 1 / 0")
+        with pytest.raises(IntegrityError):
+            async with driver_connection(engine) as connection:
+                await connection.execute("CREATE TEMP TABLE one_row (n INTEGER PRIMARY KEY)")
+                await connection.execute("INSERT INTO one_row VALUES (1), (1)")
+        with pytest.raises(OperationalError):
+            async with driver_connection(engine) as connection:
+                await connection.execute("LOCK TABLE no_such_table")
         # The only pooled connection went back and still works.
         async with driver_connection(engine) as connection:
             assert await connection.fetchval("SELECT 41 + 1") == 42
@@ -88,6 +97,34 @@ async def test_a_driver_connection_turns_driver_errors_into_sqlalchemy_errors(po
                 await connection.fetchval("SELECT 1")
         async with driver_connection(engine) as connection:
             assert await connection.fetchval("SELECT 2") == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_the_server_ended_replaces_every_older_one_in_the_pool(postgres_only_url):
+    """A database restart ends every pooled connection at once: after the first driver connection finds its own
+    ended, the pool makes new ones instead of handing out the others (as SQLAlchemy's own execution does)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from ains.core.database import driver_connection
+
+    engine = create_async_engine(postgres_only_url, pool_size=3, max_overflow=0)
+    try:
+
+        async def hold() -> None:
+            async with driver_connection(engine) as connection:
+                await connection.fetchval("SELECT pg_sleep(0.1)")
+
+        await asyncio.gather(hold(), hold(), hold())  # three connections in the pool
+        await _end_every_connection(postgres_only_url)
+        failures = 0
+        for _ in range(3):
+            try:
+                async with driver_connection(engine) as connection:
+                    assert await connection.fetchval("SELECT 1") == 1
+            except Exception:
+                failures += 1
+        assert failures <= 1
     finally:
         await engine.dispose()
 

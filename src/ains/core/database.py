@@ -20,7 +20,7 @@ from pydantic_core import from_json
 from sqlalchemy import JSON, DateTime, Table, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql.elements import TextClause
@@ -238,8 +238,11 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
 
     SQLAlchemy's execution layer around a short transaction costs several times the
     round trip itself (benchmarks/PROFILE.md); a single statement needs no
-    transaction. Driver errors come out as SQLAlchemy's, so they answer 503 like
-    any other database failure, and a connection that broke is not reused.
+    transaction. Driver errors come out as SQLAlchemy's, by their SQLSTATE class, so
+    they answer as on the session path (a refused value 422, a constraint 409, the
+    rest 503). A connection that broke is not reused, and, as SQLAlchemy does, every
+    connection the pool made before it is replaced at its next checkout: a database
+    restart ends them all at once.
     """
     fairy = await engine.raw_connection()
     connection = fairy.driver_connection
@@ -249,11 +252,17 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     except Exception as exc:
         if not isinstance(exc, DBAPIError) and type(exc).__module__.startswith("asyncpg"):
             if connection.is_closed():
-                fairy.invalidate()
-            raise OperationalError("(driver connection)", None, exc) from exc
+                engine.sync_engine.pool._invalidate(fairy, exc)
+            raise _SQLALCHEMY_ERRORS.get(str(getattr(exc, "sqlstate", ""))[:2], OperationalError)(
+                "(driver connection)", None, exc
+            ) from exc
         raise
     finally:
         fairy.close()
+
+
+# SQLSTATE classes the session path tells apart (see ains.core.errors); any other is an OperationalError.
+_SQLALCHEMY_ERRORS: dict[str, type[DBAPIError]] = {"22": DataError, "23": IntegrityError}
 
 
 _ASYNCPG = postgresql.asyncpg.dialect()

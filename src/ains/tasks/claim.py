@@ -1,6 +1,7 @@
 """Claiming: hand an agent up to `max_tasks` eligible tasks, exclusively, optionally waiting for them.
 
-One transaction per try. The agent row is locked first (by the claim's
+One transaction per try (on PostgreSQL a lean one, on the driver's connection: every statement of a claim is
+plain SQL; see `Database.transaction`). The agent row is locked first (by the claim's
 heartbeat, an UPDATE, on PostgreSQL; SQLite serialises all writers), which
 serialises one agent's claims so its free concurrency cannot be raced. On
 PostgreSQL one statement then picks the tasks in queue order with `FOR UPDATE SKIP LOCKED` (concurrent claimers

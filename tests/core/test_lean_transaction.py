@@ -1,0 +1,72 @@
+"""Lean transactions (`Database.transaction(lean=True)`): PostgreSQL's driver connection behind a `DriverSession`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, text
+
+from ains.core import signals
+from ains.core.database import DriverRow, note_changed_key
+from ains.core.signals import Wakeups
+from ains.tasks.models import Task
+
+pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+_MAKE = text("CREATE TEMP TABLE lean_probe (n INTEGER, doc JSONB, at TIMESTAMPTZ) ON COMMIT DROP")
+_PUT = text("INSERT INTO lean_probe (n, doc, at) VALUES (:n, CAST(:doc AS JSONB), now()) RETURNING n, doc, at")
+
+
+async def test_rows_read_like_sqlalchemys_and_json_comes_back_decoded(db):
+    async with db.transaction(lean=True) as session:
+        await session.execute(_MAKE)
+        row = (await session.execute(_PUT, {"n": 7, "doc": '{"a": [1, 2]}'})).first()
+        assert isinstance(row, DriverRow)
+        assert (row.n, row.doc, row[0]) == (7, {"a": [1, 2]}, 7)
+        assert row._mapping["doc"] == {"a": [1, 2]}
+        assert row.at.utcoffset().total_seconds() == 0
+        n, doc, _at = row  # unpacked by position, as the services unpack rows
+        assert (n, doc) == (7, {"a": [1, 2]})
+        with pytest.raises(AttributeError):
+            _ = row.missing
+
+
+async def test_anything_but_plain_sql_is_refused(db):
+    with pytest.raises(TypeError, match="plain SQL only"):
+        async with db.transaction(lean=True) as session:
+            await session.execute(select(Task.task_id))
+
+
+async def test_an_error_rolls_the_whole_transaction_back_and_sets_nothing_off(db):
+    heard: list[str] = []
+    db.wakeups = db.wakeups or Wakeups()
+    db.wakeups.watch(signals.DEADLINE, lambda subject, _value: heard.append(subject))
+    insert = text("INSERT INTO lean_kept (n) VALUES (:n)")
+    async with db.transaction() as session:
+        await session.execute(text("CREATE TABLE lean_kept (n INTEGER)"))
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.transaction(lean=True) as session:
+                await session.execute(insert, {"n": 1})
+                signals.announce_deadline(session, "lean_probe", datetime.now(UTC))
+                raise RuntimeError("the service failed")
+        async with db.transaction(lean=True) as session:
+            await session.execute(insert, {"n": 2})
+            signals.announce_deadline(session, "lean_probe", datetime.now(UTC))
+            note_changed_key(session, "task", "task_x")
+        async with db.read() as session:
+            kept = list(await session.scalars(text("SELECT n FROM lean_kept")))
+    finally:
+        async with db.transaction() as session:
+            await session.execute(text("DROP TABLE lean_kept"))
+    assert kept == [2]
+    assert [kind for kind in heard if kind == "lean_probe"] == ["lean_probe"]  # the committed transaction's only
+
+
+async def test_a_statement_made_per_call_is_compiled_for_itself(db):
+    """Statements are kept compiled by identity; a new statement at a reused address must not get an old text."""
+    async with db.transaction(lean=True) as session:
+        for n in range(50):
+            row = (await session.execute(text(f"SELECT {n} AS n, CAST(:m AS INTEGER) AS m"), {"m": n * 2})).first()
+            assert (row.n, row.m) == (n, n * 2)
