@@ -8,6 +8,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
+from ains.agents import queries
 from ains.agents.models import Agent
 from ains.agents.schemas import AgentOut, AgentPatch, AgentRegister, AgentStatus
 from ains.audit import service as audit
@@ -18,7 +19,7 @@ from ains.auth.signatures import registration_message, token_message, verify_sig
 from ains.core.cache import AGENT as AGENT_CACHE
 from ains.core.cache import read_through
 from ains.core.context import AppContext
-from ains.core.database import json_array_contains
+from ains.core.database import json_array_contains, note_changed_key
 from ains.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ains.core.long_poll import LongPoll
 from ains.core.principal import Principal
@@ -153,12 +154,10 @@ async def update_profile(work: Work, principal: Principal, agent_id: str, patch:
 async def heartbeat(work: Work, principal: Principal, agent_id: str, status: str | None) -> list[str]:
     """Record that the agent is alive; answer the ids of its tasks that were cancelled (SPEC 7)."""
     require_self(principal, agent_id)
-    agent = await get(work.session, agent_id, for_update=True)
-    agent.last_heartbeat_at = work.now
-    if status is not None:
-        agent.status = status
-    elif agent.status == AgentStatus.INACTIVE:
-        agent.status = AgentStatus.AVAILABLE
+    params = {"now": work.now, "status": status, "agent_id": agent_id}
+    if (await work.session.execute(queries.HEARTBEAT, params)).first() is None:
+        raise NotFound(f"Agent {agent_id} not found")
+    note_changed_key(work.session, AGENT_CACHE, agent_id)
     return await tasks.take_cancelled_for_agent(work, agent_id)
 
 
@@ -179,7 +178,8 @@ async def heartbeat_and_wait(
     """
     signals = ctx.signals
     with signals.subscribe_cancels(agent_id) as cancelled_event:
-        async with ctx.work() as work:
+        # Plain SQL throughout: a lean transaction on PostgreSQL (see ains.agents.queries).
+        async with ctx.work(lean=True) as work:
             cancelled = await heartbeat(work, principal, agent_id, status)
         async with LongPoll(signals.stopping, wait_seconds, request) as poll:
             while not cancelled and not poll.over:
@@ -187,7 +187,7 @@ async def heartbeat_and_wait(
                 if poll.caller_gone:
                     break  # nobody to tell: what was cancelled stays to be told by the next heartbeat
                 cancelled_event.clear()
-                async with ctx.work() as work:
+                async with ctx.work(lean=True) as work:
                     cancelled = await tasks.take_cancelled_for_agent(work, agent_id)
     return cancelled
 

@@ -117,6 +117,21 @@ CLAIM_PICK_AND_ASSIGN = (
 )
 
 
+# The agent's tasks cancelled since it was last told (a heartbeat's answer, SPEC 7), marked told. A concurrent
+# heartbeat of the same agent waits for these rows and then finds them told: each is told once.
+TAKE_CANCELLED = (
+    text(
+        """
+        UPDATE tasks SET cancel_acknowledged_at = :now
+        WHERE assigned_agent_id = :agent_id AND status = 'CANCELLED' AND cancel_acknowledged_at IS NULL
+        RETURNING task_id, cancelled_at
+        """
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime))
+    .columns(column("task_id", String), column("cancelled_at", UTCDateTime))
+)
+
+
 # --- reports -----------------------------------------------------------------------------------------------------
 # Items travel as one JSON array parameter, so a batch of fifty is one statement: PostgreSQL unpacks it with
 # jsonb_to_recordset, SQLite with json_each. Only the first item of a task is in it (see `reports`).

@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from ains.audit import service as audit
+from ains.core.cache import TASK as TASK_CACHE
+from ains.core.database import note_changed_key
 from ains.core.errors import AinsError, Conflict, Forbidden
 from ains.core.metrics import RETRIES_SCHEDULED, TASKS_FAILED
 from ains.core.principal import Principal
 from ains.core.work import Work
-from ains.tasks import lifecycle, reports, retry
+from ains.tasks import lifecycle, queries, reports, retry
 from ains.tasks.models import Task
 from ains.tasks.reads import get_visible, held_tasks
 from ains.tasks.schemas import FINAL_STATUSES, TaskStatus
@@ -163,19 +163,10 @@ async def set_priority(work: Work, principal: Principal, task_id: str, priority:
 
 
 async def take_cancelled_for_agent(work: Work, agent_id: str) -> list[str]:
-    """Ids of the agent's tasks cancelled since it was last told; each is told once."""
-    rows = list(
-        await work.session.scalars(
-            select(Task)
-            .where(
-                Task.assigned_agent_id == agent_id,
-                Task.status == TaskStatus.CANCELLED,
-                Task.cancel_acknowledged_at.is_(None),
-            )
-            .order_by(Task.cancelled_at)
-            .with_for_update()
-        )
-    )
-    for task in rows:
-        task.cancel_acknowledged_at = work.now
-    return [task.task_id for task in rows]
+    """Ids of the agent's tasks cancelled since it was last told, in the order they were cancelled; each is told
+    once (a concurrent heartbeat's statement finds them told when it gets their rows)."""
+    rows = (await work.session.execute(queries.TAKE_CANCELLED, {"now": work.now, "agent_id": agent_id})).all()
+    rows = sorted(rows, key=lambda row: (row.cancelled_at, row.task_id))
+    for row in rows:
+        note_changed_key(work.session, TASK_CACHE, row.task_id)
+    return [row.task_id for row in rows]
