@@ -1,10 +1,9 @@
 """SPEC 3 complete-batch and fail-batch: many outcomes in one call, each item answered on its own."""
 
 import pytest
-from sqlalchemy import event
 
 from ains.core.metrics import DB_STATEMENTS
-from tests.helpers import ADMIN, claim, create_client, register_agent, submit
+from tests.helpers import ADMIN, claim, create_client, register_agent, statements_seen, submit
 
 
 @pytest.fixture
@@ -114,27 +113,20 @@ async def test_complete_writes_the_attempt_row_in_its_own_statement_on_postgres(
     agent = await register_agent(client, "agent_1")
     await submit(client, owner)
     (task,) = await claim(client, agent, max_tasks=1)
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    async with statements_seen(db.engine) as seen_starting:  # a lean transaction: through the driver
         body = {"attempt": task["attempt"]}
         assert (
             await client.post(f"/ains/tasks/{task['task_id']}/start", json=body, headers=agent.headers)
         ).status_code == 200
-        starting = list(seen)
+    starting = seen_starting.work()
+    async with statements_seen(db.engine) as seen_completing:
         body = {"attempt": task["attempt"], "result_data": {"ok": True}}
         done = await client.post(f"/ains/tasks/{task['task_id']}/complete", json=body, headers=agent.headers)
         assert done.status_code == 200
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
     assert starting[0].startswith("UPDATE tasks SET status = 'ACTIVE'"), starting
     assert [sql for sql in starting if "task_attempts" in sql] == [starting[1]], starting
     assert starting[1].startswith("UPDATE task_attempts SET started_at")
-    completing = seen[len(starting) :]
+    completing = [" ".join(sql.split()) for sql in seen_completing.through_sqlalchemy]
     touching_attempts = [sql for sql in completing if "task_attempts" in sql]
     assert len(touching_attempts) == 1 and touching_attempts[0].startswith(
         "WITH moved AS (UPDATE tasks SET status = 'COMPLETED'"

@@ -307,7 +307,8 @@ class DriverResult:
 
 class DriverSession:
     """A PostgreSQL transaction on the driver's own connection, which the services read like an `AsyncSession`:
-    `execute` of plain SQL (`text()`, with `.columns()` or `.bindparams()`), `info` (the transaction's state) and
+    `execute` of plain SQL (`text()`, with `.columns()` or `.bindparams()`; a list of parameter sets is an
+    executemany), `info` (the transaction's state) and
     `bind`. Anything else is refused, so a hot path that gains a Core or ORM statement fails its tests at once.
 
     SQLAlchemy's session and execution layer cost a claim more than its two statements (benchmarks/PROFILE.md).
@@ -319,9 +320,15 @@ class DriverSession:
         self.info: dict[str, Any] = {}
         self._connection = connection
 
-    async def execute(self, statement: Any, params: dict[str, Any] | None = None) -> DriverResult:
+    async def execute(
+        self, statement: Any, params: dict[str, Any] | list[dict[str, Any]] | None = None
+    ) -> DriverResult:
+        """Run the statement; a list of parameter sets runs it once per set (an executemany), returning no rows."""
         sql, names = _driver_sql(statement)
         DB_STATEMENTS.labels("read" if sql.lstrip()[:6].upper() == "SELECT" else "write").inc()
+        if isinstance(params, list):
+            await self._connection.executemany(sql, [[each[name] for name in names] for each in params])
+            return DriverResult([])
         args = [params[name] for name in names] if params else []
         return DriverResult(await self._connection.fetch(sql, *args))
 

@@ -95,7 +95,8 @@ async def claim_tasks(agent_id: str, request: Request, body: Annotated[ClaimRequ
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut, dependencies=[agents_only()])
 async def start_task(task_id: str, request: Request, body: Annotated[StartRequest | None, Body()] = None) -> Response:
     ctx, principal = context_of(request), caller(request)
-    async with ctx.work() as work:
+    # A start's statements are all plain SQL (see ains.tasks.reports): a lean transaction on PostgreSQL.
+    async with ctx.work(lean=True) as work:
         task = await service.start(work, principal, task_id, body.attempt if body else None)
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
