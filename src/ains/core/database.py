@@ -308,8 +308,8 @@ class DriverResult:
 class DriverSession:
     """A PostgreSQL transaction on the driver's own connection, which the services read like an `AsyncSession`:
     `execute` of plain SQL (`text()`, with `.columns()` or `.bindparams()`; a list of parameter sets is an
-    executemany), `info` (the transaction's state) and
-    `bind`. Anything else is refused, so a hot path that gains a Core or ORM statement fails its tests at once.
+    executemany), `info` (the transaction's state) and `bind`. Anything else is refused, so a hot path that gains
+    a Core or ORM statement fails its tests at once.
 
     SQLAlchemy's session and execution layer cost a claim more than its two statements (benchmarks/PROFILE.md).
     A statement's text is compiled once for asyncpg ($n parameters, in order); asyncpg prepares it once per
