@@ -44,6 +44,7 @@ async def test_concurrent_heartbeats_tell_each_cancel_once(client):
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize("settings_overrides", [{"run_background": False}])  # no duty's statements in the count
 async def test_a_heartbeat_is_two_plain_statements_on_postgres(client, db):
     """The agent's row and the cancelled tasks, each one UPDATE … RETURNING on the driver's connection: no ORM
     object loaded and flushed."""

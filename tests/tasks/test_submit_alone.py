@@ -20,6 +20,7 @@ async def _allowance(db, client_id: str) -> int:
         return await session.scalar(text("SELECT allowance FROM client_quotas WHERE client_id = :c"), {"c": client_id})
 
 
+@pytest.mark.parametrize("settings_overrides", [{"run_background": False}])  # no duty's statements in the count
 async def test_a_plain_submission_is_one_statement(client, db):
     """No BEGIN, no separate allowance statement, no COMMIT: one statement on the driver's connection."""
     owner = await create_client(client, "client_1")
