@@ -108,6 +108,12 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+# How long the server keeps an idle connection open: longer than clients keep theirs (httpx and the SDK: 5 s).
+# With uvicorn's default, also 5 s, a client could send a request on a connection the server was closing at that
+# very moment, and see it dropped with no answer.
+KEEP_ALIVE_SECONDS = 75
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
@@ -122,7 +128,14 @@ def serve(
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
         return
     if settings.is_sqlite:
         typer.echo(
@@ -142,6 +155,7 @@ def serve(
         port=port,
         log_config=None,
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
