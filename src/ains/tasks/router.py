@@ -95,9 +95,9 @@ async def claim_tasks(agent_id: str, request: Request, body: Annotated[ClaimRequ
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut, dependencies=[agents_only()])
 async def start_task(task_id: str, request: Request, body: Annotated[StartRequest | None, Body()] = None) -> Response:
     ctx, principal = context_of(request), caller(request)
-    attempt = body.attempt if body else None
-    # Reports are plain SQL (see ains.tasks.reports): a lean transaction on PostgreSQL.
-    task = await ctx.run(lambda work: service.start(work, principal, task_id, attempt), lean=True)
+    # A start's statements are all plain SQL (see ains.tasks.reports): a lean transaction on PostgreSQL.
+    async with ctx.work(lean=True) as work:
+        task = await service.start(work, principal, task_id, body.attempt if body else None)
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
@@ -106,18 +106,17 @@ async def complete_task(
     task_id: str, request: Request, body: Annotated[CompleteRequest | None, Body()] = None
 ) -> Response:
     ctx, principal = context_of(request), caller(request)
-    report = body or CompleteRequest()
-    task = await ctx.run(
-        lambda work: service.complete(work, principal, task_id, report.attempt, report.result_data), lean=True
-    )
+    body = body or CompleteRequest()
+    async with ctx.work() as work:
+        task = await service.complete(work, principal, task_id, body.attempt, body.result_data)
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
 @router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut, dependencies=[agents_only()])
 async def fail_task(task_id: str, body: FailRequest, request: Request) -> Response:
     ctx, principal = context_of(request), caller(request)
-    task = await ctx.run(
-        lambda work: service.fail(
+    async with ctx.work() as work:
+        task = await service.fail(
             work,
             principal,
             task_id,
@@ -125,9 +124,7 @@ async def fail_task(task_id: str, body: FailRequest, request: Request) -> Respon
             body.error_message,
             retryable=body.retryable,
             retry_after_seconds=body.retry_after_seconds,
-        ),
-        lean=True,
-    )
+        )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
@@ -167,7 +164,8 @@ async def _report_batch(
 ) -> Response:
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
-    results = await ctx.run(lambda work: report_many(work, principal, items), lean=True)
+    async with ctx.work() as work:
+        results = await report_many(work, principal, items)
     return json_response({"results": results})
 
 
