@@ -301,9 +301,6 @@ class DriverResult:
     def first(self) -> DriverRow | None:
         return self._rows[0] if self._rows else None
 
-    def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
-
 
 class DriverSession:
     """A PostgreSQL transaction on the driver's own connection, which the services read like an `AsyncSession`:
