@@ -8,6 +8,10 @@ no gap or repeat and all finished, a completed task's result is its last
 attempt's, every trust-moving outcome wrote exactly one trust record, and every
 agent's trust chain verifies. (Exclusive claims and `max_concurrency` across
 processes are tests/tasks/test_claim_concurrency.py's.)
+
+The mix of outcomes raises trust on average (+0.02 a completion, -0.05 a
+failure). With a third of attempts failing, most agents ended below 0.3, where
+they claim nothing, and a loaded run stalled with tasks left.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ async def test_two_servers_and_a_worker_keep_every_guarantee(postgres_only_url, 
                         continue
                     if roll < 0.08:
                         continue  # went quiet: the task times out
-                    if roll < 0.35:
+                    if roll < 0.20:
                         report = await http.post(
                             f"/ains/tasks/{task_id}/fail",
                             json={"attempt": attempt, "error_message": "flaky"},
@@ -122,7 +126,8 @@ async def test_two_servers_and_a_worker_keep_every_guarantee(postgres_only_url, 
                 left, last_progress = now_left, time.monotonic()
         stop.set()
         await asyncio.gather(*loops)
-        assert await unfinished() == 0
+        scores = {a: (await first.get(f"/ains/agents/{a}/trust")).json()["trust_score"] for a in agents}
+        assert await unfinished() == 0, f"stalled; trust scores (below 0.3 claims nothing): {scores}"
 
         verified = [
             (await first.get(f"/ains/agents/{agent_id}/trust/verify", headers=ADMIN)).json() for agent_id in agents
