@@ -70,3 +70,27 @@ async def test_a_statement_made_per_call_is_compiled_for_itself(db):
         for n in range(50):
             row = (await session.execute(text(f"SELECT {n} AS n, CAST(:m AS INTEGER) AS m"), {"m": n * 2})).first()
             assert (row.n, row.m) == (n, n * 2)
+
+
+async def test_a_unit_of_work_that_needs_a_session_runs_again_in_one(app, db):
+    """`AppContext.run(..., lean=True)`: a Core statement ends the lean try (rolled back, nothing kept) and the
+    whole unit of work runs again in a session, once."""
+    ctx = app.state.ctx
+    tries: list[str] = []
+
+    async def action(work):
+        tries.append(type(work.session).__name__)
+        await work.session.execute(text("INSERT INTO lean_runs (n) VALUES (:n)"), {"n": len(tries)})
+        return list(await work.session.scalars(select(Task.task_id).limit(1)))
+
+    async with db.transaction() as session:
+        await session.execute(text("CREATE TABLE lean_runs (n INTEGER)"))
+    try:
+        assert await ctx.run(action, lean=True) == []
+        async with db.read() as session:
+            kept = list(await session.scalars(text("SELECT n FROM lean_runs")))
+    finally:
+        async with db.transaction() as session:
+            await session.execute(text("DROP TABLE lean_runs"))
+    assert tries == ["DriverSession", "AsyncSession"]
+    assert kept == [2]  # only the second try's row

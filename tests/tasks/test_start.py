@@ -41,3 +41,38 @@ async def test_a_start_is_plain_statements_and_writes_its_attempt_and_event(clie
         )
     assert attempt_started is not None and events == 1
     assert claimed["task_id"] == task["task_id"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"run_background": False}])
+async def test_a_completion_without_dependents_is_lean_and_one_with_them_runs_in_a_session(client, db):
+    """A report that ends a task looks for its dependents in plain SQL; resolving them is Core, so a task with
+    dependents is completed again in a session, and everything of it is written once."""
+    owner = await create_client(client, "client_1")
+    agent = await register_agent(client, "agent_1", max_concurrency=5)
+    plain = await submit(client, owner)
+    first = await submit(client, owner)
+    waiting = await submit(client, owner, depends_on=[first["task_id"]])
+    claimed = {t["task_id"]: t for t in await claim(client, agent, max_tasks=5, start=True)}
+    assert set(claimed) == {plain["task_id"], first["task_id"]}
+    path = "/ains/tasks/{}/complete"
+    async with statements_seen(db.engine) as seen:
+        done = await client.post(path.format(plain["task_id"]), json={"result_data": {"n": 1}}, headers=agent.headers)
+    assert done.status_code == 200, done.text
+    assert seen.through_sqlalchemy == []
+    async with statements_seen(db.engine) as seen:
+        done = await client.post(path.format(first["task_id"]), json={"result_data": {"n": 2}}, headers=agent.headers)
+    assert done.status_code == 200 and done.json()["status"] == "COMPLETED", done.text
+    assert seen.through_sqlalchemy, "resolving the dependent took the session"
+    assert (await client.get(f"/ains/tasks/{waiting['task_id']}", headers=owner)).json()["status"] == "PENDING"
+    async with db.read() as session:
+        records = await session.scalar(
+            text("SELECT count(*) FROM trust_records WHERE task_id = :t"), {"t": first["task_id"]}
+        )
+        attempts = (
+            await session.execute(
+                text("SELECT outcome, finished_at IS NOT NULL FROM task_attempts WHERE task_id = :t"),
+                {"t": first["task_id"]},
+            )
+        ).all()
+    assert records == 1
+    assert [tuple(a) for a in attempts] == [("completed", True)]

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, select, update
 
 from ains.trust.models import TrustRecord
 from ains.trust.service import record_digest
-from tests.helpers import ADMIN, claim, create_client, register_agent, submit
+from tests.helpers import ADMIN, claim, create_client, register_agent, statements_seen, submit
 
 
 @pytest.fixture
@@ -95,18 +95,11 @@ async def test_a_report_writes_its_records_and_the_agent_in_one_statement_on_pos
     for _ in range(3):
         await submit(client, owner)
     tasks = await claim(client, agent, max_tasks=3, start=True)
-    seen: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", note)
-    try:
+    async with statements_seen(db.engine) as statements:
         items = [{"task_id": t["task_id"], "attempt": t["attempt"]} for t in tasks]
         answer = await client.post("/ains/tasks/complete-batch", json={"items": items}, headers=agent.headers)
         assert answer.status_code == 200
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
+    seen = statements.work()
     touching = [sql for sql in seen if "INTO trust_records" in sql or sql.startswith("UPDATE agents")]
     assert len(touching) == 1 and touching[0].startswith("WITH records AS (INSERT INTO trust_records"), touching
     assert "UPDATE agents SET trust_score" in touching[0]

@@ -179,16 +179,14 @@ async def heartbeat_and_wait(
     signals = ctx.signals
     with signals.subscribe_cancels(agent_id) as cancelled_event:
         # Plain SQL throughout: a lean transaction on PostgreSQL (see ains.agents.queries).
-        async with ctx.work(lean=True) as work:
-            cancelled = await heartbeat(work, principal, agent_id, status)
+        cancelled = await ctx.run(lambda work: heartbeat(work, principal, agent_id, status), lean=True)
         async with LongPoll(signals.stopping, wait_seconds, request) as poll:
             while not cancelled and not poll.over:
                 await poll.wait(cancelled_event, ctx.settings.wakeup_fallback_seconds)
                 if poll.caller_gone:
                     break  # nobody to tell: what was cancelled stays to be told by the next heartbeat
                 cancelled_event.clear()
-                async with ctx.work(lean=True) as work:
-                    cancelled = await tasks.take_cancelled_for_agent(work, agent_id)
+                cancelled = await ctx.run(lambda work: tasks.take_cancelled_for_agent(work, agent_id), lean=True)
     return cancelled
 
 

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 
 from ains.core.cache import Cache
 from ains.core.clock import utcnow
 from ains.core.config import Settings
-from ains.core.database import Database
+from ains.core.database import Database, NotPlainSQL
 from ains.core.listener import WakeupListener
 from ains.core.signals import Wakeups
 from ains.core.transaction_state import take_state
 from ains.core.work import Work
+
+T = TypeVar("T")
+log = logging.getLogger("ains.database")
 
 
 class VerifiedKeys(Protocol):
@@ -58,6 +62,19 @@ class AppContext:
         """
         async with self.db.transaction(lean=lean) as session:
             yield Work(session, now or utcnow(), self.settings, self.listening)
+
+    async def run(self, action: Callable[[Work], Awaitable[T]], *, lean: bool = False) -> T:
+        """`action` in one unit of work, committed when it returns. `lean`: first in a lean transaction (PostgreSQL),
+        and, when it meets a statement that is not plain SQL, again in a session: the lean one rolled back, so
+        nothing of the first try is kept, and nothing it announced is sent."""
+        if lean and not self.db.is_sqlite:
+            try:
+                async with self.work(lean=True) as work:
+                    return await action(work)
+            except NotPlainSQL as exc:
+                log.debug("lean transaction needs a session", extra={"reason": str(exc)})
+        async with self.work() as work:
+            return await action(work)
 
     @contextlib.asynccontextmanager
     async def reading(self, now: datetime | None = None) -> AsyncIterator[Work]:

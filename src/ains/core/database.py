@@ -305,8 +305,9 @@ class DriverResult:
 class DriverSession:
     """A PostgreSQL transaction on the driver's own connection, which the services read like an `AsyncSession`:
     `execute` of plain SQL (`text()`, with `.columns()` or `.bindparams()`; a list of parameter sets is an
-    executemany), `info` (the transaction's state) and `bind`. Anything else is refused, so a hot path that gains
-    a Core or ORM statement fails its tests at once.
+    executemany), `info` (the transaction's state) and `bind`. A Core statement raises `NotPlainSQL`, on which
+    `AppContext.run` runs the unit of work again in a session: a hot path's rare branches (a completed task's
+    dependents, say) may use Core, at the cost of the lean try.
 
     SQLAlchemy's session and execution layer cost a claim more than its two statements (benchmarks/PROFILE.md).
     A statement's text is compiled once for asyncpg ($n parameters, in order); asyncpg prepares it once per
@@ -332,6 +333,24 @@ class DriverSession:
     async def flush(self) -> None:
         """Nothing waits to be written: every statement ran when it was executed."""
 
+    # What only SQLAlchemy's session does: the unit of work goes to one (see NotPlainSQL).
+    async def scalar(self, statement: Any, *_args: Any, **_kwargs: Any) -> Any:
+        raise NotPlainSQL(f"a lean transaction has no scalar() (for {type(statement).__name__})")
+
+    async def scalars(self, statement: Any, *_args: Any, **_kwargs: Any) -> Any:
+        raise NotPlainSQL(f"a lean transaction has no scalars() (for {type(statement).__name__})")
+
+    def add(self, instance: Any, *_args: Any, **_kwargs: Any) -> None:
+        raise NotPlainSQL(f"a lean transaction keeps no ORM objects (adding a {type(instance).__name__})")
+
+    async def get(self, entity: Any, *_args: Any, **_kwargs: Any) -> Any:
+        raise NotPlainSQL(f"a lean transaction loads no ORM objects (getting a {getattr(entity, '__name__', entity)})")
+
+
+class NotPlainSQL(TypeError):
+    """A lean transaction met a statement that is not plain SQL: its unit of work must run in a session instead
+    (`AppContext.run` does, the lean transaction having rolled back)."""
+
 
 _driver_statements: dict[int, tuple[Any, str, tuple[str, ...]]] = {}
 
@@ -342,7 +361,7 @@ def _driver_sql(statement: Any) -> tuple[str, tuple[str, ...]]:
     if known is not None and known[0] is statement:
         return known[1], known[2]
     if not isinstance(statement, TextClause | TextualSelect):
-        raise TypeError(f"a lean transaction runs plain SQL only, not {type(statement).__name__}")
+        raise NotPlainSQL(f"a lean transaction runs plain SQL only, not {type(statement).__name__}")
     compiled = statement.compile(dialect=_ASYNCPG)
     names = tuple(compiled.positiontup or ())
     if len(_driver_statements) > 1_000:  # statements made per call (a NOTIFY's, say) must not pile up

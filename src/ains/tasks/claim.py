@@ -165,8 +165,7 @@ async def claim(
 
     async def attempt() -> ClaimTry:
         # Every statement of a claim on PostgreSQL is plain SQL: its transaction needs no SQLAlchemy session.
-        async with ctx.work(lean=True) as work:
-            return await claim_once(work, agent_id, max_tasks, start=start)
+        return await ctx.run(lambda work: claim_once(work, agent_id, max_tasks, start=start), lean=True)
 
     result = await attempt()
     blocked = claim_limits(result.trust_score).blocked

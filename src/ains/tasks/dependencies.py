@@ -20,13 +20,15 @@ done) or waits for the submission to commit (and then finds the new edge and res
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Float, Integer, Text, bindparam, select, update
+from sqlalchemy import Float, Integer, String, Text, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ains.core.database import UTCDateTime, dialect_name, table_of
@@ -214,18 +216,25 @@ async def _lock_waiting(session: AsyncSession, task_ids: Iterable[str]) -> list[
 
 async def _dependents(session: AsyncSession, task_ids: Sequence[str]) -> list[tuple[str, str]]:
     """(dependent, dependency) edges out of these tasks, through the index on depends_on_task_id."""
-    edges: list[tuple[str, str]] = []
-    for start in range(0, len(task_ids), 1000):
-        edges.extend(
-            (
-                await session.execute(
-                    select(DEPS.c.task_id, DEPS.c.depends_on_task_id).where(
-                        DEPS.c.depends_on_task_id.in_(list(task_ids[start : start + 1000]))
-                    )
-                )
-            ).all()
-        )
-    return edges
+    if not task_ids:
+        return []
+    dialect = dialect_name(session)
+    ids: Any = list(task_ids) if dialect == "postgresql" else json.dumps(list(task_ids))
+    rows = await session.execute(_DEPENDENTS[dialect], {"ids": ids})
+    return [(row.task_id, row.depends_on_task_id) for row in rows]
+
+
+# Plain SQL: it runs after every report that ends a task, which is a lean transaction on PostgreSQL (see
+# `ains.core.database.DriverSession`); most tasks have no dependents, so that is all the report needs of this module.
+_DEPENDENTS = {
+    "postgresql": text(
+        "SELECT task_id, depends_on_task_id FROM task_dependencies WHERE depends_on_task_id = ANY(:ids)"
+    ).bindparams(bindparam("ids", type_=ARRAY(String))),
+    "sqlite": text(
+        "SELECT task_id, depends_on_task_id FROM task_dependencies"
+        " WHERE depends_on_task_id IN (SELECT value FROM json_each(:ids))"
+    ),
+}
 
 
 _DECREMENT = (

@@ -95,9 +95,9 @@ async def claim_tasks(agent_id: str, request: Request, body: Annotated[ClaimRequ
 @router.post("/ains/tasks/{task_id}/start", response_model=TaskOut, dependencies=[agents_only()])
 async def start_task(task_id: str, request: Request, body: Annotated[StartRequest | None, Body()] = None) -> Response:
     ctx, principal = context_of(request), caller(request)
-    # A start's statements are all plain SQL (see ains.tasks.reports): a lean transaction on PostgreSQL.
-    async with ctx.work(lean=True) as work:
-        task = await service.start(work, principal, task_id, body.attempt if body else None)
+    attempt = body.attempt if body else None
+    # Reports are plain SQL (see ains.tasks.reports): a lean transaction on PostgreSQL.
+    task = await ctx.run(lambda work: service.start(work, principal, task_id, attempt), lean=True)
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
@@ -106,17 +106,18 @@ async def complete_task(
     task_id: str, request: Request, body: Annotated[CompleteRequest | None, Body()] = None
 ) -> Response:
     ctx, principal = context_of(request), caller(request)
-    body = body or CompleteRequest()
-    async with ctx.work() as work:
-        task = await service.complete(work, principal, task_id, body.attempt, body.result_data)
+    report = body or CompleteRequest()
+    task = await ctx.run(
+        lambda work: service.complete(work, principal, task_id, report.attempt, report.result_data), lean=True
+    )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
 @router.post("/ains/tasks/{task_id}/fail", response_model=TaskOut, dependencies=[agents_only()])
 async def fail_task(task_id: str, body: FailRequest, request: Request) -> Response:
     ctx, principal = context_of(request), caller(request)
-    async with ctx.work() as work:
-        task = await service.fail(
+    task = await ctx.run(
+        lambda work: service.fail(
             work,
             principal,
             task_id,
@@ -124,7 +125,9 @@ async def fail_task(task_id: str, body: FailRequest, request: Request) -> Respon
             body.error_message,
             retryable=body.retryable,
             retry_after_seconds=body.retry_after_seconds,
-        )
+        ),
+        lean=True,
+    )
     return json_response(task_answer(task, utcnow(), ctx.settings))
 
 
@@ -164,8 +167,7 @@ async def _report_batch(
 ) -> Response:
     if principal.kind != "agent":
         raise Forbidden("Only agents report on tasks")
-    async with ctx.work() as work:
-        results = await report_many(work, principal, items)
+    results = await ctx.run(lambda work: report_many(work, principal, items), lean=True)
     return json_response({"results": results})
 
 
