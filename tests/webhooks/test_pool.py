@@ -301,3 +301,35 @@ async def test_an_answer_dripped_slower_than_the_timeout_ends_the_attempt_at_the
     finally:
         await pool.aclose()
         server.close()
+
+
+async def test_a_request_leaves_in_one_write_when_its_answer_is_read():
+    """httpcore writes a request's head and body separately; the stream sends them together, once the answer is
+    awaited, so a delivery costs one system call to send."""
+    arrived: list[bytes] = []
+    got_some = asyncio.Event()
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while chunk := await reader.read(65536):
+            arrived.append(chunk)
+            got_some.set()
+            if b"".join(arrived).endswith(b"BODY"):
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    stream = pinning.SocketStream(reader, writer)
+    try:
+        head = b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+        await stream.write(head)
+        await stream.write(b"BODY")
+        with pytest.raises(TimeoutError):  # nothing has left yet: the receiver waits for the first byte
+            await asyncio.wait_for(got_some.wait(), 0.3)
+        answer = await stream.read(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert arrived == [head + b"BODY"]
+    finally:
+        await stream.aclose()
+        server.close()
