@@ -12,7 +12,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from ains.core.cache import AGENT, MemoryCache
+from ains.core.cache import AGENT, TASK, MemoryCache, RedisCache
 from ains.core.config import Settings
 from ains.main import create_app
 from tests.helpers import ADMIN, claim, create_client, free_port, register_agent, submit
@@ -22,15 +22,75 @@ def counter(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+async def put(cache, kind: str, key: str, value: dict) -> None:
+    """A reader's miss and fill, with nothing in between."""
+    found, ticket = await cache.lookup(kind, key)
+    assert found is None
+    await cache.fill(kind, key, value, ticket)
+
+
+async def cached(cache, kind: str, key: str) -> dict | None:
+    return (await cache.lookup(kind, key))[0]
+
+
 async def test_memory_cache_expires_and_is_bounded():
     cache = MemoryCache(Settings(agent_cache_ttl_seconds=0.2, cache_max_agents=2))
-    await cache.set(AGENT, "a", {"n": 1})
-    assert await cache.get(AGENT, "a") == {"n": 1}
+    await put(cache, AGENT, "a", {"n": 1})
+    assert await cached(cache, AGENT, "a") == {"n": 1}
     await asyncio.sleep(0.3)
-    assert await cache.get(AGENT, "a") is None
+    assert await cached(cache, AGENT, "a") is None
     for key in ("a", "b", "c"):
-        await cache.set(AGENT, key, {"k": key})
-    assert await cache.get(AGENT, "a") is None and await cache.get(AGENT, "c") == {"k": "c"}
+        await put(cache, AGENT, key, {"k": key})
+    assert await cached(cache, AGENT, "a") is None and await cached(cache, AGENT, "c") == {"k": "c"}
+
+
+async def a_read_that_crossed_a_change_fills_nothing(reader, writer) -> None:
+    """A reader misses and reads the old row; the change commits and invalidates (through `writer`: the same
+    cache, or another process's); the reader's fill of the old row must not stick, or reads would see the old
+    status until the TTL ran out (a completed task shown ACTIVE for 30 s, found by a CI run)."""
+    found, ticket = await reader.lookup(TASK, "task_1")
+    assert found is None
+    await writer.invalidate(TASK, ["task_1"])
+    await reader.fill(TASK, "task_1", {"status": "ACTIVE"}, ticket)
+    assert await cached(reader, TASK, "task_1") is None
+    # The next reader, after the change, fills it as usual.
+    await put(reader, TASK, "task_1", {"status": "COMPLETED"})
+    assert await cached(reader, TASK, "task_1") == {"status": "COMPLETED"}
+    assert await cached(writer, TASK, "task_1") == {"status": "COMPLETED"}
+
+
+async def test_a_fill_that_crossed_an_invalidation_is_dropped_in_memory():
+    cache = MemoryCache(Settings())
+    await a_read_that_crossed_a_change_fills_nothing(cache, cache)
+
+
+async def test_a_fill_that_crossed_another_process_change_is_dropped_in_memory():
+    cache = MemoryCache(Settings())
+    found, ticket = await cache.lookup(TASK, "task_1")
+    cache.drop(TASK, "task_0,task_1")  # another process's change, heard through the wake-up link
+    await cache.fill(TASK, "task_1", {"status": "ACTIVE"}, ticket)
+    assert await cached(cache, TASK, "task_1") is None
+
+
+async def test_a_fill_that_crossed_an_invalidation_is_dropped_in_redis(redis_settings_overrides):
+    settings = Settings(**redis_settings_overrides)
+    reader, writer = RedisCache(settings), RedisCache(settings)  # two processes sharing one Redis
+    try:
+        await a_read_that_crossed_a_change_fills_nothing(reader, writer)
+        # A tombstone is a miss, and a reader that missed on one fills as usual.
+        await writer.invalidate(TASK, ["task_2"])
+        await put(reader, TASK, "task_2", {"status": "PENDING"})
+        assert await cached(writer, TASK, "task_2") == {"status": "PENDING"}
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_readers_that_never_fill_do_not_grow_the_memory_cache():
+    cache = MemoryCache(Settings())
+    for n in range(25_000):  # reads of tasks that do not exist: a miss, then a 404 and no fill
+        await cache.lookup(TASK, f"task_{n}")
+    assert len(cache._filling[TASK]) <= 10_000
 
 
 async def exercise_invalidation(client):
@@ -140,9 +200,9 @@ async def task_status(http, headers, task_id: str) -> str:
 
 
 async def test_a_refused_invalidation_stops_cache_reads_until_it_went_through(settings, doomed_redis):
-    """SPEC 16: Redis refuses the DEL of a cancelled task's entry (the entry stays, with 30 s to live). This
-    process must not read that stale entry, and once Redis takes the DEL again the entry is gone within
-    cache_stale_bound_seconds and the cache is used again."""
+    """SPEC 16: Redis refuses the invalidation of a cancelled task's entry (a SET of its tombstone: the entry
+    stays, with 30 s to live). This process must not read that stale entry, and once Redis takes it again the
+    entry is gone within cache_stale_bound_seconds and the cache is used again."""
     process, url = doomed_redis
     bound = 1.0
     app = create_app(
@@ -156,19 +216,19 @@ async def test_a_refused_invalidation_stops_cache_reads_until_it_went_through(se
         task_id = task["task_id"]
         assert await task_status(http, owner, task_id) == "PENDING"  # fills the cache
         assert control.exists(f"stale:task:{task_id}")
-        control.execute_command("ACL", "SETUSER", "default", "-del", "-unlink")
+        control.execute_command("ACL", "SETUSER", "default", "-set")
         try:
             cancelled = await http.post(f"/ains/tasks/{task_id}/cancel", json={"reason": "x"}, headers=owner)
             assert cancelled.status_code == 200, cancelled.text
-            assert control.exists(f"stale:task:{task_id}")  # the stale PENDING entry is still in Redis
+            assert b"PENDING" in control.get(f"stale:task:{task_id}")  # the stale entry is still in Redis
             for _ in range(3):
                 assert await task_status(http, owner, task_id) == "CANCELLED"
         finally:
             control.execute_command("ACL", "SETUSER", "default", "+@all")
         started = time.monotonic()
-        while control.exists(f"stale:task:{task_id}") and time.monotonic() - started < bound + 5:
+        while b"PENDING" in (control.get(f"stale:task:{task_id}") or b"") and time.monotonic() - started < bound + 5:
             await asyncio.sleep(0.05)
-        assert not control.exists(f"stale:task:{task_id}")
+        assert b"PENDING" not in (control.get(f"stale:task:{task_id}") or b"")
         # Gone at the bound's retry, not by the entry's 30 s TTL (the margin is for a loaded machine).
         assert time.monotonic() - started <= bound + 3
         # The cache is used again: a read fills it, the next one hits.

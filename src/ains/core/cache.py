@@ -2,7 +2,10 @@
 
 Readers fill the cache after a database read; every transaction that changed an
 agent or a task deletes their entries after it commits (never before: a reader
-could refill the old row). Entries also expire (`agent_cache_ttl_seconds`,
+could refill the old row). A reader may still have read the old row before that
+commit and come to fill after the deletion: so a reader takes a ticket when it
+misses (`lookup`), and its fill is dropped if the key was invalidated since
+(`fill`). Entries also expire (`agent_cache_ttl_seconds`,
 `task_cache_ttl_seconds`) and the in-process cache is LRU-bounded. With
 `AINS_REDIS_URL` the cache is Redis, shared by every process, under
 `redis_prefix`; without it, it lives in this process only. A cache that fails
@@ -24,8 +27,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 from cachetools import TTLCache
@@ -51,15 +55,24 @@ class Cache(Protocol):
 
     shared: bool  # every process sees one cache (Redis), so another process's change needs no wake-up
 
-    async def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+    async def lookup(self, kind: str, key: str) -> tuple[dict[str, Any] | None, Any]:
+        """The cached record, or None and a ticket for `fill` (taken before the database is read)."""
+        ...
 
-    async def set(self, kind: str, key: str, value: dict[str, Any]) -> None: ...
+    async def fill(self, kind: str, key: str, value: dict[str, Any], ticket: Any) -> None:
+        """Cache `value`, read from the database after `lookup` gave `ticket`, unless the key was invalidated
+        since: the value may predate that change."""
+        ...
 
     async def invalidate(self, kind: str, keys: Collection[str]) -> None: ...
 
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+# The most readers between a miss and a fill that MemoryCache keeps tickets for.
+_MAX_FILLING = 10_000
 
 
 class MemoryCache:
@@ -74,6 +87,9 @@ class MemoryCache:
             TASK: _ttl_cache(settings.cache_max_tasks, settings.task_cache_ttl_seconds),
         }
         self.usable: Callable[[], bool] = lambda: True
+        # The ticket of the latest reader of each key still between its miss and its fill; an invalidation takes
+        # it away. Only keys being read are here, so it stays as small as the reads in flight.
+        self._filling: dict[str, dict[str, object]] = {AGENT: {}, TASK: {}}
 
     def drop(self, kind: str, keys: str) -> None:
         """Another process changed these rows of `kind` (`keys` comma-separated); kind `*`: anything may have."""
@@ -81,28 +97,40 @@ class MemoryCache:
             for store in self._stores.values():
                 if store is not None:
                     store.clear()
+            for filling in self._filling.values():
+                filling.clear()
             return
-        store = self._stores.get(kind)
-        if store is not None:
-            for key in keys.split(","):
-                store.pop(key, None)
+        if kind in self._stores:
+            self._forget(kind, keys.split(","))
 
-    async def get(self, kind: str, key: str) -> dict[str, Any] | None:
+    def _forget(self, kind: str, keys: Iterable[str]) -> None:
+        store, filling = self._stores[kind], self._filling[kind]
+        for key in keys:
+            if store is not None:
+                store.pop(key, None)
+            filling.pop(key, None)
+
+    async def lookup(self, kind: str, key: str) -> tuple[dict[str, Any] | None, Any]:
         store = self._stores[kind]
         value = store.get(key) if store is not None and self.usable() else None
         (_HITS if value is not None else _MISSES)[kind].inc()
-        return value
+        if value is not None or store is None:
+            return value, None
+        filling = self._filling[kind]
+        if len(filling) >= _MAX_FILLING:  # readers that never filled (a 404): dropping tickets only skips fills
+            filling.clear()
+        ticket = filling[key] = object()
+        return None, ticket
 
-    async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
-        store = self._stores[kind]
-        if store is not None:
-            store[key] = value
+    async def fill(self, kind: str, key: str, value: dict[str, Any], ticket: Any) -> None:
+        store, filling = self._stores[kind], self._filling[kind]
+        if ticket is not None and filling.get(key) is ticket:
+            del filling[key]
+            if store is not None:
+                store[key] = value
 
     async def invalidate(self, kind: str, keys: Collection[str]) -> None:
-        store = self._stores[kind]
-        if store is not None:
-            for key in keys:
-                store.pop(key, None)
+        self._forget(kind, keys)
 
     async def ping(self) -> bool:
         return True
@@ -113,6 +141,16 @@ class MemoryCache:
 
 def _ttl_cache(maxsize: int, ttl: float) -> TTLCache | None:
     return TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else None
+
+
+# An invalidated key holds a tombstone (this prefix and a random id) until the entry's TTL has passed.
+_TOMBSTONE = b"~invalidated:"
+_FILL_IF_UNCHANGED = """
+local seen = redis.call('GET', KEYS[1])
+if (seen == false and ARGV[1] == '') or seen == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+"""
 
 
 class RedisCache:
@@ -137,6 +175,8 @@ class RedisCache:
         self._blind_until = 0.0
         self._retry_every = max(0.05, min(1.0, settings.cache_stale_bound_seconds / 5))
         self._retry_task: asyncio.Task | None = None
+        # Writes the entry only if the key still holds what the reader's lookup saw (nothing, or a tombstone).
+        self._fill_script = self._redis.register_script(_FILL_IF_UNCHANGED)
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self._prefix}{kind}:{key}"
@@ -167,7 +207,7 @@ class RedisCache:
             names = list(self._pending)
             try:
                 if names:
-                    await self._redis.delete(*names)
+                    await self._bury(names, max(self._ttls.values()))
                 else:
                     await self._redis.ping()
             except Exception as exc:
@@ -184,28 +224,33 @@ class RedisCache:
             self._failing = False
             log.warning("cache available again")
 
-    async def get(self, kind: str, key: str) -> dict[str, Any] | None:
+    async def lookup(self, kind: str, key: str) -> tuple[dict[str, Any] | None, Any]:
         if self._ttls[kind] <= 0:
-            return None
+            return None, None
         if not self.usable():
             _MISSES[kind].inc()
-            return None
+            return None, None
         try:
-            raw = await self._redis.get(self._key(kind, key))
+            raw: bytes | None = await self._redis.get(self._key(kind, key))  # type: ignore[assignment]
         except Exception as exc:  # any Redis failure is a miss, never an error
             self._failed(exc)
             _MISSES[kind].inc()
-            return None
+            return None, None
         self._succeeded()
-        (_HITS if raw is not None else _MISSES)[kind].inc()
-        return json.loads(raw) if raw is not None else None
+        if raw is None or raw.startswith(_TOMBSTONE):
+            _MISSES[kind].inc()
+            return None, raw or b""  # the ticket: what the key held, which a fill expects to find unchanged
+        _HITS[kind].inc()
+        return json.loads(raw), None
 
-    async def set(self, kind: str, key: str, value: dict[str, Any]) -> None:
+    async def fill(self, kind: str, key: str, value: dict[str, Any], ticket: Any) -> None:
         ttl = self._ttls[kind]
-        if ttl <= 0 or not self.usable():
+        if ticket is None or ttl <= 0 or not self.usable():
             return
         try:
-            await self._redis.set(self._key(kind, key), json.dumps(value, default=str), px=int(ttl * 1000))
+            await self._fill_script(
+                keys=[self._key(kind, key)], args=[ticket, json.dumps(value, default=str), int(ttl * 1000)]
+            )
         except Exception as exc:
             self._failed(exc)
 
@@ -214,10 +259,20 @@ class RedisCache:
             return
         names = [self._key(kind, key) for key in keys]
         try:
-            await self._redis.delete(*names)
+            await self._bury(names, self._ttls[kind])
         except Exception as exc:  # retried until it goes through; meanwhile this process reads no cache
             self._failed(exc)
             self._remember(names)
+
+    async def _bury(self, names: list[str], ttl: float) -> None:
+        """Replace the entries with a tombstone, not a deletion: a reader in any process that missed before it
+        was written finds the key changed and does not fill it. It lasts the entry's TTL; only a read slower
+        than that could still fill the value it read."""
+        tombstone = _TOMBSTONE + os.urandom(8).hex().encode()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.set(name, tombstone, px=max(1, int(ttl * 1000)))
+            await pipe.execute()
 
     async def ping(self) -> bool:
         try:
@@ -235,11 +290,11 @@ class RedisCache:
 
 async def read_through(cache: Cache, kind: str, key: str, model: type[M], load: Callable[[], Awaitable[M]]) -> M:
     """The cached record as `model`, or `load()`'s answer, which is then cached (cache-aside)."""
-    record = await cache.get(kind, key)
+    record, ticket = await cache.lookup(kind, key)
     if record is not None:
         return model.model_validate(record)
     value = await load()
-    await cache.set(kind, key, value.model_dump(mode="json"))
+    await cache.fill(kind, key, value.model_dump(mode="json"), ticket)
     return value
 
 

@@ -110,14 +110,14 @@ async def read_task(ctx: AppContext, principal: Principal, task_id: str) -> dict
 
     A read transaction is opened only when the cache does not have the task."""
     cache, settings, now = ctx.cache, ctx.settings, utcnow()
-    record = await cache.get(TASK_CACHE, task_id)
+    record, ticket = await cache.lookup(TASK_CACHE, task_id)
     if record is None:
         async with ctx.db.read() as session:
             row = (await session.execute(queries.READ_TASK, {"task_id": task_id})).first()
         if row is None:
             raise NotFound(f"Task {task_id} not found")
         record = answers.task_answer(row, now, settings)
-        await cache.set(TASK_CACHE, task_id, record)
+        await cache.fill(TASK_CACHE, task_id, record, ticket)
     else:
         record = answers.refresh_priority(dict(record), now, settings)
     if not (
