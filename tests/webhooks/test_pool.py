@@ -303,9 +303,9 @@ async def test_an_answer_dripped_slower_than_the_timeout_ends_the_attempt_at_the
         server.close()
 
 
-async def test_a_request_leaves_in_one_write_when_its_answer_is_read():
-    """httpcore writes a request's head and body separately; the stream sends them together, once the answer is
-    awaited, so a delivery costs one system call to send."""
+async def test_a_request_leaves_in_one_write():
+    """httpcore writes a request's head and body separately; the stream sends them together when flushed (by
+    KeptConnection, once the body is written), so a delivery costs one system call to send."""
     arrived: list[bytes] = []
     got_some = asyncio.Event()
 
@@ -327,9 +327,42 @@ async def test_a_request_leaves_in_one_write_when_its_answer_is_read():
         await stream.write(b"BODY")
         with pytest.raises(TimeoutError):  # nothing has left yet: the receiver waits for the first byte
             await asyncio.wait_for(got_some.wait(), 0.3)
+        await stream.flush()
         answer = await stream.read(65536)
         assert answer.startswith(b"HTTP/1.1 200 OK")
         assert arrived == [head + b"BODY"]
     finally:
         await stream.aclose()
+        server.close()
+
+
+async def test_every_request_leaves_even_when_an_extra_answer_is_waiting_for_it():
+    """A receiver that answers one request twice: httpcore answers the next request on that connection from the
+    spare bytes without reading. The request must still have been sent (found by a review: with writes held
+    until a read, it never left, and each later delivery went out one request late)."""
+    heads: list[bytes] = []
+
+    async def answer_twice_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                heads.append(await read_request(reader))
+                writer.write(ok + ok if len(heads) == 1 else ok)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_twice_first, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    pool = pinning.PinnedPool(timeout=5, max_connections=4)
+    try:
+        for n in range(2):
+            answer = await pinning.post(pool, url, content=b'{"n": %d}' % n, headers={}, allow_private=True)
+            assert answer.status_code == 200
+        for _ in range(100):  # the second request, if it was sent, arrives within moments
+            if len(heads) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(heads) == 2
+    finally:
+        await pool.aclose()
         server.close()

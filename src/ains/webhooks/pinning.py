@@ -64,9 +64,11 @@ class SocketStream(httpcore.AsyncNetworkStream):
     is the stream call alone, and no per-operation timeout is applied: the one deadline of each attempt
     (`PinnedPool.post`) bounds all of them.
 
-    Writes are held until the next read: httpcore writes a request's head and its body separately, and each
-    write is a system call of its own (py-spy: a twentieth of a busy server's CPU in the end-to-end run). An
-    HTTP/1.1 exchange always reads the answer after writing the request, so the whole request leaves in one.
+    Writes are held until `flush`, which `KeptConnection` calls once a request's body is written: httpcore
+    writes a request's head and its body separately, and each write is a system call of its own (py-spy: a
+    twentieth of a busy server's CPU in the end-to-end run), so the whole request leaves in one. (Not at the
+    next read: httpcore may answer a request from bytes it already holds, a receiver's extra answer, without
+    reading, and the request would never leave.)
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -80,9 +82,8 @@ class SocketStream(httpcore.AsyncNetworkStream):
             self._poll.register(self._sock, select.POLLIN)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        await self.flush()
         try:
-            if self._unsent:
-                await self._send_unsent()
             return await self._reader.read(max_bytes)
         except OSError as exc:
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
@@ -91,11 +92,17 @@ class SocketStream(httpcore.AsyncNetworkStream):
         if buffer:
             self._unsent.append(buffer)
 
-    async def _send_unsent(self) -> None:
+    async def flush(self) -> None:
+        """Send what was written since the last flush, in one write."""
+        if not self._unsent:
+            return
         buffer = b"".join(self._unsent) if len(self._unsent) > 1 else self._unsent[0]
         self._unsent.clear()
-        self._writer.write(buffer)
-        await self._writer.drain()
+        try:
+            self._writer.write(buffer)
+            await self._writer.drain()
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
         # Not awaiting the close: a TLS peer that never answers close_notify would hold the caller for long.
@@ -194,6 +201,14 @@ class KeptConnection(httpcore.AsyncHTTP11Connection):
     def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream, keepalive_expiry: float) -> None:
         super().__init__(origin=origin, stream=stream, keepalive_expiry=keepalive_expiry)
         self._state_lock = _Uncontended()  # type: ignore[assignment]
+
+    async def _send_request_body(self, request: httpcore.Request) -> None:
+        # The request is whole: send its head and body (held by SocketStream) in one write. A failure is a
+        # WriteError, which httpcore passes over to read an answer the receiver may have sent before closing.
+        await super()._send_request_body(request)
+        stream = self._network_stream
+        if isinstance(stream, SocketStream):
+            await stream.flush()
 
 
 class PinnedPool:
