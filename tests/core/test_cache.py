@@ -269,3 +269,42 @@ async def test_a_cancellation_while_redis_is_paused_shows_within_the_bound(setti
             b"CANCELLED" in (control.get(f"paused:task:{task_id}") or b"")
         )
     control.close()
+
+
+async def test_an_invalidation_that_fails_again_while_its_retry_is_in_flight_is_retried(redis_settings_overrides):
+    """Change 1's invalidation fails and is retried; while the retry's reply is on its way, change 2's
+    invalidation of the same key fails too. The retry's success must not take change 2's away: the process
+    stays off the cache until it went through (found by a review: a set of keys forgot it, and another
+    process's fill of the row read before change 2 stayed for the TTL)."""
+    settings = Settings(**redis_settings_overrides, cache_stale_bound_seconds=0.25)
+    writer, reader = RedisCache(settings), RedisCache(settings)  # two processes sharing one Redis
+    bury, calls, reply = writer._bury, [], asyncio.Event()
+
+    async def flaky_bury(names, ttl):
+        calls.append(list(names))
+        if len(calls) in (1, 3):  # the first invalidation of each change fails
+            raise ConnectionError("Redis went away for a moment")
+        await bury(names, ttl)
+        if len(calls) == 2:  # the retry's tombstone is written; its reply comes late
+            await reply.wait()
+
+    writer._bury = flaky_bury
+    try:
+        await writer.invalidate(TASK, ["task_1"])  # change 1
+        while len(calls) < 2:
+            await asyncio.sleep(0.01)
+        found, ticket = await reader.lookup(TASK, "task_1")  # another process misses, reads the row...
+        assert found is None
+        await writer.invalidate(TASK, ["task_1"])  # ...and change 2 commits; its invalidation fails
+        reply.set()
+        await asyncio.sleep(0.1)
+        await reader.fill(TASK, "task_1", {"status": "ACTIVE"}, ticket)  # the row as it was before change 2
+        for _ in range(100):
+            if writer.usable():
+                break
+            await asyncio.sleep(0.05)
+        assert writer.usable() and len(calls) >= 4  # change 2's invalidation was retried and went through
+        assert (await writer.lookup(TASK, "task_1"))[0] is None
+    finally:
+        await writer.close()
+        await reader.close()

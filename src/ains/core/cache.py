@@ -170,7 +170,8 @@ class RedisCache:
         self._ttls = {AGENT: settings.agent_cache_ttl_seconds, TASK: settings.task_cache_ttl_seconds}
         self._failing = False
         # Redis keys whose invalidation failed: while any is left, this process does not use the cache.
-        self._pending: set[str] = set()
+        # Each with a count of its failures: a retry in flight forgets a key only if it did not fail again meanwhile.
+        self._pending: dict[str, int] = {}
         self._overflowed = False  # too many pending keys: stay off the cache for the longest TTL once Redis is back
         self._blind_until = 0.0
         self._retry_every = max(0.05, min(1.0, settings.cache_stale_bound_seconds / 5))
@@ -194,7 +195,8 @@ class RedisCache:
         return not self._pending and not self._overflowed and time.monotonic() >= self._blind_until
 
     def _remember(self, names: list[str]) -> None:
-        self._pending.update(names)
+        for name in names:
+            self._pending[name] = self._pending.get(name, 0) + 1
         if len(self._pending) > self.MAX_PENDING:
             self._pending.clear()
             self._overflowed = True
@@ -204,7 +206,8 @@ class RedisCache:
     async def _retry_pending(self) -> None:
         while self._pending or self._overflowed:
             await asyncio.sleep(self._retry_every)
-            names = list(self._pending)
+            tried = dict(self._pending)
+            names = list(tried)
             try:
                 if names:
                     await self._bury(names, max(self._ttls.values()))
@@ -213,7 +216,9 @@ class RedisCache:
             except Exception as exc:
                 self._failed(exc)
                 continue
-            self._pending.difference_update(names)
+            for name, failures in tried.items():
+                if self._pending.get(name) == failures:
+                    del self._pending[name]
             if self._overflowed and not self._pending:
                 self._overflowed = False
                 self._blind_until = time.monotonic() + max(self._ttls.values())
