@@ -63,18 +63,11 @@ class SocketStream(httpcore.AsyncNetworkStream):
     more than the bytes it moved (py-spy: 14 % of a drain in anyio and `current_task`). Here a read or a write
     is the stream call alone, and no per-operation timeout is applied: the one deadline of each attempt
     (`PinnedPool.post`) bounds all of them.
-
-    Writes are held until `flush`, which `KeptConnection` calls once a request's body is written: httpcore
-    writes a request's head and its body separately, and each write is a system call of its own (py-spy: a
-    twentieth of a busy server's CPU in the end-to-end run), so the whole request leaves in one. (Not at the
-    next read: httpcore may answer a request from bytes it already holds, a receiver's extra answer, without
-    reading, and the request would never leave.)
     """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._unsent: list[bytes] = []
         self._sock = writer.get_extra_info("socket")
         self._poll: select.poll | None = None
         if self._sock is not None and hasattr(select, "poll"):
@@ -82,22 +75,14 @@ class SocketStream(httpcore.AsyncNetworkStream):
             self._poll.register(self._sock, select.POLLIN)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        await self.flush()
         try:
             return await self._reader.read(max_bytes)
         except OSError as exc:
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:
-            self._unsent.append(buffer)
-
-    async def flush(self) -> None:
-        """Send what was written since the last flush, in one write."""
-        if not self._unsent:
+        if not buffer:
             return
-        buffer = b"".join(self._unsent) if len(self._unsent) > 1 else self._unsent[0]
-        self._unsent.clear()
         try:
             self._writer.write(buffer)
             await self._writer.drain()
@@ -201,14 +186,6 @@ class KeptConnection(httpcore.AsyncHTTP11Connection):
     def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream, keepalive_expiry: float) -> None:
         super().__init__(origin=origin, stream=stream, keepalive_expiry=keepalive_expiry)
         self._state_lock = _Uncontended()  # type: ignore[assignment]
-
-    async def _send_request_body(self, request: httpcore.Request) -> None:
-        # The request is whole: send its head and body (held by SocketStream) in one write. A failure is a
-        # WriteError, which httpcore passes over to read an answer the receiver may have sent before closing.
-        await super()._send_request_body(request)
-        stream = self._network_stream
-        if isinstance(stream, SocketStream):
-            await stream.flush()
 
 
 class PinnedPool:
