@@ -94,3 +94,39 @@ async def test_a_unit_of_work_that_needs_a_session_runs_again_in_one(app, db):
             await session.execute(text("DROP TABLE lean_runs"))
     assert tries == ["DriverSession", "AsyncSession"]
     assert kept == [2]  # only the second try's row
+
+
+async def test_any_other_part_of_a_session_also_runs_the_unit_of_work_again_in_one(app):
+    """A lean path that reaches for a session method the DriverSession does not offer (here `connection()`)
+    runs again in a session instead of failing with an AttributeError (a 500)."""
+    ctx = app.state.ctx
+    tries: list[str] = []
+
+    async def action(work):
+        tries.append(type(work.session).__name__)
+        await work.session.connection()
+        return "done"
+
+    assert await ctx.run(action, lean=True) == "done"
+    assert tries == ["DriverSession", "AsyncSession"]
+
+
+async def test_a_unit_of_work_that_committed_is_never_run_again(app):
+    """What follows a lean commit (its after-commit hooks) raising NotPlainSQL must not send the already committed
+    unit of work round again in a session: it is an error, raised once."""
+    from ains.core.database import NotPlainSQL
+
+    ctx = app.state.ctx
+    tries: list[str] = []
+
+    def hook():
+        raise NotPlainSQL("a hook that reached for the session after the commit")
+
+    async def action(work):
+        tries.append(type(work.session).__name__)
+        work.after_commit(hook)
+        return "done"
+
+    with pytest.raises(NotPlainSQL):
+        await ctx.run(action, lean=True)
+    assert tries == ["DriverSession"]

@@ -68,10 +68,15 @@ class AppContext:
         and, when it meets a statement that is not plain SQL, again in a session: the lean one rolled back, so
         nothing of the first try is kept, and nothing it announced is sent."""
         if lean and not self.db.is_sqlite:
+            acted = False
             try:
                 async with self.work(lean=True) as work:
-                    return await action(work)
+                    result = await action(work)
+                    acted = True
+                return result
             except NotPlainSQL as exc:
+                if acted:  # raised once the action was done (by what follows its commit): never run it twice
+                    raise
                 log.debug("lean transaction needs a session", extra={"reason": str(exc)})
         async with self.work() as work:
             return await action(work)

@@ -346,6 +346,13 @@ class DriverSession:
     async def get(self, entity: Any, *_args: Any, **_kwargs: Any) -> Any:
         raise NotPlainSQL(f"a lean transaction loads no ORM objects (getting a {getattr(entity, '__name__', entity)})")
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other part of a session (`merge`, `delete`, `refresh`, `connection`, …) is the session's too: a
+        # unit of work that reaches for one runs again in a session rather than failing with a 500.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise NotPlainSQL(f"a lean transaction has no {name}")
+
 
 class NotPlainSQL(TypeError):
     """A lean transaction met a statement that is not plain SQL: its unit of work must run in a session instead
