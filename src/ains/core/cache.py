@@ -1,9 +1,9 @@
 """Cache-aside for agent records and task status (SPEC 10).
 
 Readers fill the cache after a database read; every transaction that changed an
-agent or a task deletes their entries after it commits (never before: a reader
+agent or a task invalidates their entries after it commits (never before: a reader
 could refill the old row). A reader may still have read the old row before that
-commit and come to fill after the deletion: so a reader takes a ticket when it
+commit and come to fill after the invalidation: so a reader takes a ticket when it
 misses (`lookup`), and its fill is dropped if the key was invalidated since
 (`fill`). Entries also expire (`agent_cache_ttl_seconds`,
 `task_cache_ttl_seconds`) and the in-process cache is LRU-bounded. With
@@ -13,7 +13,7 @@ degrades to the database: the error is counted, logged once, and the request
 goes on as a miss.
 
 An invalidation Redis did not take (down, slow, refusing) would leave a stale entry that other reads could
-return for the rest of its TTL. So the process remembers the keys it failed to delete, retries them in the
+return for the rest of its TTL. So the process remembers the keys it failed to invalidate, retries them in the
 background every `cache_stale_bound_seconds` / 5 (at most every second), and reads nothing from the shared
 cache (every read is a miss, nothing is written) until they all went through: its own reads never see a
 stale entry, and once Redis is back the entry is gone within the bound (SPEC 16). If too many keys pile up,
