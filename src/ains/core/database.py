@@ -305,9 +305,9 @@ class DriverResult:
 class DriverSession:
     """A PostgreSQL transaction on the driver's own connection, which the services read like an `AsyncSession`:
     `execute` of plain SQL (`text()`, with `.columns()` or `.bindparams()`; a list of parameter sets is an
-    executemany), `info` (the transaction's state) and `bind`. A Core statement raises `NotPlainSQL`, on which
-    `AppContext.run` runs the unit of work again in a session: a hot path's rare branches (a completed task's
-    dependents, say) may use Core, at the cost of the lean try.
+    executemany), `info` (the transaction's state) and `bind`. Anything else (a Core statement, any other
+    session method) raises `NotPlainSQL`, on which `AppContext.run` runs the unit of work again in a session: a
+    hot path's rare branches (a completed task's dependents, say) may use Core, at the cost of the lean try.
 
     SQLAlchemy's session and execution layer cost a claim more than its two statements (benchmarks/PROFILE.md).
     A statement's text is compiled once for asyncpg ($n parameters, in order); asyncpg prepares it once per
@@ -333,21 +333,8 @@ class DriverSession:
     async def flush(self) -> None:
         """Nothing waits to be written: every statement ran when it was executed."""
 
-    # What only SQLAlchemy's session does: the unit of work goes to one (see NotPlainSQL).
-    async def scalar(self, statement: Any, *_args: Any, **_kwargs: Any) -> Any:
-        raise NotPlainSQL(f"a lean transaction has no scalar() (for {type(statement).__name__})")
-
-    async def scalars(self, statement: Any, *_args: Any, **_kwargs: Any) -> Any:
-        raise NotPlainSQL(f"a lean transaction has no scalars() (for {type(statement).__name__})")
-
-    def add(self, instance: Any, *_args: Any, **_kwargs: Any) -> None:
-        raise NotPlainSQL(f"a lean transaction keeps no ORM objects (adding a {type(instance).__name__})")
-
-    async def get(self, entity: Any, *_args: Any, **_kwargs: Any) -> Any:
-        raise NotPlainSQL(f"a lean transaction loads no ORM objects (getting a {getattr(entity, '__name__', entity)})")
-
     def __getattr__(self, name: str) -> Any:
-        # Any other part of a session (`merge`, `delete`, `refresh`, `connection`, …) is the session's too: a
+        # Every other part of a session (`scalar(s)`, `add`, `get`, `merge`, `connection`, …) is SQLAlchemy's: a
         # unit of work that reaches for one runs again in a session rather than failing with a 500.
         if name.startswith("_"):
             raise AttributeError(name)
