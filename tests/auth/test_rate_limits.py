@@ -61,10 +61,13 @@ async def test_the_server_defaults_are_settings(client):
 
 
 def test_a_bucket_refills_at_its_rate():
-    buckets = LocalBuckets()
+    now = [100.0]
+    buckets = LocalBuckets(clock=lambda: now[0])  # time passes only when the test says so
     assert [buckets.take("k", 1000.0, 2).allowed for _ in range(3)] == [True, True, False]
     refused = buckets.take("k", 1000.0, 2)
     assert refused.retry_after_seconds == 1  # at least a second: Retry-After counts whole seconds
+    now[0] += 0.001  # one token's worth at 1,000 a second
+    assert [buckets.take("k", 1000.0, 2).allowed for _ in range(2)] == [True, False]
 
 
 async def test_with_redis_the_bucket_lives_in_redis(backend, tmp_path, redis_settings_overrides):
