@@ -65,6 +65,70 @@ async def test_a_claim_reads_the_head_of_each_capability_not_the_whole_queue(cli
     assert _scanned_rows(top) <= 3 * 2 + 3, json.dumps(plan, indent=1)
 
 
+def _rows_read(node: dict[str, Any]) -> int:
+    """Rows and index entries every scan in this plan read (kept or filtered out), over all its loops."""
+    own = 0
+    if "Scan" in node["Node Type"]:
+        read = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+        own = (read + node.get("Rows Removed by Index Recheck", 0)) * node.get("Actual Loops", 1)
+    return own + sum(_rows_read(child) for child in node.get("Plans", ()))
+
+
+def _subplan(node: dict[str, Any], name: str) -> dict[str, Any] | None:
+    if node.get("Subplan Name") == name:
+        return node
+    return next((found for child in node.get("Plans", ()) if (found := _subplan(child, name))), None)
+
+
+async def test_counting_what_an_agent_holds_reads_only_what_it_holds(client, db, app):
+    """The claim's budget counts the agent's ASSIGNED and ACTIVE tasks: not the tasks it finished, nor those others
+    hold, nor the queue."""
+    owner = await create_client(client)
+    agent = await register_agent(client, "agent_1", capabilities=["a:v1"], max_concurrency=1000)
+    other = await register_agent(client, "agent_2", capabilities=["b:v1"], max_concurrency=1000)
+    for _ in range(4):
+        batch = {"tasks": [task_body(capability_required="b:v1")] * 100}
+        assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
+    for _ in range(2):  # 100 held by another agent, 300 queued
+        await claim(client, other, max_tasks=50)
+    for _ in range(4):
+        batch = {"tasks": [task_body(capability_required="a:v1")] * 100}
+        assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
+    for _ in range(8):  # 400 finished
+        taken = await claim(client, agent, max_tasks=50, start=True)
+        items = [{"task_id": task["task_id"], "attempt": task["attempt"]} for task in taken]
+        response = await client.post("/ains/tasks/complete-batch", json={"items": items}, headers=agent.headers)
+        assert response.status_code == 200, response.text
+    for _ in range(3):
+        await submit(client, owner, capability_required="a:v1")
+    assert len(await claim(client, agent, max_tasks=2)) == 2  # 2 held
+    clause = queries.CLAIM_PICK_AND_ASSIGN.element
+    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
+    now = utcnow()
+    params = {
+        "capabilities": ["a:v1"],
+        "now": now,
+        "trust_score": 0.5,
+        "max_priority": 10,
+        "max_tasks": 1,
+        "free": 1000,
+        "agent_id": "agent_1",
+        **lifecycle.claim_columns(now, app.state.ctx.settings, start=False),
+    }
+    async with db.engine.connect() as connection:
+        # Statistics and the visibility map, as autovacuum keeps them (outside a transaction: VACUUM must be).
+        await (await connection.execution_options(isolation_level="AUTOCOMMIT")).execute(text("VACUUM ANALYZE tasks"))
+    async with db.engine.connect() as connection:
+        plan = (await connection.execute(explain, params)).scalar_one()
+        await connection.rollback()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    assert plan[0]["Plan"]["Actual Rows"] == 1
+    budget = _subplan(plan[0]["Plan"], "CTE budget")
+    assert budget is not None, json.dumps(plan, indent=1)
+    # The two held tasks (an index scan may count each twice: its entries, then the rows).
+    assert _rows_read(budget) <= 2 * 2, json.dumps(budget, indent=1)
+
+
 async def test_rows_a_merge_locked_and_left_are_claimed_at_once_by_one_who_skipped_them(client, db, app):
     ctx = app.state.ctx
     owner = await create_client(client)

@@ -87,6 +87,13 @@ class Task(Base):
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
         ),
+        # What an agent holds: a claim counts it (its free concurrency) without reading the agent's finished tasks.
+        Index(
+            "ix_tasks_held",
+            "assigned_agent_id",
+            postgresql_where=text("status IN ('ASSIGNED', 'ACTIVE')"),
+            sqlite_where=text("status IN ('ASSIGNED', 'ACTIVE')"),
+        ),
         Index(
             "ix_tasks_lease_due",
             "lease_expires_at",
