@@ -25,7 +25,9 @@ HELD = sa.text("status IN ('ASSIGNED', 'ACTIVE')")
 
 def upgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.create_index("ix_tasks_held", ["assigned_agent_id"], unique=False, postgresql_where=HELD, sqlite_where=HELD)
+        batch_op.create_index(
+            "ix_tasks_held", ["assigned_agent_id"], unique=False, postgresql_where=HELD, sqlite_where=HELD
+        )
 
 
 def downgrade() -> None:
