@@ -13,7 +13,6 @@ import httpx
 from sqlalchemy import event
 
 from ains import testing
-from ains.core.database import LEAN_BEGIN
 from ains.identity import Identity
 from ains.testing import free_port  # noqa: F401  (re-exported for tests)
 
@@ -101,7 +100,7 @@ class SeenStatements:
         return [
             sql
             for sql in lines
-            if sql.rstrip(";") not in ("BEGIN", "COMMIT", "ROLLBACK", LEAN_BEGIN)
+            if sql.rstrip(";") not in ("BEGIN", "COMMIT", "ROLLBACK")
             and "set_config('jit'" not in sql
             and "typeinfo_tree" not in sql
         ]

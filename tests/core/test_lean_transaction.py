@@ -132,21 +132,6 @@ async def test_a_unit_of_work_that_committed_is_never_run_again(app):
     assert tries == ["DriverSession"]
 
 
-_PLAN_MODE = text("SELECT current_setting('plan_cache_mode') AS mode")
-
-
-async def test_a_lean_transaction_plans_its_statements_once_and_only_it_does(db):
-    """Hot statements keep their generic plan (planning them per run cost more than running them); the setting
-    ends with the lean transaction, so sessions, on the same pooled connections, plan as PostgreSQL chooses."""
-    for _ in range(3):
-        async with db.transaction(lean=True) as session:
-            assert (await session.execute(_PLAN_MODE)).first().mode == "force_generic_plan"
-        async with db.transaction() as session:
-            assert (await session.execute(_PLAN_MODE)).scalar_one() == "auto"
-        async with db.read() as session:
-            assert (await session.execute(_PLAN_MODE)).scalar_one() == "auto"
-
-
 async def test_a_connection_left_inside_a_transaction_is_not_returned_to_the_pool(db):
     """A lean transaction whose rollback failed or was cancelled leaves its connection inside it: the next user
     must not run in it."""

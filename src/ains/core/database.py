@@ -176,7 +176,7 @@ class Database:
         if lean and not self.is_sqlite:
             async with driver_connection(self.engine) as connection:
                 driver_session = DriverSession(self.engine, connection)
-                async with lean_transaction(connection):
+                async with connection.transaction():
                     yield cast(AsyncSession, driver_session)  # read by the services like one (see DriverSession)
                     await self._send_never_lost(driver_session)
             await self._committed(take_state(driver_session))
@@ -232,30 +232,6 @@ class Database:
             await self.read_engine.dispose()
 
 
-# A lean transaction's statements are plain SQL written for the hot paths, each prepared once per connection by
-# asyncpg. Left to itself, PostgreSQL plans such a statement again on every run whenever a plan for the values at
-# hand looks cheaper than its generic one, as it did for the claim: planning cost more than running it (1.35 of a
-# claim's 2 statements' 1.6 ms of database CPU, against 0.66 ms with the generic plan, on PostgreSQL 15). Their
-# statuses are literals and their parameters pick rows by key, so the generic plan is the one they want. Sent
-# with BEGIN, in one round trip; `SET LOCAL` ends with the transaction, so sessions keep the default.
-LEAN_BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
-
-
-@contextlib.asynccontextmanager
-async def lean_transaction(connection: Any) -> AsyncIterator[None]:
-    """A transaction on asyncpg's own connection (see `LEAN_BEGIN`): committed when the block ends, rolled back
-    when it raises. A connection left inside a transaction (a rollback that failed or was cancelled) is not
-    returned to the pool (`driver_connection`)."""
-    await connection.execute(LEAN_BEGIN)
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):  # the first error is the one to tell; the connection may be gone
-            await connection.execute("ROLLBACK")
-        raise
-    await connection.execute("COMMIT")
-
-
 @contextlib.asynccontextmanager
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     """A pooled PostgreSQL connection as asyncpg's own object, in autocommit: for one-statement hot paths.
@@ -283,8 +259,8 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
         raise
     finally:
         if not connection.is_closed() and connection.is_in_transaction():
-            # Its transaction never ended (a rollback cancelled or failed): the pool, which did not start it, would
-            # not end it either, and the next user would run inside it.
+            # Its transaction never ended (a lean transaction's rollback cancelled or failed): the pool, which did
+            # not start it, would not end it either, and the next user would run inside it.
             engine.sync_engine.pool._invalidate(fairy, None)
         fairy.close()
 
