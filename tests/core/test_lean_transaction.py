@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 
 from ains.core import signals
-from ains.core.database import DriverRow, driver_connection, note_changed_key
+from ains.core.database import Database, DriverRow, driver_connection, note_changed_key
 from ains.core.signals import Wakeups
 from ains.tasks.models import Task
 
@@ -143,3 +146,99 @@ async def test_a_connection_left_inside_a_transaction_is_not_returned_to_the_poo
             assert not connection.is_in_transaction()
             assert connection.get_server_pid() != abandoned
             assert await connection.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+
+
+async def _observer(url: str) -> asyncpg.Connection:
+    """A connection of its own, to look at the server's side of the pool's connections."""
+    return await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+@pytest.mark.parametrize("cancelled_at", ["BEGIN", "COMMIT"])
+async def test_a_lean_transaction_cancelled_midway_leaves_no_connection_inside_a_transaction(
+    backend, postgres_only_url, monkeypatch, cancelled_at
+):
+    """Cancelled while its BEGIN or COMMIT is on the wire (a request given up at shutdown, or by a timeout around
+    it), a lean transaction cannot know where the server got to: its connection is closed, never pooled inside a
+    transaction the next user would run in (found by a review: after a cancelled BEGIN every session on that
+    connection failed)."""
+    db = Database(postgres_only_url)
+    original = asyncpg.connection.Connection.execute
+    sent = asyncio.Event()
+
+    async def execute(self, query, *args, **kwargs):
+        if query.startswith(cancelled_at):
+            sent.set()  # the query goes out below, and the caller waits for the server's answer
+        return await original(self, query, *args, **kwargs)
+
+    async def unit_of_work() -> None:
+        async with db.transaction(lean=True) as session:
+            await session.execute(text("SELECT 1"))
+
+    try:
+        await unit_of_work()  # a pooled connection to begin with
+        monkeypatch.setattr(asyncpg.connection.Connection, "execute", execute)
+        task = asyncio.create_task(unit_of_work())
+        await sent.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        monkeypatch.undo()
+        await asyncio.sleep(0.3)  # the server's answer, and asyncpg's cancel request, have arrived
+        assert db.engine.pool.checkedout() == 0
+        pooled = [await db.engine.raw_connection() for _ in range(db.engine.pool.checkedin())]
+        try:
+            pids = [fairy.driver_connection.get_server_pid() for fairy in pooled]
+        finally:
+            for fairy in pooled:
+                fairy.close()
+        observer = await asyncpg.connect(
+            make_url(postgres_only_url).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            states = await observer.fetch("SELECT pid, state FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids)
+        finally:
+            await observer.close()
+        assert [row["state"] for row in states if row["state"] != "idle"] == []
+        for _ in range(3):
+            async with db.transaction() as session:
+                assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_connections_over_the_pool_size_are_closed_when_handed_back(backend, postgres_only_url, caplog):
+    """Past the pool's size, a driver connection handed back is closed, properly: asyncpg's close is awaited
+    (closed outside SQLAlchemy's greenlet it logged MissingGreenlet and stayed open until garbage collected)."""
+    db = Database(postgres_only_url)
+    over = 5
+    held = asyncio.Event()
+    release = asyncio.Event()
+    holding = 0
+
+    async def hold() -> int:
+        nonlocal holding
+        async with driver_connection(db.engine) as connection:
+            pid = connection.get_server_pid()
+            holding += 1
+            if holding == db.engine.pool.size() + over:
+                held.set()
+            await release.wait()
+            return pid
+
+    try:
+        holders = [asyncio.create_task(hold()) for _ in range(db.engine.pool.size() + over)]
+        await asyncio.wait_for(held.wait(), 30)
+        assert db.engine.pool.overflow() == over
+        release.set()
+        pids = await asyncio.gather(*holders)
+        observer = await asyncpg.connect(
+            make_url(postgres_only_url).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            alive = await observer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids)
+        finally:
+            await observer.close()
+        assert alive == db.engine.pool.size()
+        assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
+    finally:
+        await db.dispose()

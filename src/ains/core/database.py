@@ -23,9 +23,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 
 from ains.core.cache import Cache
 from ains.core.metrics import DB_STATEMENTS
@@ -257,12 +259,24 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
                 "(driver connection)", None, exc
             ) from exc
         raise
+    except BaseException:
+        # Cancelled (or interrupted) while a statement, a BEGIN or a COMMIT was on the wire: where the server got to
+        # is unknown (a BEGIN it ran whose answer asyncpg never read looks like no transaction at all), so the
+        # connection is closed rather than handed to the next user inside a transaction.
+        engine.sync_engine.pool._invalidate(fairy, None)
+        raise
     finally:
         if not connection.is_closed() and connection.is_in_transaction():
             # Its transaction never ended (a lean transaction's rollback cancelled or failed): the pool, which did
             # not start it, would not end it either, and the next user would run inside it.
             engine.sync_engine.pool._invalidate(fairy, None)
-        fairy.close()
+        if cast(QueuePool, engine.sync_engine.pool).overflow() > 0:
+            # The pool is over its size, so it may close this connection rather than keep it: asyncpg's close must
+            # be awaited, which SQLAlchemy does only inside its greenlet (outside it logs MissingGreenlet and
+            # leaves the connection to the garbage collector).
+            await greenlet_spawn(fairy.close)
+        else:
+            fairy.close()
 
 
 # SQLSTATE classes the session path tells apart (see ains.core.errors); any other is an OperationalError.
