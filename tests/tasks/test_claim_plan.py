@@ -26,6 +26,39 @@ pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 QUEUED_PER_CAPABILITY = 300
 
 
+async def _queue(client, owner: dict[str, str], capability: str, count: int) -> None:
+    """`count` tasks for `capability`, in batches of 100."""
+    for _ in range(count // 100):
+        batch = {"tasks": [task_body(capability_required=capability)] * 100}
+        assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
+
+
+async def _explain_claim(
+    db, app, *, capabilities: list[str], max_tasks: int, free: int, before: str | None = None
+) -> list[Any]:
+    """The plan of agent_1's claim statement, run by EXPLAIN ANALYZE and rolled back (nothing of it stays);
+    `before` runs first in the same transaction."""
+    clause = queries.CLAIM_PICK_AND_ASSIGN.element
+    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
+    now = utcnow()
+    params = {
+        "capabilities": capabilities,
+        "now": now,
+        "trust_score": 0.5,
+        "max_priority": 10,
+        "max_tasks": max_tasks,
+        "free": free,
+        "agent_id": "agent_1",
+        **lifecycle.claim_columns(now, app.state.ctx.settings, start=False),
+    }
+    async with db.engine.connect() as connection:
+        if before is not None:
+            await connection.execute(text(before))
+        plan = (await connection.execute(explain, params)).scalar_one()
+        await connection.rollback()
+    return json.loads(plan) if isinstance(plan, str) else plan
+
+
 def _scanned_rows(node: dict[str, Any]) -> int:
     """Rows every scan of `tasks` in this plan returned, over all its loops."""
     own = 0
@@ -38,27 +71,8 @@ async def test_a_claim_reads_the_head_of_each_capability_not_the_whole_queue(cli
     owner = await create_client(client)
     await register_agent(client, "agent_1", capabilities=["a:v1", "b:v1"], max_concurrency=100)
     for capability in ("a:v1", "b:v1"):
-        for _ in range(QUEUED_PER_CAPABILITY // 100):
-            batch = {"tasks": [task_body(capability_required=capability)] * 100}
-            assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
-    clause = queries.CLAIM_PICK_AND_ASSIGN.element
-    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
-    now = utcnow()
-    params = {
-        "capabilities": ["a:v1", "b:v1"],
-        "now": now,
-        "trust_score": 0.5,
-        "max_priority": 10,
-        "max_tasks": 3,
-        "free": 100,
-        "agent_id": "agent_1",
-        **lifecycle.claim_columns(now, app.state.ctx.settings, start=False),
-    }
-    async with db.engine.connect() as connection:
-        await connection.execute(text("ANALYZE tasks"))
-        plan = (await connection.execute(explain, params)).scalar_one()
-        await connection.rollback()  # EXPLAIN ANALYZE ran the claim; nothing of it stays
-    plan = json.loads(plan) if isinstance(plan, str) else plan
+        await _queue(client, owner, capability, QUEUED_PER_CAPABILITY)
+    plan = await _explain_claim(db, app, capabilities=["a:v1", "b:v1"], max_tasks=3, free=100, before="ANALYZE tasks")
     top = plan[0]["Plan"]
     assert top["Actual Rows"] == 3  # it did claim three
     # Three wanted from two capabilities: at most three heads each, and the three rows it then updates.
@@ -86,14 +100,10 @@ async def test_counting_what_an_agent_holds_reads_only_what_it_holds(client, db,
     owner = await create_client(client)
     agent = await register_agent(client, "agent_1", capabilities=["a:v1"], max_concurrency=1000)
     other = await register_agent(client, "agent_2", capabilities=["b:v1"], max_concurrency=1000)
-    for _ in range(4):
-        batch = {"tasks": [task_body(capability_required="b:v1")] * 100}
-        assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
+    await _queue(client, owner, "b:v1", 400)
     for _ in range(2):  # 100 held by another agent, 300 queued
         await claim(client, other, max_tasks=50)
-    for _ in range(4):
-        batch = {"tasks": [task_body(capability_required="a:v1")] * 100}
-        assert (await client.post("/ains/tasks/batch", json=batch, headers=owner)).status_code == 200
+    await _queue(client, owner, "a:v1", 400)
     for _ in range(8):  # 400 finished
         taken = await claim(client, agent, max_tasks=50, start=True)
         items = [{"task_id": task["task_id"], "attempt": task["attempt"]} for task in taken]
@@ -102,26 +112,10 @@ async def test_counting_what_an_agent_holds_reads_only_what_it_holds(client, db,
     for _ in range(3):
         await submit(client, owner, capability_required="a:v1")
     assert len(await claim(client, agent, max_tasks=2)) == 2  # 2 held
-    clause = queries.CLAIM_PICK_AND_ASSIGN.element
-    explain = text(f"EXPLAIN (ANALYZE, FORMAT JSON) {clause.text}").bindparams(*clause._bindparams.values())
-    now = utcnow()
-    params = {
-        "capabilities": ["a:v1"],
-        "now": now,
-        "trust_score": 0.5,
-        "max_priority": 10,
-        "max_tasks": 1,
-        "free": 1000,
-        "agent_id": "agent_1",
-        **lifecycle.claim_columns(now, app.state.ctx.settings, start=False),
-    }
     async with db.engine.connect() as connection:
         # Statistics and the visibility map, as autovacuum keeps them (outside a transaction: VACUUM must be).
         await (await connection.execution_options(isolation_level="AUTOCOMMIT")).execute(text("VACUUM ANALYZE tasks"))
-    async with db.engine.connect() as connection:
-        plan = (await connection.execute(explain, params)).scalar_one()
-        await connection.rollback()
-    plan = json.loads(plan) if isinstance(plan, str) else plan
+    plan = await _explain_claim(db, app, capabilities=["a:v1"], max_tasks=1, free=1000)
     assert plan[0]["Plan"]["Actual Rows"] == 1
     budget = _subplan(plan[0]["Plan"], "CTE budget")
     assert budget is not None, json.dumps(plan, indent=1)

@@ -70,8 +70,8 @@ CLAIM_LOCK_AGENT = text(
 
 # Pick and assign in one statement; the columns it sets are `lifecycle.claim_columns`. It takes at most
 # :max_tasks, and no more than the agent's :free concurrency less what it already holds (`budget`, read through
-# ix_tasks_held, which has only the tasks agents hold). With a limit
-# it cannot know when planning, PostgreSQL would join `picked` to a scan of the whole table; `= ANY(ARRAY(...))`
+# ix_tasks_held, which has only the tasks agents hold). With a limit it cannot know when planning, PostgreSQL
+# would join `picked` to a scan of the whole table; `= ANY(ARRAY(...))`
 # keeps the update to one primary-key lookup per picked task (tests/tasks/test_claim_plan.py counts the rows).
 # Each of the agent's capabilities is walked on its own, in queue order along ix_tasks_claim_order, and the
 # heads are merged: `capability_required = ANY(:capabilities)` over the whole queue made PostgreSQL sort every
