@@ -246,6 +246,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     connection the pool made before it is replaced at its next checkout: a database
     restart ends them all at once.
     """
+    pool = cast(QueuePool, engine.sync_engine.pool)
     fairy = await engine.raw_connection()
     connection = fairy.driver_connection
     assert connection is not None, "a connection just checked out of the pool is live"
@@ -254,7 +255,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     except Exception as exc:
         if not isinstance(exc, DBAPIError) and type(exc).__module__.startswith("asyncpg"):
             if connection.is_closed():
-                engine.sync_engine.pool._invalidate(fairy, exc)
+                pool._invalidate(fairy, exc)
             raise _SQLALCHEMY_ERRORS.get(str(getattr(exc, "sqlstate", ""))[:2], OperationalError)(
                 "(driver connection)", None, exc
             ) from exc
@@ -263,14 +264,14 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
         # Cancelled (or interrupted) while a statement, a BEGIN or a COMMIT was on the wire: where the server got to
         # is unknown (a BEGIN it ran whose answer asyncpg never read looks like no transaction at all), so the
         # connection is closed rather than handed to the next user inside a transaction.
-        engine.sync_engine.pool._invalidate(fairy, None)
+        pool._invalidate(fairy, None)
         raise
     finally:
         if not connection.is_closed() and connection.is_in_transaction():
-            # Its transaction never ended (a lean transaction's rollback cancelled or failed): the pool, which did
-            # not start it, would not end it either, and the next user would run inside it.
-            engine.sync_engine.pool._invalidate(fairy, None)
-        if cast(QueuePool, engine.sync_engine.pool).overflow() > 0:
+            # Its transaction never ended (a lean transaction's rollback failed): the pool, which did not start it,
+            # would not end it either, and the next user would run inside it.
+            pool._invalidate(fairy, None)
+        if pool.overflow() > 0:
             # The pool is over its size, so it may close this connection rather than keep it: asyncpg's close must
             # be awaited, which SQLAlchemy does only inside its greenlet (outside it logs MissingGreenlet and
             # leaves the connection to the garbage collector).
