@@ -4,7 +4,6 @@ it checked, whatever the name answers a moment later (DNS rebinding), with the U
 No traffic leaves 127.0.0.1: public addresses appear as strings only, and a hook makes any connection to an
 address other than 127.0.0.1 fail before it is opened."""
 
-import httpcore
 import pytest
 
 from ains.webhooks import pinning, url_guard
@@ -93,7 +92,7 @@ def connections(monkeypatch):
     def record(host, port, address):
         seen.append((host, port, address))
         if address != "127.0.0.1":
-            raise httpcore.ConnectError(f"test: not connecting to {address}")
+            raise pinning.ConnectError(f"test: not connecting to {address}")
 
     monkeypatch.setattr(pinning, "before_connect", record)
     return seen
@@ -108,7 +107,7 @@ async def test_the_checked_address_is_the_one_connected_to(receivers, connection
     try:
         # First attempt: the name answers the public address, which is checked and connected to; the HTTP
         # stack does not resolve the name again (it would get 127.0.0.1 now).
-        with pytest.raises(httpcore.ConnectError, match=PUBLIC):
+        with pytest.raises(pinning.ConnectError, match=PUBLIC):
             await pinning.post(pool, url, content=b"{}", headers={}, allow_private=False, resolver=rebinding)
         assert connections == [("rebind.test", port, PUBLIC)]
         assert rebinding.calls == [("rebind.test", port)]
@@ -117,7 +116,7 @@ async def test_the_checked_address_is_the_one_connected_to(receivers, connection
             await pinning.post(pool, url, content=b"{}", headers={}, allow_private=False, resolver=rebinding)
         assert connections == [("rebind.test", port, PUBLIC)] and len(rebinding.calls) == 2
         # Without a pinned address (the pool used directly) nothing is connected to.
-        with pytest.raises(httpcore.ConnectError, match="no checked address"):
+        with pytest.raises(pinning.ConnectError, match="no checked address"):
             await pool.post(url, content=b"{}", headers={})
         assert len(connections) == 1
     finally:

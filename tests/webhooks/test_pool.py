@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import ipaddress
 
-import httpcore
 import pytest
 
 from ains.webhooks import pinning, url_guard
@@ -111,27 +110,6 @@ async def test_a_kept_alive_connection_is_reused(servers):
     await _three_posts_on_one_connection(servers)
 
 
-async def test_a_request_on_a_kept_connection_gives_up_the_event_loop_only_to_wait_for_the_network(
-    servers, monkeypatch
-):
-    """httpcore's connections guard their state with anyio locks, which give up the event loop on every acquire,
-    taken or not: three turns of the loop per request, each a wait behind every other ready task in a busy server.
-    The pool's connections serve one request at a time and take no such lock."""
-    from anyio._backends._asyncio import AsyncIOBackend
-
-    yielded_for_a_lock = 0
-    checkpoint = AsyncIOBackend.cancel_shielded_checkpoint
-
-    async def counted(cls) -> None:
-        nonlocal yielded_for_a_lock
-        yielded_for_a_lock += 1
-        await checkpoint()
-
-    monkeypatch.setattr(AsyncIOBackend, "cancel_shielded_checkpoint", classmethod(counted))
-    await _three_posts_on_one_connection(servers)
-    assert yielded_for_a_lock == 0
-
-
 async def test_a_connection_the_receiver_closed_is_not_reused(servers):
     server, url = await servers(close_after_answer=True)
     pool = pinning.PinnedPool(timeout=5, max_connections=4)
@@ -183,24 +161,33 @@ async def test_a_connection_still_being_made_counts_against_the_limit(servers, m
     (first, first_url), (second, second_url), (third, third_url) = [await servers() for _ in range(3)]
     pool = pinning.PinnedPool(timeout=10, max_connections=2)
     gate = asyncio.Event()
-    connect = pool._backend.connect_tcp
+    resolve = pinning._RESOLVER.resolve
 
-    async def held_back(host, port, **kwargs):
-        if port != first.server.sockets[0].getsockname()[1]:
-            await gate.wait()
-        return await connect(host, port, **kwargs)
+    async def held_back(host, port, **kwargs):  # just before connecting to a named host
+        await gate.wait()
+        return await resolve(host, port, **kwargs)
+
+    async def loopback(host, port):
+        return ["127.0.0.1"]
 
     async def idle_one_closed() -> None:
         while first.open:
             await asyncio.sleep(0.01)
 
-    monkeypatch.setattr(pool._backend, "connect_tcp", held_back)
+    monkeypatch.setattr(pinning._RESOLVER, "resolve", held_back)
+    named = [url.replace("127.0.0.1", name) for url, name in ((second_url, "second.test"), (third_url, "third.test"))]
     posts = []
     try:
-        assert (await _post(pool, first_url)).status_code == 200  # its connection stays open, idle
-        posts = [asyncio.create_task(_post(pool, url)) for url in (second_url, third_url)]
+        assert (await _post(pool, first_url)).status_code == 200  # an address literal: connected to as it is
+        posts = [
+            asyncio.create_task(
+                pinning.post(pool, url, content=b"{}", headers={}, allow_private=True, resolver=loopback)
+            )
+            for url in named
+        ]
         # The second post's connection is on its way: the third's closes the idle one before opening its own.
         await asyncio.wait_for(idle_one_closed(), timeout=10)
+        assert (second.connections, third.connections) == (0, 0)
         gate.set()
         assert [answer.status_code for answer in await asyncio.gather(*posts)] == [200, 200]
     finally:
@@ -242,7 +229,7 @@ async def test_an_address_literal_is_checked_at_every_attempt_and_never_resolved
 
 
 class _Idle:
-    """A stand-in for an idle httpcore connection: expired or not, and closing it yields to other tasks."""
+    """A stand-in for an idle connection of the pool: expired or not, and closing it yields to other tasks."""
 
     def __init__(self, expired: bool) -> None:
         self.expired = expired
@@ -254,25 +241,21 @@ class _Idle:
     def has_expired(self) -> bool:
         return self.expired
 
-    def is_idle(self) -> bool:
-        return not self.closed
-
     async def aclose(self) -> None:
-        await asyncio.sleep(0)  # as anyio's close does: others run meanwhile
+        await asyncio.sleep(0)  # as closing an aiohttp session does: others run meanwhile
         self.closed = True
 
 
 async def test_a_sweep_of_idle_connections_and_a_request_taking_one_do_not_trip_over_each_other():
     pool = pinning.PinnedPool(timeout=5, max_connections=8)
-    busy, other = (b"http", b"busy.example", 80), (b"http", b"other.example", 80)
+    busy, other = ("http", "busy.example", 80), ("http", "other.example", 80)
     # Most recently used last: the request pops the expired ones first, closing each, while the sweep closes them too.
     pool._idle[busy] = [_Idle(expired=False), _Idle(expired=True), _Idle(expired=True)]
     pool._idle_count = 3
     pool._next_sweep = 0.0  # the next connection put back sweeps
-    origin = httpcore.Origin(b"http", b"busy.example", 80)
 
     sweep = asyncio.create_task(pool._put_back(other, _Idle(expired=False)))
-    taken = asyncio.create_task(pool._take(busy, origin))
+    taken = asyncio.create_task(pool._take(busy))
     await asyncio.gather(sweep, taken)  # neither raises
 
     assert taken.result().is_closed() is False and not taken.result().has_expired()
@@ -296,7 +279,7 @@ async def test_an_answer_dripped_slower_than_the_timeout_ends_the_attempt_at_the
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
     pool = pinning.PinnedPool(timeout=1, max_connections=2)
     try:
-        with pytest.raises(httpcore.TimeoutException):
+        with pytest.raises(pinning.Timeout):
             await _post(pool, url)
     finally:
         await pool.aclose()
@@ -304,13 +287,15 @@ async def test_an_answer_dripped_slower_than_the_timeout_ends_the_attempt_at_the
 
 
 async def test_every_request_leaves_even_when_an_extra_answer_is_waiting_for_it():
-    """A receiver that answers one request twice: httpcore answers the next request on that connection from the
-    spare bytes without reading. The request must still have been sent (a review found that holding writes
-    until a read, tried to save a system call per delivery, lost it: each later delivery went out one request
-    late)."""
+    """A receiver that answers one request twice: the spare answer waits on the connection. The next request must
+    still be sent, and not answered from the spare bytes (a review found that holding writes until a read, tried
+    to save a system call per delivery, lost it: each later delivery went out one request late)."""
     heads: list[bytes] = []
+    connections = 0
 
     async def answer_twice_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
         ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
@@ -331,6 +316,42 @@ async def test_every_request_leaves_even_when_an_extra_answer_is_waiting_for_it(
                 break
             await asyncio.sleep(0.02)
         assert len(heads) == 2
+        assert connections == 2  # the connection holding bytes nobody asked for was not used again
     finally:
         await pool.aclose()
         server.close()
+
+
+HOSTILE_ANSWERS = {
+    "not HTTP": b"hello there\r\n\r\n",
+    "a bad status line": b"HTTP/1.1 abc\r\n\r\n",
+    "a header line past the limit": b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n",
+    "closed before answering": b"",
+    "a body shorter than its length": b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+    "a broken chunk": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+}
+
+
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+async def test_a_hostile_answer_fails_the_attempt_as_a_delivery_error_and_leaves_the_pool_usable(servers, answer):
+    """What the dispatcher records as the receiver's failure (not an internal error) is a `DeliveryError`."""
+
+    async def hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(hostile, "127.0.0.1", 0)
+    sane, sane_url = await servers()
+    pool = pinning.PinnedPool(timeout=5, max_connections=1)
+    try:
+        with pytest.raises(pinning.DeliveryError) as failed:
+            await _post(pool, f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/hook")
+        assert not isinstance(failed.value, pinning.Timeout)  # told at once, not at the timeout
+        assert (await _post(pool, sane_url)).status_code == 200  # the one connection allowed was given back
+    finally:
+        await pool.aclose()
+        listener.close()
+    assert sane.requests == 1

@@ -1,4 +1,4 @@
-"""Deliveries over https (pinning.SocketStream.start_tls): the TLS server name and the certificate check are the
+"""Deliveries over https (pinning.PinnedPool): the TLS server name and the certificate check are the
 URL's host, not the pinned address, and a certificate the dispatcher does not trust ends the attempt unsent."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import datetime
 import ssl
 from pathlib import Path
 
-import httpcore
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -114,7 +113,7 @@ async def test_a_certificate_not_trusted_ends_the_attempt_before_anything_is_sen
     server, port, _cert = receiver
     pool = pinning.PinnedPool(timeout=5, max_connections=2)  # the system's trusted authorities only
     try:
-        with pytest.raises(httpcore.ConnectError, match="certificate"):
+        with pytest.raises(pinning.ConnectError, match="certificate"):
             await _post(pool, port)
     finally:
         await pool.aclose()
@@ -128,7 +127,7 @@ async def test_a_refused_connection_is_a_connect_error():
     await listener.wait_closed()
     pool = pinning.PinnedPool(timeout=5, max_connections=2)
     try:
-        with pytest.raises(httpcore.ConnectError):
+        with pytest.raises(pinning.ConnectError):
             await pinning.post(pool, f"http://127.0.0.1:{port}/hook", content=b"{}", headers={}, allow_private=True)
     finally:
         await pool.aclose()

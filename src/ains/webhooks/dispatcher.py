@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpcore
 from pydantic_core import to_json
 
 from ains.background.duty import Duty, PassResult
@@ -367,7 +366,7 @@ class WebhookDispatcher:
                 wait = retry_after_seconds(response)
         except ForbiddenTarget as exc:
             error = str(exc)
-        except httpcore.TimeoutException:
+        except pinning.Timeout:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
         except pinning.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]

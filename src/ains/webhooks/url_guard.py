@@ -17,11 +17,12 @@ import base64
 import functools
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+import types
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import httpcore
 import httpx
+import yarl
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) → the addresses it resolves to, as strings, in the resolver's order.
@@ -81,15 +82,14 @@ class Target:
 @dataclass(frozen=True)
 class Endpoint:
     """A webhook URL taken apart once: its host and port as `check_syntax` gives them, and what a request to it
-    sends (httpcore's URL and the `Host` header)."""
+    sends (the URL without its user info, and the headers every request to it carries)."""
 
     host: str
     port: int
-    url: httpcore.URL
-    host_header: bytes
-    # Basic credentials from the URL's user info, sent as httpx sent them: ((b"Authorization", ...),) or ().
-    # A tuple: one Endpoint is shared by every attempt to its URL (see `endpoint`'s cache).
-    credentials: tuple[tuple[bytes, bytes], ...]
+    url: yarl.URL
+    # Host, and Basic credentials from the URL's user info as httpx sent them. Read-only: one Endpoint is shared
+    # by every attempt to its URL (see `endpoint`'s cache).
+    headers: Mapping[str, str]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -107,12 +107,16 @@ def endpoint(url: str) -> Endpoint:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not 0 < port < 65536:
         raise ForbiddenTarget("url has an invalid port")
-    wire = httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
-    credentials: tuple[tuple[bytes, bytes], ...] = ()
+    netloc = parsed.netloc.decode("ascii")  # host and port, without the user info
+    try:
+        wire = yarl.URL(f"{parsed.scheme}://{netloc}{parsed.raw_path.decode('ascii')}", encoded=True)
+    except (TypeError, ValueError) as exc:
+        raise ForbiddenTarget("url is not a valid URL") from exc
+    headers = {"Host": netloc}
     if parsed.username or parsed.password:
         token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
-        credentials = ((b"Authorization", f"Basic {token}".encode()),)
-    return Endpoint(host.lower(), port, wire, parsed.netloc, credentials)
+        headers["Authorization"] = f"Basic {token}"
+    return Endpoint(host.lower(), port, wire, types.MappingProxyType(headers))
 
 
 def check_syntax(url: str) -> tuple[str, int]:
