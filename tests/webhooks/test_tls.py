@@ -4,8 +4,12 @@ URL's host, not the pinned address, and a certificate the dispatcher does not tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ains.webhooks import pinning
-from tests.webhooks.test_pool import read_request
+from tests.webhooks.test_pool import client_sockets, read_request
 
 HOST = "hook.example"
 
@@ -131,3 +135,46 @@ async def test_a_refused_connection_is_a_connect_error():
             await pinning.post(pool, f"http://127.0.0.1:{port}/hook", content=b"{}", headers={}, allow_private=True)
     finally:
         await pool.aclose()
+
+
+def _receiver_ignoring_close_notify(cert: Path, key: Path) -> tuple[socket.socket, int]:
+    """An https receiver (a thread) that answers each connection's first request with `Connection: close` and then
+    neither reads nor closes: the client's close_notify is never answered."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(10)
+    held = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection = context.wrap_socket(listener.accept()[0], server_side=True)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+                held.append(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+async def test_a_tls_connection_the_receiver_ended_is_not_kept_open_waiting_for_its_close_notify(tmp_path):
+    """Python's SSL transport waits 30 s for the peer's close_notify; those sockets, no longer the pool's, are
+    aborted within seconds instead."""
+    cert, key = _certificate(tmp_path)
+    listener, port = _receiver_ignoring_close_notify(cert, key)
+    pool = pinning.PinnedPool(timeout=5, max_connections=1)
+    pool._ssl_context = ssl.create_default_context(cafile=str(cert))
+    try:
+        for _ in range(3):
+            assert (await _post(pool, port)).status_code == 200
+        deadline = time.monotonic() + 10
+        while client_sockets(port) > 1:
+            assert time.monotonic() < deadline, f"{client_sockets(port)} sockets still open"
+            await asyncio.sleep(0.1)
+    finally:
+        await pool.aclose()
+        listener.close()

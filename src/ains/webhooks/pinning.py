@@ -23,6 +23,7 @@ import select
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,11 @@ before_connect: Callable[[str, int, str], None] | None = None
 # How much of an answer's body is read (and dropped) so its connection can be reused; past this the connection
 # is closed instead: a receiver that answers with megabytes costs the dispatcher nothing more.
 ANSWER_BYTES_READ = 64 * 1024
+
+# How long a TLS connection aiohttp closes (after `Connection: close`, or an answer broken off) waits for the peer's
+# close_notify before it is aborted; Python's SSL transport would wait 30 s, its socket no longer counted by the
+# pool. aiohttp deprecates the option (for its 4.0, which pyproject.toml excludes) without another way to say it.
+SSL_SHUTDOWN_SECONDS = 0.1
 
 # What every delivery sends besides its own headers (Host, Content-Length and the signature headers).
 _COMMON_HEADERS = {"Accept": "*/*", "User-Agent": "ains-webhooks"}
@@ -103,15 +109,19 @@ class KeptConnection:
 
     def __init__(self, ssl_context: ssl.SSLContext, keepalive_expiry: float) -> None:
         self._keepalive_expiry = keepalive_expiry
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The ssl_shutdown_timeout parameter is deprecated", DeprecationWarning)
+            connector = aiohttp.TCPConnector(
                 limit=1,
                 use_dns_cache=False,
                 resolver=_RESOLVER,
                 ssl=ssl_context,
                 keepalive_timeout=keepalive_expiry,
+                ssl_shutdown_timeout=SSL_SHUTDOWN_SECONDS,
                 socket_factory=self._new_socket,
-            ),
+            )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),  # the pool's one deadline per attempt bounds everything
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -167,6 +177,15 @@ class PinnedPool:
         self._idle_count = 0
         self._in_use = 0
         self._next_sweep = time.monotonic() + keepalive_expiry
+        # Closes under way. Closing waits a turn or two of the event loop for the socket to close, which is no
+        # business of the attempt that decided it: done here, a cancelled attempt would leave connections it had
+        # taken out of the pool open, and a slow loop would run an answered attempt past its deadline.
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _close_soon(self, connection: KeptConnection) -> None:
+        closing = asyncio.ensure_future(connection.aclose())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Answer:
         """POST `content` to `url` and read the answer (its body, up to `ANSWER_BYTES_READ`, is read and dropped,
@@ -213,7 +232,7 @@ class PinnedPool:
                     return Answer(response.status, list(response.raw_headers))
             finally:
                 self._in_use -= 1
-                await self._put_back(key, connection)
+                self._put_back(key, connection)
         finally:
             self._slots.release()
 
@@ -224,45 +243,48 @@ class PinnedPool:
             self._idle_count -= 1
             if not (connection.is_closed() or connection.has_expired()):
                 return connection
-            await connection.aclose()
-        while self._idle_count and self._in_use + self._idle_count >= self._max_connections:
-            await self._close_one_idle()
+            self._close_soon(connection)
+        # A connection still closing counts too: its socket is open until then. The semaphore leaves this request
+        # a place, so at the limit something is idle or closing.
+        while self._in_use + self._idle_count + len(self._closing) >= self._max_connections:
+            if self._idle_count:
+                self._close_one_idle()
+            await asyncio.wait(set(self._closing), return_when=asyncio.FIRST_COMPLETED)
         return KeptConnection(self._ssl_context, self._keepalive_expiry)
 
-    async def _put_back(self, key: tuple[str, str, int], connection: KeptConnection) -> None:
+    def _put_back(self, key: tuple[str, str, int], connection: KeptConnection) -> None:
         if connection.is_closed():  # the answer closed it, or the receiver did (or sent more than one answer)
-            await connection.aclose()
+            self._close_soon(connection)
             return
         connection.idle_since = time.monotonic()
         self._idle.setdefault(key, []).append(connection)
         self._idle_count += 1
         if time.monotonic() >= self._next_sweep:  # idle connections of hosts no longer posted to
             self._next_sweep = time.monotonic() + self._keepalive_expiry
-            # Taken out of the pool first, closed after: closing awaits, and meanwhile other requests take and
-            # close idle connections of their own.
-            stale: list[KeptConnection] = []
             for host, connections in list(self._idle.items()):
                 fresh = [c for c in connections if not (c.is_closed() or c.has_expired())]
-                stale.extend(c for c in connections if c not in fresh)
+                for stale in connections:
+                    if stale not in fresh:
+                        self._close_soon(stale)
                 self._idle_count -= len(connections) - len(fresh)
                 connections[:] = fresh
                 if not fresh:
                     del self._idle[host]
-            for connection in stale:
-                await connection.aclose()
 
-    async def _close_one_idle(self) -> None:
+    def _close_one_idle(self) -> None:
         """Close the least recently used idle connection of the host with the most of them."""
         connections = max(self._idle.values(), key=len)
         self._idle_count -= 1
-        await connections.pop(0).aclose()
+        self._close_soon(connections.pop(0))
 
     async def aclose(self) -> None:
-        idle = [connection for connections in self._idle.values() for connection in connections]
+        for connections in self._idle.values():
+            for connection in connections:
+                self._close_soon(connection)
         self._idle.clear()
         self._idle_count = 0
-        for connection in idle:
-            await connection.aclose()
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import functools
 import ipaddress
+import re
 import socket
 import types
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,6 +28,11 @@ import yarl
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) → the addresses it resolves to, as strings, in the resolver's order.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+# A host made only of numbers (decimal, octal or hex): an address, if anything. Written other than as an address
+# literal (`127.1`, `2130706433`, `1.2.3.4.`), the system's resolver would turn it into one, and the HTTP client
+# refuses it, so it could never be delivered to.
+_NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?", re.IGNORECASE)
 
 # NAT64's well-known prefix: its last 32 bits are an IPv4 address.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -104,6 +110,8 @@ def endpoint(url: str) -> Endpoint:
     host = parsed.raw_host.decode("ascii", "replace")
     if not host:
         raise ForbiddenTarget("url has no host")
+    if ".." in host or (_NUMERIC_HOST.fullmatch(host) and not _is_address(host)):
+        raise ForbiddenTarget("url host is neither a name nor an address written in full (such as 192.0.2.10)")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not 0 < port < 65536:
         raise ForbiddenTarget("url has an invalid port")
@@ -117,6 +125,14 @@ def endpoint(url: str) -> Endpoint:
         token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     return Endpoint(host.lower(), port, wire, types.MappingProxyType(headers))
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def check_syntax(url: str) -> tuple[str, int]:
