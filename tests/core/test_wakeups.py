@@ -239,8 +239,8 @@ async def test_serve_with_two_workers_shares_one_port(postgres_only_url, tmp_pat
                     )
                     assert done.status_code == 200
             assert sorted(claimed) == sorted(t["task_id"] for t in tasks)
-        # Two server processes under the supervisor and the duties' process, each with its own wake-up listener.
-        assert len(await _listeners(postgres_only_url)) == 3
+        # Two server processes under the supervisor, each with its own wake-up listener.
+        assert len(await _listeners(postgres_only_url)) == 2
     finally:
         server.stop()
 

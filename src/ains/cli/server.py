@@ -4,10 +4,8 @@ registration tokens (`keys create` without --url writes to the local database di
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,8 +27,6 @@ from ains.cli.common import (
 )
 from ains.core.clock import exact_text, utc_text
 from ains.core.config import Settings
-
-log = logging.getLogger(__name__)
 
 db_app = typer.Typer(help="The local database: migrations.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -131,16 +127,15 @@ def serve(
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    # Our own log handles the access log (with the route and duration) and the rest.
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_config": None,
-        "access_log": False,
-        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
-    }
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
         return
     if settings.is_sqlite:
         typer.echo(
@@ -152,26 +147,19 @@ def serve(
         raise typer.Exit(2)
     # Migrations and the admin key once, here, rather than raced by every worker.
     prepare_workers(settings)
-    duties = None
-    if settings.run_background:
-        # The duties run once, in a process of their own, not in every server (see duty_process).
-        from ains.cli.duty_process import DutyProcess
-
-        os.environ["AINS_RUN_BACKGROUND"] = "false"  # the servers inherit the environment
-        duties = DutyProcess()
-        duties.start()
-    try:
-        uvicorn.run("ains.main:worker_app", factory=True, workers=workers, **options)
-    finally:
-        if duties is not None:
-            duties.stop()
+    uvicorn.run(
+        "ains.main:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
-def worker(
-    parent_pid: Annotated[
-        int | None, typer.Option(hidden=True, help="Stop when this process is gone (`ains serve --workers N`)")
-    ] = None,
-) -> None:
+def worker() -> None:
     """Run only the background duties (timeouts, leases, stale agents, retries), for scaling out.
 
     Run servers with AINS_RUN_BACKGROUND=false and any number of workers on one PostgreSQL.
@@ -191,29 +179,14 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(runner.stop()))
-        orphaned = asyncio.create_task(_stop_when_orphaned(parent_pid, runner.stop)) if parent_pid else None
         runner.start()
         try:
             await runner.wait()
         finally:
-            if orphaned is not None:
-                orphaned.cancel()
             await runner.stop()
             await ctx.close()
 
     run_loop(run())
-
-
-# How often a worker started by `ains serve --workers N` looks whether that process is still there.
-ORPHAN_CHECK_SECONDS = 1.0
-
-
-async def _stop_when_orphaned(parent_pid: int, stop: Callable[[], Awaitable[None]]) -> None:
-    """Call `stop` once the process that started this one is gone (this one is then another's child)."""
-    while os.getppid() == parent_pid:
-        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
-    log.warning("the process that started the background duties is gone; stopping", extra={"parent_pid": parent_pid})
-    await stop()
 
 
 @db_app.command("upgrade")
