@@ -55,7 +55,10 @@ async def test_non_http_urls_are_refused_even_when_private_is_allowed(url):
         await check_target(url, allow_private=True)
 
 
-NOT_CONNECTABLE = ["127.1", "2130706433", "1.2.3", "8.8.8.8.", "0x8.8.8.8", "1.2.3.4.5", "hook.example.."]
+NOT_CONNECTABLE = [
+    *("127.1", "2130706433", "1.2.3", "8.8.8.8.", "0x8.8.8.8", "1.2.3.4.5"),
+    *("hook.example..", ".hook.example", "hook..example"),
+]
 
 
 @pytest.mark.parametrize("host", NOT_CONNECTABLE)
@@ -63,6 +66,11 @@ async def test_a_host_the_http_client_could_not_connect_to_is_refused(host):
     """Numbers that are not an address literal (the resolver would make `1.2.3` 1.2.0.3), and an empty label."""
     with pytest.raises(ForbiddenTarget, match="neither a name nor an address"):
         await check_target(f"http://{host}:8080/hook", allow_private=True)
+
+
+@pytest.mark.parametrize("host", ["hook.example.", "123.example", "0x10.example", "[::1]", "xn--r8jz45g.jp"])
+async def test_names_and_literals_the_http_client_connects_to_are_accepted(host):
+    await check_target(f"http://{host}:8080/hook", allow_private=True)
 
 
 async def test_a_public_address_is_accepted():

@@ -110,7 +110,8 @@ def endpoint(url: str) -> Endpoint:
     host = parsed.raw_host.decode("ascii", "replace")
     if not host:
         raise ForbiddenTarget("url has no host")
-    if ".." in host or (_NUMERIC_HOST.fullmatch(host) and not _is_address(host)):
+    empty_label = "" in host.removesuffix(".").split(".")  # a single trailing dot is a fully qualified name
+    if empty_label or (_NUMERIC_HOST.fullmatch(host) and not _is_address(host)):
         raise ForbiddenTarget("url host is neither a name nor an address written in full (such as 192.0.2.10)")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not 0 < port < 65536:
