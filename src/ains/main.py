@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -87,7 +89,9 @@ def background_duties() -> list[Duty]:
     return [TIMEOUTS, EXPIRED_LEASES, STALE_AGENTS, RETRY_WAKEUPS, webhook_duty(), SCHEDULES]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, supervisor_pid: int | None = None) -> FastAPI:
+    """The app. `supervisor_pid`: the `ains serve --workers N` this is a server process of (it stops when that is
+    gone)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = DutyRunner(ctx, background_duties()) if settings.run_background else None
         if runner:
             runner.start()
+        orphaned = asyncio.create_task(_stop_when_orphaned(supervisor_pid)) if supervisor_pid else None
         log.info(
             "AINS started",
             extra={"database": ctx.db.dialect, "version": __version__, "background": settings.run_background},
@@ -106,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if orphaned is not None:
+                orphaned.cancel()
             restore_signals()
             ctx.signals.stop()
             if runner:
@@ -141,14 +148,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def prepare_workers(settings: Settings) -> None:
     """Before `ains serve --workers N` starts its processes: migrate and settle the admin key once."""
-    import os
-
     prepare_data_dir(settings)  # 0700, its SQLite files 0600 (SPEC 18)
     if settings.auto_migrate:
         upgrade(settings.resolved_database_url)
     resolve_admin_key(settings)
-    # The workers inherit the environment: the database is migrated, so they need not each try.
+    # The workers inherit the environment: the database is migrated, so they need not each try; and they learn
+    # whose server processes they are (a worker that asked its parent only once started could be an orphan by then).
     os.environ["AINS_AUTO_MIGRATE"] = "false"
+    os.environ[SUPERVISOR_PID_VARIABLE] = str(os.getpid())
 
 
 def worker_app() -> FastAPI:
@@ -157,4 +164,22 @@ def worker_app() -> FastAPI:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    supervisor = os.environ.get(SUPERVISOR_PID_VARIABLE)
+    return create_app(settings, supervisor_pid=int(supervisor) if supervisor else None)
+
+
+# The pid of the `ains serve --workers N` whose server process this is; internal, so not an AINS_ setting.
+SUPERVISOR_PID_VARIABLE = "_AINS_SUPERVISOR_PID"
+
+# How often a server process of `ains serve --workers N` looks whether the `ains serve` that started it is there.
+SUPERVISOR_CHECK_SECONDS = 1.0
+
+
+async def _stop_when_orphaned(supervisor_pid: int) -> None:
+    """Stop this server process, as SIGTERM does, once its `ains serve` is gone. uvicorn's server processes outlive
+    a supervisor killed outright (SIGKILL, the OOM killer), still holding the port and running their duties, and a
+    new `ains serve` could not take the port."""
+    while os.getppid() == supervisor_pid:
+        await asyncio.sleep(SUPERVISOR_CHECK_SECONDS)
+    log.warning("the ains serve that started this server process is gone; stopping", extra={"pid": supervisor_pid})
+    os.kill(os.getpid(), signal.SIGTERM)
