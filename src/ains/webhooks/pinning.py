@@ -7,7 +7,7 @@ https the TLS server name and the certificate check, stay the URL's host, and th
 (scheme, host, port). A connection kept alive from an earlier attempt was opened to an address checked then. A
 request for which no address was pinned is refused.
 
-HTTP is aiohttp's (its C parser and writer cost a delivery less than half of what httpcore's pure-Python HTTP/1.1
+HTTP is aiohttp's (its C parser and writer cost a delivery about half of what httpcore's pure-Python HTTP/1.1
 did: benchmarks/README.md, fourteenth session). The pool is ours: each of its connections is an aiohttp session
 whose connector holds one connection, so the pool alone decides how many are open (in use and idle, over every
 host) and which idle one goes first, and aiohttp's connector only connects, speaks HTTP and notices a connection

@@ -111,7 +111,7 @@ def endpoint(url: str) -> Endpoint:
     if not host:
         raise ForbiddenTarget("url has no host")
     empty_label = "" in host.removesuffix(".").split(".")  # a single trailing dot is a fully qualified name
-    if empty_label or (_NUMERIC_HOST.fullmatch(host) and not _is_address(host)):
+    if empty_label or (_NUMERIC_HOST.fullmatch(host) and _literal(host) is None):
         raise ForbiddenTarget("url host is neither a name nor an address written in full (such as 192.0.2.10)")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not 0 < port < 65536:
@@ -128,12 +128,12 @@ def endpoint(url: str) -> Endpoint:
     return Endpoint(host.lower(), port, wire, types.MappingProxyType(headers))
 
 
-def _is_address(host: str) -> bool:
+def _literal(host: str) -> Address | None:
+    """The address a host is, if it is an address literal."""
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def check_syntax(url: str) -> tuple[str, int]:
@@ -143,10 +143,7 @@ def check_syntax(url: str) -> tuple[str, int]:
 
 
 async def _addresses(host: str, port: int, use: Resolver | None) -> list[str]:
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
+    literal = _literal(host)
     if literal is not None:
         return [str(literal)]
     try:
