@@ -56,6 +56,8 @@ async def test_create_list_patch_delete(client, principals):
         ({"url": "http://169.254.169.254/x", "events": ["task.created"]}, "url"),
         ({"url": PUBLIC, "events": ["task.created"], "secret": "short"}, "secret"),
         ({"events": ["task.created"]}, "url"),
+        ({"url": "http://127.1:9/x", "events": ["task.created"]}, "url"),  # numbers, not an address literal
+        ({"url": "https://[::a%41::\uff48]:8443/", "events": ["task.created"]}, "url"),  # a host httpx can't encode
     ],
 )
 async def test_bad_webhooks_are_422_naming_the_field(client, principals, body, field):

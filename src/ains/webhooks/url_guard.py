@@ -103,11 +103,13 @@ def endpoint(url: str) -> Endpoint:
     """The URL's parts (a webhook's URL is parsed once, not at every attempt); raises ForbiddenTarget."""
     try:
         parsed = httpx.URL(url)
+        # Encoded on first use: a host httpx parsed but can't encode (a zone id in full-width letters) fails here.
+        raw_host, netloc, target = parsed.raw_host, parsed.netloc, parsed.raw_path
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise ForbiddenTarget("url is not a valid URL") from exc
     if parsed.scheme not in ("http", "https"):
         raise ForbiddenTarget("url must be http or https")
-    host = parsed.raw_host.decode("ascii", "replace")
+    host = raw_host.decode("ascii", "replace")
     if not host:
         raise ForbiddenTarget("url has no host")
     empty_label = "" in host.removesuffix(".").split(".")  # a single trailing dot is a fully qualified name
@@ -116,12 +118,12 @@ def endpoint(url: str) -> Endpoint:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     if not 0 < port < 65536:
         raise ForbiddenTarget("url has an invalid port")
-    netloc = parsed.netloc.decode("ascii")  # host and port, without the user info
     try:
-        wire = yarl.URL(f"{parsed.scheme}://{netloc}{parsed.raw_path.decode('ascii')}", encoded=True)
+        host_and_port = netloc.decode("ascii")  # without the user info
+        wire = yarl.URL(f"{parsed.scheme}://{host_and_port}{target.decode('ascii')}", encoded=True)
     except (TypeError, ValueError) as exc:
         raise ForbiddenTarget("url is not a valid URL") from exc
-    headers = {"Host": netloc}
+    headers = {"Host": host_and_port}
     if parsed.username or parsed.password:
         token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
