@@ -98,6 +98,15 @@ async def _post(pool: pinning.PinnedPool, url: str) -> pinning.Answer:
     return await pinning.post(pool, url, content=b"{}", headers={}, allow_private=True)
 
 
+async def _loopback(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]
+
+
+async def _post_named(pool: pinning.PinnedPool, url: str) -> pinning.Answer:
+    """A post to a URL naming its host, which resolves to 127.0.0.1."""
+    return await pinning.post(pool, url, content=b"{}", headers={}, allow_private=True, resolver=_loopback)
+
+
 async def _three_posts_on_one_connection(servers) -> None:
     server, url = await servers()
     pool = pinning.PinnedPool(timeout=5, max_connections=4)
@@ -170,9 +179,6 @@ async def test_a_connection_still_being_made_counts_against_the_limit(servers, m
         await gate.wait()
         return await resolve(host, port, **kwargs)
 
-    async def loopback(host, port):
-        return ["127.0.0.1"]
-
     async def idle_one_closed() -> None:
         while first.open:
             await asyncio.sleep(0.01)
@@ -182,12 +188,7 @@ async def test_a_connection_still_being_made_counts_against_the_limit(servers, m
     posts = []
     try:
         assert (await _post(pool, first_url)).status_code == 200  # an address literal: connected to as it is
-        posts = [
-            asyncio.create_task(
-                pinning.post(pool, url, content=b"{}", headers={}, allow_private=True, resolver=loopback)
-            )
-            for url in named
-        ]
+        posts = [asyncio.create_task(_post_named(pool, url)) for url in named]
         # The second post's connection is on its way: the third's closes the idle one before opening its own.
         await asyncio.wait_for(idle_one_closed(), timeout=10)
         assert (second.connections, third.connections) == (0, 0)
@@ -280,10 +281,6 @@ def client_sockets(server_port: int) -> int:
     return count
 
 
-async def _loopback(host: str, port: int) -> list[str]:
-    return ["127.0.0.1"]
-
-
 async def _stale_connections(servers, count: int) -> tuple[Server, int, pinning.PinnedPool]:
     """`count` idle connections, one per host, that the pool holds as expired while their sockets are still open
     (as aiohttp's own cleanup, lazier than the pool's, leaves them), and a pool whose next put-back sweeps."""
@@ -291,9 +288,7 @@ async def _stale_connections(servers, count: int) -> tuple[Server, int, pinning.
     port = int(url.split(":")[2].split("/")[0])
     pool = pinning.PinnedPool(timeout=30, max_connections=count + 5)
     hosts = [f"http://h{n}.test:{port}/hook" for n in range(count)]
-    await asyncio.gather(
-        *(pinning.post(pool, u, content=b"{}", headers={}, allow_private=True, resolver=_loopback) for u in hosts)
-    )
+    await asyncio.gather(*(_post_named(pool, url) for url in hosts))
     for connections in pool._idle.values():
         for connection in connections:
             connection.idle_since -= 3600
@@ -304,11 +299,7 @@ async def _stale_connections(servers, count: int) -> tuple[Server, int, pinning.
 
 async def test_an_attempt_cancelled_while_its_put_back_sweeps_leaves_no_connection_open(servers):
     server, port, pool = await _stale_connections(servers, 20)
-    post = asyncio.create_task(
-        pinning.post(
-            pool, f"http://a.test:{port}/hook", content=b"{}", headers={}, allow_private=True, resolver=_loopback
-        )
-    )
+    post = asyncio.create_task(_post_named(pool, f"http://a.test:{port}/hook"))
     while server.requests < 21:
         await asyncio.sleep(0)
     for _ in range(6):  # the answer is read and its connection put back, which sweeps
@@ -335,9 +326,7 @@ async def test_closing_other_hosts_connections_does_not_run_an_answered_attempt_
     hogging = asyncio.create_task(hog())
     pool.timeout = 1.0
     try:
-        answer = await pinning.post(
-            pool, f"http://a.test:{port}/hook", content=b"{}", headers={}, allow_private=True, resolver=_loopback
-        )
+        answer = await _post_named(pool, f"http://a.test:{port}/hook")
         assert answer.status_code == 200
     finally:
         busy = False

@@ -368,7 +368,7 @@ class WebhookDispatcher:
             error = str(exc)
         except pinning.Timeout:
             error = f"no answer within {settings.webhook_timeout_seconds} s"
-        except pinning.HTTPError as exc:
+        except pinning.DeliveryError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         except Exception as exc:  # a fault of ours, not the receiver's: still an outcome, or the lease resends it
             log.exception("webhook attempt failed unexpectedly", extra={"delivery_id": leased.delivery_id})

@@ -70,10 +70,6 @@ class Timeout(DeliveryError):
     """No complete answer within the attempt's timeout (waiting for a connection included)."""
 
 
-# Whatever a transport error from the HTTP exchange is (a timeout is also one of these).
-HTTPError = DeliveryError
-
-
 class _PinnedResolver(aiohttp.abc.AbstractResolver):
     """What aiohttp's connector calls before it opens a connection to a named host: the address the current attempt
     pinned for (host, port), never a fresh DNS answer."""
@@ -190,7 +186,7 @@ class PinnedPool:
     async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Answer:
         """POST `content` to `url` and read the answer (its body, up to `ANSWER_BYTES_READ`, is read and dropped,
         so the connection can be reused). Connects only to an address pinned for the URL's (host, port); raises
-        one of `HTTPError`."""
+        a `DeliveryError`."""
         endpoint = url_guard.endpoint(url)
         if (endpoint.host, endpoint.port) not in (_pinned.get() or {}):
             raise ConnectError(f"no checked address for {endpoint.host}:{endpoint.port}; not connecting")
@@ -312,7 +308,7 @@ async def post(
     resolver: url_guard.Resolver | None = None,
 ) -> Answer:
     """Resolve and check the URL's host (once), then post to the address that passed. Raises ForbiddenTarget,
-    or one of `HTTPError`."""
+    or a `DeliveryError`."""
     target = await url_guard.resolve_target(url, allow_private=allow_private, resolver=resolver)
     token = _pinned.set({**(_pinned.get() or {}), (target.host, target.port): target.address})
     try:
