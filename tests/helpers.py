@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -183,3 +184,31 @@ class RestartableServer(ServerProcess):
     def stop_keeping_log(self) -> None:
         if self.process is not None:
             super().stop_keeping_log()
+
+
+# -- the processes of `ains serve --workers N` ------------------------------------------------------------
+
+
+def server_processes(serve_pid: int) -> list[int]:
+    """The uvicorn server processes `ains serve --workers N` started (whichever of its threads started them)."""
+    children = []
+    for thread in Path(f"/proc/{serve_pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            children += [int(pid) for pid in (thread / "children").read_text().split()]
+    return [pid for pid in children if "spawn_main" in command_line(pid)]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except FileNotFoundError:
+        return ""
+
+
+def running(pid: int) -> bool:
+    """Alive, and not a zombie its new parent has yet to reap."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status

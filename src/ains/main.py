@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import FastAPI
 
@@ -32,6 +34,7 @@ from ains.core.database import Database
 from ains.core.errors import install_error_handlers
 from ains.core.listener import WakeupListener
 from ains.core.long_poll import stop_long_polls_on_signals
+from ains.core.metrics import MULTIPROCESS_VARIABLE, multiprocess_directory
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
 from ains.core.signals import CACHE, KEY, WEBHOOKS, Wakeups
 from ains.migrate import upgrade
@@ -156,6 +159,23 @@ def prepare_workers(settings: Settings) -> None:
     # whose server processes they are (a worker that asked its parent only once started could be an orphan by then).
     os.environ["AINS_AUTO_MIGRATE"] = "false"
     os.environ[SUPERVISOR_PID_VARIABLE] = str(os.getpid())
+
+
+@contextlib.contextmanager
+def shared_counters() -> Iterator[None]:
+    """While `ains serve --workers N` runs: a fresh directory its server processes count in, so a scrape of any one
+    of them reports them all (ains.core.metrics). Removed when `ains serve` ends; one the operator named in
+    PROMETHEUS_MULTIPROC_DIR is theirs, used as it is and kept."""
+    if multiprocess_directory():
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="ains-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = directory  # the server processes inherit it, and read it as they start
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def worker_app() -> FastAPI:

@@ -9,11 +9,9 @@ be the notification.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -24,7 +22,18 @@ from ains.core.listener import APPLICATION_NAME, decode, encode
 from ains.core.metrics import DB_STATEMENTS
 from ains.core.signals import CACHE, EVERYTHING, TASK, Wakeups
 from ains.identity import Identity
-from tests.helpers import ADMIN, ServerProcess, bearer, claim, create_client, register_agent, submit, task_body
+from tests.helpers import (
+    ADMIN,
+    ServerProcess,
+    bearer,
+    claim,
+    create_client,
+    register_agent,
+    running,
+    server_processes,
+    submit,
+    task_body,
+)
 
 SLOW_FALLBACK = {"AINS_WAKEUP_FALLBACK_SECONDS": "60", "AINS_TIMEOUT_CHECK_SECONDS": "60"}
 WAIT_SECONDS = 30
@@ -249,31 +258,6 @@ async def test_serve_with_two_workers_shares_one_port(postgres_only_url, tmp_pat
         server.stop()
 
 
-def _server_processes(serve_pid: int) -> list[int]:
-    """The uvicorn server processes `ains serve --workers N` started (whichever of its threads started them)."""
-    children = []
-    for thread in Path(f"/proc/{serve_pid}/task").glob("*"):
-        with contextlib.suppress(FileNotFoundError):
-            children += [int(pid) for pid in (thread / "children").read_text().split()]
-    return [pid for pid in children if "spawn_main" in _command_line(pid)]
-
-
-def _command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-    except FileNotFoundError:
-        return ""
-
-
-def _running(pid: int) -> bool:
-    """Alive, and not a zombie its new parent has yet to reap."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 @pytest.mark.slow
 async def test_server_processes_stop_when_serve_is_killed_outright(postgres_only_url, tmp_path):
     """uvicorn's server processes outlive a supervisor killed with SIGKILL; they stop by themselves instead, and
@@ -283,13 +267,13 @@ async def test_server_processes_stop_when_serve_is_killed_outright(postgres_only
     servers: list[int] = []
     try:
         deadline = time.monotonic() + 30
-        while len(servers := _server_processes(server.process.pid)) < 2:
+        while len(servers := server_processes(server.process.pid)) < 2:
             assert time.monotonic() < deadline, "two server processes did not start"
             await asyncio.sleep(0.1)
         server.process.kill()
         server.process.wait()
         deadline = time.monotonic() + 15
-        while any(_running(pid) for pid in servers):
+        while any(running(pid) for pid in servers):
             assert time.monotonic() < deadline, "server processes kept running without their ains serve"
             await asyncio.sleep(0.1)
         with pytest.raises(httpx.ConnectError):
@@ -297,7 +281,7 @@ async def test_server_processes_stop_when_serve_is_killed_outright(postgres_only
     finally:
         server.stop()
         for pid in servers:
-            if _running(pid):
+            if running(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

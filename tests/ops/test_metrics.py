@@ -1,10 +1,28 @@
 """SPEC 11: metrics, readiness when the database is gone, JSON errors, the OpenAPI document."""
 
+import asyncio
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
 import httpx
+import pytest
 
 from ains.core.config import Settings
 from ains.main import create_app
-from tests.helpers import ADMIN, ADMIN_KEY, claim, create_client, free_port, register_agent, submit
+from tests.helpers import (
+    ADMIN,
+    ADMIN_KEY,
+    ServerProcess,
+    claim,
+    create_client,
+    free_port,
+    register_agent,
+    server_processes,
+    submit,
+)
 
 
 async def test_metrics_report_requests_tasks_and_claims(client):
@@ -96,3 +114,44 @@ async def test_every_request_is_counted_once_under_its_route_and_status(client):
         await submit(client, owner)
     assert (await client.post("/ains/tasks", json={"task_type": "x"}, headers=owner)).status_code == 422
     assert (count("201") - created, count("422") - refused, observed() - timed) == (3, 1, 4)
+
+
+def _ready_answers(metrics: str) -> float:
+    found = re.search(r'^ains_http_requests_total\{method="GET",route="/ready",status="200"\} (\S+)$', metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.slow
+async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did(postgres_only_url, tmp_path):
+    """Each server process of `ains serve --workers 2` answers some requests; a scrape, whichever process answers
+    it, reports them all. One process is paused (SIGSTOP) while the other takes a round of requests on new
+    connections, so each process certainly answered some."""
+    env = {"AINS_DATABASE_URL": postgres_only_url, "AINS_DATA_DIR": str(tmp_path / "data")}
+    server = ServerProcess(env, ("--workers", "2"))
+    try:
+        deadline = time.monotonic() + 30
+        while len(servers := server_processes(server.process.pid)) < 2:
+            assert time.monotonic() < deadline, "two server processes did not start"
+            await asyncio.sleep(0.1)
+        environment = Path(f"/proc/{servers[0]}/environ").read_bytes().split(b"\0")
+        shared = next(
+            item.split(b"=", 1)[1].decode() for item in environment if item.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
+        )
+        assert Path(shared).is_dir()
+        rounds = {servers[0]: 3, servers[1]: 4}
+        for answering, paused in (servers, reversed(servers)):
+            os.kill(paused, signal.SIGSTOP)
+            try:
+                async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:  # new connections
+                    for _ in range(rounds[answering]):
+                        assert (await http.get("/ready")).status_code == 200
+            finally:
+                os.kill(paused, signal.SIGCONT)
+        for _ in range(6):  # each on a new connection, so either process may answer
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                scraped = await http.get("/metrics", headers=ADMIN)
+            assert scraped.status_code == 200
+            assert _ready_answers(scraped.text) == 7
+    finally:
+        server.stop()
+    assert not Path(shared).exists()  # the shared directory goes with ains serve

@@ -123,7 +123,7 @@ def serve(
     import uvicorn
 
     from ains.core.logging import configure_logging
-    from ains.main import create_app, prepare_workers
+    from ains.main import create_app, prepare_workers, shared_counters
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -147,16 +147,17 @@ def serve(
         raise typer.Exit(2)
     # Migrations and the admin key once, here, rather than raced by every worker.
     prepare_workers(settings)
-    uvicorn.run(
-        "ains.main:worker_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+    with shared_counters():
+        uvicorn.run(
+            "ains.main:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
 
 
 def worker() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from ains.agents.models import Agent
@@ -15,7 +15,7 @@ from ains.agents.schemas import REGISTERED_STATUSES, AgentStatus
 from ains.auth.dependencies import Admin, admin_only, public
 from ains.core.clock import utcnow
 from ains.core.context import AppContext, get_context
-from ains.core.metrics import AGENT_TRUST, AGENTS_BY_STATUS, AGENTS_BY_TRUST_LEVEL, QUEUE_DEPTH, TASKS_BY_STATUS
+from ains.core.metrics import scrape, stored_state
 from ains.tasks.models import Task
 from ains.tasks.schemas import TaskStatus
 from ains.trust.levels import LEVELS, trust_level
@@ -60,18 +60,17 @@ async def metrics(_admin: Admin, ctx: Ctx) -> Response:
                 select(Agent.agent_id, Agent.trust_score).where(Agent.status != AgentStatus.DEREGISTERED)
             )
         ).all()
-    for status in TaskStatus:
-        TASKS_BY_STATUS.labels(status).set(by_status.get(status, 0))
-    QUEUE_DEPTH.set(depth or 0)
-    for agent_status in REGISTERED_STATUSES:
-        AGENTS_BY_STATUS.labels(agent_status).set(agents.get(agent_status, 0))
-    # Rebuilt each scrape, so agents that left or changed level don't linger.
-    AGENT_TRUST.clear()
     levels = dict.fromkeys((name for name, _ in LEVELS), 0)
+    trust = []
     for agent_id, score in scores:
         level = trust_level(score)
-        AGENT_TRUST.labels(agent_id, level).set(score)
+        trust.append((agent_id, level, score))
         levels[level] += 1
-    for level, count in levels.items():
-        AGENTS_BY_TRUST_LEVEL.labels(level).set(count)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    state = stored_state(
+        {status: by_status.get(status, 0) for status in TaskStatus},
+        depth or 0,
+        {status: agents.get(status, 0) for status in REGISTERED_STATUSES},
+        trust,
+        levels,
+    )
+    return Response(scrape(state), media_type=CONTENT_TYPE_LATEST)
