@@ -268,3 +268,14 @@ def test_workflows_and_schedules_commands(tmp_path):
         assert "404" in one_line_error(run("workflows", "show", "wf_nope", env=env, check=False))
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_metrics_directory_that_is_not_there_is_one_line(tmp_path, command):
+    missing = tmp_path / "no-such-directory"
+    result = ains(command, env={"PROMETHEUS_MULTIPROC_DIR": str(missing), "AINS_DATA_DIR": str(tmp_path)}, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: PROMETHEUS_MULTIPROC_DIR={missing} is not a directory this process can write to; the processes "
+        "that share /metrics keep their counters there. Create it, or unset it."
+    )

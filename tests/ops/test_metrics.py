@@ -16,6 +16,7 @@ from tests.helpers import (
     ADMIN,
     ADMIN_KEY,
     ServerProcess,
+    WorkerProcess,
     claim,
     create_client,
     free_port,
@@ -41,6 +42,24 @@ async def test_metrics_report_requests_tasks_and_claims(client):
     assert 'ains_http_requests_total{method="POST",route="/ains/tasks",status="201"}' in text
     assert "ains_http_request_duration_seconds_bucket" in text
     assert 'ains_db_statements_total{kind="read"}' in text and 'ains_db_statements_total{kind="write"}' in text
+
+
+async def test_metrics_report_each_registered_agents_trust_and_forget_one_that_left(client):
+    first = await register_agent(client, "agent_1")
+    await register_agent(client, "agent_2")
+    text = (await client.get("/metrics", headers=ADMIN)).text
+    level = first.record["trust_level"]
+    score = first.record["trust_score"]
+    assert f'ains_agent_trust_score{{agent_id="agent_1",trust_level="{level}"}} {score}' in text
+    assert f'ains_agent_trust_score{{agent_id="agent_2",trust_level="{level}"}} {score}' in text
+    assert f'ains_agents_by_trust_level{{trust_level="{level}"}} 2.0' in text
+    assert 'ains_agents{status="AVAILABLE"} 2.0' in text
+    assert (await client.delete("/ains/agents/agent_1", headers=first.headers)).status_code == 204
+    text = (await client.get("/metrics", headers=ADMIN)).text
+    assert 'agent_id="agent_1"' not in text
+    assert 'ains_agent_trust_score{agent_id="agent_2"' in text
+    assert f'ains_agents_by_trust_level{{trust_level="{level}"}} 1.0' in text
+    assert 'ains_agents{status="AVAILABLE"} 1.0' in text
 
 
 async def test_metrics_need_the_admin(client):
@@ -155,3 +174,31 @@ async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did
     finally:
         server.stop()
     assert not Path(shared).exists()  # the shared directory goes with ains serve
+
+
+@pytest.mark.slow
+async def test_a_worker_given_the_same_directory_is_counted_in_the_servers_metrics(postgres_only_url, tmp_path):
+    """Servers without duties beside an `ains worker`, all told one PROMETHEUS_MULTIPROC_DIR: the duties' passes,
+    which only the worker makes, show in a scrape of the servers; the directory, the operator's, is kept."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {
+        "AINS_DATABASE_URL": postgres_only_url,
+        "AINS_DATA_DIR": str(tmp_path / "data"),
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    server = ServerProcess(env | {"AINS_RUN_BACKGROUND": "false"}, ("--workers", "2"))
+    worker = WorkerProcess(env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                scraped = (await http.get("/metrics", headers=ADMIN)).text
+            if re.search(r'^ains_background_duty_runs_total\{duty="timeouts"\} [1-9]', scraped, re.M):
+                break
+            assert time.monotonic() < deadline, "the worker's duty passes never showed in the servers' metrics"
+            await asyncio.sleep(0.2)
+    finally:
+        worker.stop()
+        server.stop()
+    assert shared.is_dir() and any(shared.iterdir())

@@ -4,6 +4,7 @@ registration tokens (`keys create` without --url writes to the local database di
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -114,6 +115,22 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 KEEP_ALIVE_SECONDS = 75
 
 
+def _check_metrics_directory() -> None:
+    """A PROMETHEUS_MULTIPROC_DIR that cannot take the counters' files is one line, before anything starts (the
+    first counter would otherwise fail with a traceback as the app is imported)."""
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):  # prometheus_client reads either
+        directory = os.environ.get(name)
+        if directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
+            typer.echo(
+                f"error: {name}={directory} is not a directory this process can write to; the processes that "
+                "share /metrics keep their counters there. Create it, or unset it.",
+                err=True,
+            )
+            raise typer.Exit(2)
+        if directory:
+            return
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
@@ -122,6 +139,7 @@ def serve(
     """Run the API server and the console (migrations are applied on start)."""
     import uvicorn
 
+    _check_metrics_directory()
     from ains.core.logging import configure_logging
     from ains.main import create_app, prepare_workers, shared_counters
 
@@ -167,6 +185,7 @@ def worker() -> None:
     """
     import signal
 
+    _check_metrics_directory()
     from ains.background.runner import DutyRunner
     from ains.core.logging import configure_logging
     from ains.main import background_duties, open_context
