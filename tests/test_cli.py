@@ -271,11 +271,34 @@ def test_workflows_and_schedules_commands(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["serve", "worker"])
-def test_a_metrics_directory_that_is_not_there_is_one_line(tmp_path, command):
-    missing = tmp_path / "no-such-directory"
-    result = ains(command, env={"PROMETHEUS_MULTIPROC_DIR": str(missing), "AINS_DATA_DIR": str(tmp_path)}, check=False)
+@pytest.mark.parametrize("what", ["missing", "a file"])
+def test_a_metrics_directory_that_cannot_be_written_to_is_one_line(tmp_path, command, what):
+    named = tmp_path / "metrics"
+    if what == "a file":
+        named.write_text("")
+    result = ains(command, env={"PROMETHEUS_MULTIPROC_DIR": str(named), "AINS_DATA_DIR": str(tmp_path)}, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: PROMETHEUS_MULTIPROC_DIR={missing} is not a directory this process can write to; the processes "
+        f"error: PROMETHEUS_MULTIPROC_DIR={named} is not a directory this process can write to; the processes "
         "that share /metrics keep their counters there. Create it, or unset it."
     )
+
+
+def test_only_the_commands_that_serve_metrics_write_to_the_metrics_directory(tmp_path):
+    """prometheus_client writes a process's files wherever the variable points, even empty (the working
+    directory); a command that serves no metrics writes none."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    data = {"AINS_DATA_DIR": str(tmp_path / "data")}
+    for value in (str(shared), ""):
+        result = subprocess.run(
+            [sys.executable, "-m", "ains", "db", "upgrade", "--create"],
+            capture_output=True,
+            text=True,
+            env=os.environ | data | {"PROMETHEUS_MULTIPROC_DIR": value},
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+    assert list(shared.iterdir()) == []
+    assert list(tmp_path.glob("*.db")) == []

@@ -34,7 +34,7 @@ from ains.core.database import Database
 from ains.core.errors import install_error_handlers
 from ains.core.listener import WakeupListener
 from ains.core.long_poll import stop_long_polls_on_signals
-from ains.core.metrics import MULTIPROCESS_VARIABLE, multiprocess_directory
+from ains.core.metrics import MULTIPROCESS_VARIABLE
 from ains.core.middleware import BodySizeLimit, RequestTelemetry
 from ains.core.signals import CACHE, KEY, WEBHOOKS, Wakeups
 from ains.migrate import upgrade
@@ -162,20 +162,21 @@ def prepare_workers(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def shared_counters() -> Iterator[None]:
-    """While `ains serve --workers N` runs: a fresh directory its server processes count in, so a scrape of any one
-    of them reports them all (ains.core.metrics). Removed when `ains serve` ends; one the operator named in
-    PROMETHEUS_MULTIPROC_DIR is theirs, used as it is and kept."""
-    if multiprocess_directory():
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="ains-metrics-")
-    os.environ[MULTIPROCESS_VARIABLE] = directory  # the server processes inherit it, and read it as they start
+def shared_counters(directory: str | None = None) -> Iterator[None]:
+    """While `ains serve --workers N` runs: the directory its server processes count in, so a scrape of any one of
+    them reports them all (ains.core.metrics). The server processes inherit it, and read it as they start; this
+    process, which imported the metrics already, counts nothing there. `directory`: the operator's, used as it is and
+    kept; otherwise a fresh one, removed when `ains serve` ends."""
+    created = directory is None
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="ains-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = directory
     try:
         yield
     finally:
         os.environ.pop(MULTIPROCESS_VARIABLE, None)
-        shutil.rmtree(directory, ignore_errors=True)
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def worker_app() -> FastAPI:

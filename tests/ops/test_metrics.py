@@ -147,6 +147,7 @@ async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did
     connections, so each process certainly answered some."""
     env = {"AINS_DATABASE_URL": postgres_only_url, "AINS_DATA_DIR": str(tmp_path / "data")}
     server = ServerProcess(env, ("--workers", "2"))
+    shared = None
     try:
         deadline = time.monotonic() + 30
         while len(servers := server_processes(server.process.pid)) < 2:
@@ -173,7 +174,7 @@ async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did
             assert _ready_answers(scraped.text) == 7
     finally:
         server.stop()
-    assert not Path(shared).exists()  # the shared directory goes with ains serve
+    assert shared is not None and not Path(shared).exists()  # the shared directory goes with ains serve
 
 
 @pytest.mark.slow
@@ -182,6 +183,9 @@ async def test_a_worker_given_the_same_directory_is_counted_in_the_servers_metri
     which only the worker makes, show in a scrape of the servers; the directory, the operator's, is kept."""
     shared = tmp_path / "metrics"
     shared.mkdir()
+    # What else the directory may hold is not read: an older AINS's gauge file, anything else named *.db.
+    (shared / "gauge_all_1.db").write_bytes(b"not a metrics file")
+    (shared / "notes.db").write_bytes(b"not a metrics file")
     env = {
         "AINS_DATABASE_URL": postgres_only_url,
         "AINS_DATA_DIR": str(tmp_path / "data"),
@@ -198,7 +202,10 @@ async def test_a_worker_given_the_same_directory_is_counted_in_the_servers_metri
                 break
             assert time.monotonic() < deadline, "the worker's duty passes never showed in the servers' metrics"
             await asyncio.sleep(0.2)
+        # The processes that count write there; `ains serve` itself, which serves nothing, does not.
+        assert not list(shared.glob(f"*_{server.process.pid}.db"))
+        assert list(shared.glob(f"counter_{worker.process.pid}.db"))
     finally:
         worker.stop()
         server.stop()
-    assert shared.is_dir() and any(shared.iterdir())
+    assert shared.is_dir() and any(shared.iterdir())  # the operator's: kept

@@ -27,6 +27,7 @@ class _OneLineErrors(typer.Typer):
     """`ains` itself: a usage error (a missing argument, a bad option value) is one line too, exit code 2."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        server.set_aside_metrics_directory()  # only the commands that serve metrics count in that directory
         command = typer.main.get_command(self)
         try:
             code = command.main(*args, **{**kwargs, "standalone_mode": False})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import tempfile
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,20 +116,43 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 KEEP_ALIVE_SECONDS = 75
 
 
-def _check_metrics_directory() -> None:
-    """A PROMETHEUS_MULTIPROC_DIR that cannot take the counters' files is one line, before anything starts (the
-    first counter would otherwise fail with a traceback as the app is imported)."""
-    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):  # prometheus_client reads either
-        directory = os.environ.get(name)
-        if directory and not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
-            typer.echo(
-                f"error: {name}={directory} is not a directory this process can write to; the processes that "
-                "share /metrics keep their counters there. Create it, or unset it.",
-                err=True,
-            )
-            raise typer.Exit(2)
-        if directory:
-            return
+# PROMETHEUS_MULTIPROC_DIR (prometheus_client also reads it lower-case), as the command was started with. It is taken
+# out of the environment before anything imports the metrics, so that only the processes that count and serve them
+# (`serve`, `worker`, and the server processes of `serve --workers N`) write files there: with the variable merely
+# present, even empty, prometheus_client writes each process's files, into the working directory when it is empty.
+_METRICS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+_metrics_directory_given: tuple[str, str] | None = None  # (the variable's name, its value)
+
+
+def set_aside_metrics_directory() -> None:
+    """Take PROMETHEUS_MULTIPROC_DIR out of this process's environment (see `_metrics_directory`)."""
+    global _metrics_directory_given
+    for name in _METRICS_VARIABLES:
+        value = os.environ.pop(name, "")
+        if value and _metrics_directory_given is None:
+            _metrics_directory_given = (name, value)
+
+
+def _metrics_directory() -> str | None:
+    """The directory named by PROMETHEUS_MULTIPROC_DIR, checked by writing a file there; one that is not there or
+    cannot be written to is one line, before anything starts (the first counter would otherwise fail with a
+    traceback as the app is imported). An empty value is no directory."""
+    set_aside_metrics_directory()
+    if _metrics_directory_given is None:
+        return None
+    name, directory = _metrics_directory_given
+    try:
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=".ains-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError:
+        typer.echo(
+            f"error: {name}={directory} is not a directory this process can write to; the processes that "
+            "share /metrics keep their counters there. Create it, or unset it.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    return directory
 
 
 def serve(
@@ -139,7 +163,9 @@ def serve(
     """Run the API server and the console (migrations are applied on start)."""
     import uvicorn
 
-    _check_metrics_directory()
+    metrics_directory = _metrics_directory()
+    if metrics_directory and workers == 1:
+        os.environ[_METRICS_VARIABLES[0]] = metrics_directory  # this process counts there, as it imports the app
     from ains.core.logging import configure_logging
     from ains.main import create_app, prepare_workers, shared_counters
 
@@ -165,7 +191,7 @@ def serve(
         raise typer.Exit(2)
     # Migrations and the admin key once, here, rather than raced by every worker.
     prepare_workers(settings)
-    with shared_counters():
+    with shared_counters(metrics_directory):
         uvicorn.run(
             "ains.main:worker_app",
             factory=True,
@@ -185,7 +211,9 @@ def worker() -> None:
     """
     import signal
 
-    _check_metrics_directory()
+    metrics_directory = _metrics_directory()
+    if metrics_directory:
+        os.environ[_METRICS_VARIABLES[0]] = metrics_directory  # this process counts there, as it imports the app
     from ains.background.runner import DutyRunner
     from ains.core.logging import configure_logging
     from ains.main import background_duties, open_context

@@ -8,10 +8,11 @@ every process's (`scrape`): otherwise each scrape would show only the counts of 
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -77,6 +78,23 @@ def multiprocess_directory() -> str | None:
     return os.environ.get(MULTIPROCESS_VARIABLE) or os.environ.get(MULTIPROCESS_VARIABLE.lower())
 
 
+class _SharedCounts(Collector):
+    """Every process's counters and histograms in the shared directory, summed. Only their files are read: gauges
+    are built per scrape here (a gauge file an older AINS left would repeat a family), and the directory may hold
+    other files."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator:
+        files = [
+            path
+            for kind in ("counter", "histogram")
+            for path in sorted(glob.glob(os.path.join(glob.escape(self.directory), f"{kind}_*.db")))
+        ]
+        return iter(MultiProcessCollector.merge(files, accumulate=True))
+
+
 class _Scrape(Collector):
     def __init__(self, counted: Collector, state: list[GaugeMetricFamily]) -> None:
         self.counted = counted
@@ -91,8 +109,5 @@ def scrape(state: list[GaugeMetricFamily]) -> bytes:
     """The Prometheus text of a scrape: what was counted (every server process's, summed, when they share a
     directory; this process's otherwise, with its process and runtime figures) and the stored state."""
     directory = multiprocess_directory()
-    counted: Collector = REGISTRY
-    if directory:
-        counted = CollectorRegistry()
-        MultiProcessCollector(counted, path=directory)
+    counted: Collector = _SharedCounts(directory) if directory else REGISTRY
     return generate_latest(_Scrape(counted, state))  # type: ignore[arg-type]
