@@ -11,7 +11,9 @@ jobs/s = JOBS / (first enqueue → last job done). Each library gets a scratch
 database or a fresh Redis queue and counter, removed afterwards. The libraries
 are the `bench` extra (`pip install -e '.[bench]'`), never part of AINS.
 
-    .venv/bin/python benchmarks/peers.py [--runs 3] [--jobs 20000]
+    .venv/bin/python benchmarks/peers.py [--runs 3] [--jobs 20000] [--workers N]
+
+`--workers N` runs AINS as `ains serve --workers N` (the target is met only if it holds with 1 and with 2).
 """
 
 from __future__ import annotations
@@ -135,11 +137,13 @@ def celery_run(jobs: int) -> float:
 
 
 def main() -> None:
-    args = common.arguments(__doc__.splitlines()[0], jobs=(int, 20_000))
+    args = common.arguments(__doc__.splitlines()[0], jobs=(int, 20_000), workers=(int, 1))
+    serve_args: tuple[str, ...] = ("--workers", str(args.workers)) if args.workers > 1 else ()
     results: dict[str, list[float]] = {"AINS": [], "Procrastinate": [], "pgqueuer": [], "Celery (Redis)": []}
     for run in range(args.runs):
         with common.scratch_postgres() as url:
-            results["AINS"].append(asyncio.run(end_to_end.run_once(url, args.jobs, drain_timeout_seconds=0))[0])
+            ains_run = end_to_end.run_once(url, args.jobs, drain_timeout_seconds=0, serve_args=serve_args)
+            results["AINS"].append(asyncio.run(ains_run)[0])
         with common.scratch_postgres() as url:
             results["Procrastinate"].append(asyncio.run(procrastinate_run(url, args.jobs)))
         with common.scratch_postgres() as url:
@@ -150,7 +154,8 @@ def main() -> None:
             flush=True,
         )
     ains = results["AINS"]
-    print(f"{args.jobs:,} no-op jobs, {args.runs} runs, jobs/s median (min–max):")
+    workers = f", AINS with --workers {args.workers}" if args.workers > 1 else ""
+    print(f"{args.jobs:,} no-op jobs, {args.runs} runs{workers}, jobs/s median (min–max):")
     for name, values in results.items():
         ratios = [a / v for a, v in zip(ains, values, strict=True)]
         print(f"| {name} | {common.spread(values)} | {common.spread(ratios, '{:.2f}×'.format)} |")
