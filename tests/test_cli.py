@@ -6,11 +6,16 @@ import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+import ains
 from ains.auth.signatures import registration_message
+
+# The `ains` package under test, for a subprocess started outside the project's directory.
+SOURCE_TREE = Path(ains.__file__).resolve().parents[1]
 
 
 def ains(*args, env=None, check=True):
@@ -271,11 +276,16 @@ def test_workflows_and_schedules_commands(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["serve", "worker"])
-@pytest.mark.parametrize("what", ["missing", "a file"])
+@pytest.mark.parametrize("what", ["missing", "a file", "a directory writes to fail in"])
 def test_a_metrics_directory_that_cannot_be_written_to_is_one_line(tmp_path, command, what):
     named = tmp_path / "metrics"
     if what == "a file":
         named.write_text("")
+    elif what == "a directory writes to fail in":
+        # Its permission bits allow writing, to root at least (os.access says yes), but the file system does not.
+        named = Path("/sys")
+        if not os.access(named, os.W_OK):
+            pytest.skip("only root sees /sys as writable by its permissions")
     result = ains(command, env={"PROMETHEUS_MULTIPROC_DIR": str(named), "AINS_DATA_DIR": str(tmp_path)}, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -295,7 +305,8 @@ def test_only_the_commands_that_serve_metrics_write_to_the_metrics_directory(tmp
             [sys.executable, "-m", "ains", "db", "upgrade", "--create"],
             capture_output=True,
             text=True,
-            env=os.environ | data | {"PROMETHEUS_MULTIPROC_DIR": value},
+            # cwd is elsewhere, so the source tree under test is named: a relative PYTHONPATH would miss it.
+            env=os.environ | data | {"PROMETHEUS_MULTIPROC_DIR": value, "PYTHONPATH": str(SOURCE_TREE)},
             cwd=tmp_path,
             timeout=60,
         )

@@ -179,16 +179,6 @@ def shared_counters(directory: str | None = None) -> Iterator[None]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def worker_app() -> FastAPI:
-    """The app of one `ains serve --workers N` process (uvicorn imports this in each one)."""
-    from ains.core.logging import configure_logging
-
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    supervisor = os.environ.get(SUPERVISOR_PID_VARIABLE)
-    return create_app(settings, supervisor_pid=int(supervisor) if supervisor else None)
-
-
 # The pid of the `ains serve --workers N` whose server process this is; internal, so not an AINS_ setting.
 SUPERVISOR_PID_VARIABLE = "_AINS_SUPERVISOR_PID"
 

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -178,34 +179,74 @@ async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did
 
 
 @pytest.mark.slow
-async def test_a_worker_given_the_same_directory_is_counted_in_the_servers_metrics(postgres_only_url, tmp_path):
+@pytest.mark.parametrize("serve_args", [(), ("--workers", "2")], ids=["one process", "two server processes"])
+async def test_a_worker_given_the_same_directory_is_counted_in_the_servers_metrics(
+    postgres_only_url, tmp_path, serve_args
+):
     """Servers without duties beside an `ains worker`, all told one PROMETHEUS_MULTIPROC_DIR: the duties' passes,
     which only the worker makes, show in a scrape of the servers; the directory, the operator's, is kept."""
     shared = tmp_path / "metrics"
     shared.mkdir()
-    # What else the directory may hold is not read: an older AINS's gauge file, anything else named *.db.
+    # What else the directory may hold is not read: an older AINS's gauge file, anything else named *.db, a file a
+    # process is only now creating.
     (shared / "gauge_all_1.db").write_bytes(b"not a metrics file")
     (shared / "notes.db").write_bytes(b"not a metrics file")
+    (shared / "counter_2.db").write_bytes(b"")
     env = {
         "AINS_DATABASE_URL": postgres_only_url,
         "AINS_DATA_DIR": str(tmp_path / "data"),
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
     }
-    server = ServerProcess(env | {"AINS_RUN_BACKGROUND": "false"}, ("--workers", "2"))
+    server = ServerProcess(env | {"AINS_RUN_BACKGROUND": "false"}, serve_args)
     worker = WorkerProcess(env)
     try:
         deadline = time.monotonic() + 30
         while True:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                scraped = (await http.get("/metrics", headers=ADMIN)).text
-            if re.search(r'^ains_background_duty_runs_total\{duty="timeouts"\} [1-9]', scraped, re.M):
+                scraped = await http.get("/metrics", headers=ADMIN)
+            assert scraped.status_code == 200
+            if re.search(r'^ains_background_duty_runs_total\{duty="timeouts"\} [1-9]', scraped.text, re.M):
                 break
             assert time.monotonic() < deadline, "the worker's duty passes never showed in the servers' metrics"
             await asyncio.sleep(0.2)
-        # The processes that count write there; `ains serve` itself, which serves nothing, does not.
-        assert not list(shared.glob(f"*_{server.process.pid}.db"))
+        # The processes that count write there; `ains serve --workers N` itself, which serves nothing, does not.
+        own_files = list(shared.glob(f"counter_{server.process.pid}.db"))
+        assert len(own_files) == (0 if serve_args else 1)
         assert list(shared.glob(f"counter_{worker.process.pid}.db"))
     finally:
         worker.stop()
         server.stop()
     assert shared.is_dir() and any(shared.iterdir())  # the operator's: kept
+
+
+@pytest.mark.slow
+async def test_a_server_process_restarted_after_the_directory_was_removed_makes_it_again(postgres_only_url, tmp_path):
+    """A cleaner of old temporary files may remove the directory under a long-running `ains serve --workers N`; a
+    server process that dies and is started again makes it anew rather than failing as it starts, over and over."""
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {
+        "AINS_DATABASE_URL": postgres_only_url,
+        "AINS_DATA_DIR": str(tmp_path / "data"),
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    server = ServerProcess(env, ("--workers", "2"))
+    try:
+        deadline = time.monotonic() + 30
+        while len(servers := server_processes(server.process.pid)) < 2:
+            assert time.monotonic() < deadline, "two server processes did not start"
+            await asyncio.sleep(0.1)
+        shutil.rmtree(shared)
+        os.kill(servers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not list(shared.glob("counter_*.db")):
+            assert time.monotonic() < deadline, "no server process counts in the directory again"
+            await asyncio.sleep(0.1)
+        restarted = set(server_processes(server.process.pid)) - set(servers)
+        assert len(restarted) == 1
+        (pid,) = restarted
+        assert list(shared.glob(f"counter_{pid}.db"))
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            assert (await http.get("/metrics", headers=ADMIN)).status_code == 200
+    finally:
+        server.stop()

@@ -125,7 +125,8 @@ _metrics_directory_given: tuple[str, str] | None = None  # (the variable's name,
 
 
 def set_aside_metrics_directory() -> None:
-    """Take PROMETHEUS_MULTIPROC_DIR out of this process's environment (see `_metrics_directory`)."""
+    """Take PROMETHEUS_MULTIPROC_DIR out of this process's environment (see `_metrics_directory`); the handlers an
+    `ains agent run` runs do not see it either."""
     global _metrics_directory_given
     for name in _METRICS_VARIABLES:
         value = os.environ.pop(name, "")
@@ -193,7 +194,7 @@ def serve(
     prepare_workers(settings)
     with shared_counters(metrics_directory):
         uvicorn.run(
-            "ains.main:worker_app",
+            "ains.server_process:app",
             factory=True,
             workers=workers,
             host=host,

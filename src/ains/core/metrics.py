@@ -91,8 +91,21 @@ class _SharedCounts(Collector):
             path
             for kind in ("counter", "histogram")
             for path in sorted(glob.glob(os.path.join(glob.escape(self.directory), f"{kind}_*.db")))
+            # A file too short to hold its own length is one a process is creating this very moment (or a stray).
+            if _size(path) >= _SMALLEST_FILE
         ]
         return iter(MultiProcessCollector.merge(files, accumulate=True))
+
+
+# prometheus_client's files start with the 4-byte length of what they hold and its 4 bytes of padding.
+_SMALLEST_FILE = 8
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # gone since the directory was read
+        return 0
 
 
 class _Scrape(Collector):
