@@ -27,7 +27,7 @@ from ains.core.config import Settings
 from ains.core.database import Base, Database
 from ains.main import create_app
 from ains.migrate import upgrade
-from tests.helpers import ADMIN_KEY
+from tests.helpers import ADMIN_KEY, wait_for
 
 # Each test's reports by phase ("setup", "call", "teardown"), for fixtures that add evidence when the test failed.
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -162,6 +162,15 @@ async def settings(backend: Backend, tmp_path: Path, settings_overrides: dict) -
 async def app(settings: Settings) -> AsyncIterator:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
+        ctx = application.state.ctx
+        if ctx.listener is not None:
+            # On PostgreSQL the link to the other processes' wake-ups connects in the background; until it is up the
+            # in-process caches are not trusted, and when it comes up they start afresh. Tests begin where a running
+            # server is, with the link up (a loaded machine took long enough that a test saw the switch).
+            async def link_up() -> bool:
+                return ctx.signals.connected
+
+            assert await wait_for(link_up), "the wake-up link to PostgreSQL did not come up"
         yield application
 
 
