@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"schedules"},
     {"agents"},
     {"console", "ops"},
-    {"main", "cli", "migrate", "migrations", "testing", "__main__"},
+    {"main", "server_process", "cli", "migrate", "migrations", "testing", "__main__"},
 ]
 SDK = {"client", "agent", "identity"}
 SDK_MAY_READ = {"auth.signatures", "workflows.builder", "core.clock"}
