@@ -123,4 +123,4 @@ def scrape(state: list[GaugeMetricFamily]) -> bytes:
     directory; this process's otherwise, with its process and runtime figures) and the stored state."""
     directory = multiprocess_directory()
     counted: Collector = _SharedCounts(directory) if directory else REGISTRY
-    return generate_latest(_Scrape(counted, state))  # type: ignore[arg-type]
+    return generate_latest(_Scrape(counted, state))
