@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 
@@ -28,6 +29,7 @@ from tests.helpers import (
     bearer,
     claim,
     create_client,
+    process_environment,
     register_agent,
     running,
     server_processes,
@@ -265,11 +267,14 @@ async def test_server_processes_stop_when_serve_is_killed_outright(postgres_only
     env = {"AINS_DATABASE_URL": postgres_only_url, "AINS_DATA_DIR": str(tmp_path / "data")}
     server = ServerProcess(env, ("--workers", "2"))
     servers: list[int] = []
+    shared = ""
     try:
         deadline = time.monotonic() + 30
         while len(servers := server_processes(server.process.pid)) < 2:
             assert time.monotonic() < deadline, "two server processes did not start"
             await asyncio.sleep(0.1)
+        # Killed outright, ains serve cannot remove its metrics directory: the test does.
+        shared = process_environment(servers[0])["PROMETHEUS_MULTIPROC_DIR"]
         server.process.kill()
         server.process.wait()
         deadline = time.monotonic() + 15
@@ -283,6 +288,8 @@ async def test_server_processes_stop_when_serve_is_killed_outright(postgres_only
         for pid in servers:
             if running(pid):
                 os.kill(pid, signal.SIGKILL)
+        if shared:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 # -- within one process ------------------------------------------------------------------------------------

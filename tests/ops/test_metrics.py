@@ -21,6 +21,7 @@ from tests.helpers import (
     claim,
     create_client,
     free_port,
+    process_environment,
     register_agent,
     server_processes,
     submit,
@@ -154,10 +155,7 @@ async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did
         while len(servers := server_processes(server.process.pid)) < 2:
             assert time.monotonic() < deadline, "two server processes did not start"
             await asyncio.sleep(0.1)
-        environment = Path(f"/proc/{servers[0]}/environ").read_bytes().split(b"\0")
-        shared = next(
-            item.split(b"=", 1)[1].decode() for item in environment if item.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
-        )
+        shared = process_environment(servers[0])["PROMETHEUS_MULTIPROC_DIR"]
         assert Path(shared).is_dir()
         rounds = {servers[0]: 3, servers[1]: 4}
         for answering, paused in (servers, reversed(servers)):
