@@ -198,6 +198,15 @@ def server_processes(serve_pid: int) -> list[int]:
     return [pid for pid in children if "spawn_main" in command_line(pid)]
 
 
+async def started_server_processes(serve_pid: int, count: int = 2) -> list[int]:
+    """The server processes of `ains serve --workers N`, once `count` of them have started (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while len(servers := server_processes(serve_pid)) < count:
+        assert time.monotonic() < deadline, f"{count} server processes did not start"
+        await asyncio.sleep(0.1)
+    return servers
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")

@@ -32,7 +32,7 @@ from tests.helpers import (
     process_environment,
     register_agent,
     running,
-    server_processes,
+    started_server_processes,
     submit,
     task_body,
 )
@@ -269,10 +269,7 @@ async def test_server_processes_stop_when_serve_is_killed_outright(postgres_only
     servers: list[int] = []
     shared = ""
     try:
-        deadline = time.monotonic() + 30
-        while len(servers := server_processes(server.process.pid)) < 2:
-            assert time.monotonic() < deadline, "two server processes did not start"
-            await asyncio.sleep(0.1)
+        servers = await started_server_processes(server.process.pid)
         # Killed outright, ains serve cannot remove its metrics directory: the test does.
         shared = process_environment(servers[0])["PROMETHEUS_MULTIPROC_DIR"]
         server.process.kill()

@@ -24,6 +24,7 @@ from tests.helpers import (
     process_environment,
     register_agent,
     server_processes,
+    started_server_processes,
     submit,
 )
 
@@ -151,10 +152,7 @@ async def test_a_scrape_of_serve_with_two_workers_counts_what_both_processes_did
     server = ServerProcess(env, ("--workers", "2"))
     shared = None
     try:
-        deadline = time.monotonic() + 30
-        while len(servers := server_processes(server.process.pid)) < 2:
-            assert time.monotonic() < deadline, "two server processes did not start"
-            await asyncio.sleep(0.1)
+        servers = await started_server_processes(server.process.pid)
         shared = process_environment(servers[0])["PROMETHEUS_MULTIPROC_DIR"]
         assert Path(shared).is_dir()
         rounds = {servers[0]: 3, servers[1]: 4}
@@ -230,10 +228,7 @@ async def test_a_server_process_restarted_after_the_directory_was_removed_makes_
     }
     server = ServerProcess(env, ("--workers", "2"))
     try:
-        deadline = time.monotonic() + 30
-        while len(servers := server_processes(server.process.pid)) < 2:
-            assert time.monotonic() < deadline, "two server processes did not start"
-            await asyncio.sleep(0.1)
+        servers = await started_server_processes(server.process.pid)
         shutil.rmtree(shared)
         os.kill(servers[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
